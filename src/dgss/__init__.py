@@ -1,0 +1,3 @@
+"""dgss: domain-generalized semantic segmentation on frozen vision foundation models."""
+
+__version__ = "0.1.0"

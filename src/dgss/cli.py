@@ -1,0 +1,7 @@
+"""`dgss` command line."""
+import sys
+
+
+def main(argv=None) -> int:
+    print("dgss: nothing here yet", file=sys.stderr)
+    return 1
