@@ -1,7 +1,91 @@
-"""`dgss` command line."""
+"""`dgss` command line: params, convert, predict, data, demo (see the README for examples)."""
+from __future__ import annotations
+
+import argparse
 import sys
 
+import torch
 
-def main(argv=None) -> int:
-    print("dgss: nothing here yet", file=sys.stderr)
-    return 1
+from .backbones.zoo import ENCODERS, UnknownModelError
+
+
+def _known_models() -> list[str]:
+    from .models.presets import PRESETS
+    return sorted(ENCODERS) + sorted(PRESETS)
+
+
+def cmd_params(args: argparse.Namespace) -> int:
+    """Build the named encoder or model on the meta device and print its parameter table."""
+    from .models.param_report import format_rows, param_rows
+    from .models.presets import PRESETS, build_preset
+    name = args.model
+    with torch.device("meta"):
+        if name.startswith("dav2-"):
+            from .backbones.depth_anything import DepthAnythingV2
+            size = name.split("-")[1]
+            model = DepthAnythingV2(size, patch14=name.endswith("-p14"))
+            rows = param_rows(model, {"encoder": model.encoder, "depth_head (DPT)": model.depth_head})
+        elif name in ENCODERS:
+            from .backbones.vit_encoder import build_encoder
+            model = build_encoder(name)
+            rows = param_rows(model, {"encoder": model})
+        elif name in PRESETS:
+            model = build_preset(name, num_classes=args.num_classes)
+            rows = param_rows(model, model.param_groups())
+        else:
+            raise UnknownModelError(f"unknown model {name!r}; known models: {', '.join(_known_models())}")
+    enc = model if hasattr(model, "embed") else getattr(model, "encoder", None)
+    size = enc.cfg.img_size if enc is not None else "?"
+    print(format_rows(f"{name} (built on the meta device; {size}x{size} input)", rows))
+    if enc is not None and enc.cfg.keep_mask_token:
+        print(f"note: counts include the public checkpoint's unused DINOv2 mask token ({enc.cfg.embed_dim:,} "
+              "parameters), so that public files load strictly")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dgss", description="Domain-generalized semantic segmentation on frozen VFMs.")
+    sub = p.add_subparsers(dest="command", required=True)
+    sp = sub.add_parser("params", help="per-module total / trainable / frozen parameter counts")
+    sp.add_argument("model", help="encoder (dinov2-l, eva02-l, clip-l, sam-h, dav2-l, ...) or model preset")
+    sp.add_argument("--num-classes", type=int, default=19)
+    sp.set_defaults(func=cmd_params)
+    for register in _registrars():
+        register(sub)
+    return p
+
+
+def _registrars():
+    """Sub-command groups that live next to their concern (added as they land)."""
+    regs = []
+    try:
+        from .data.cli import register as data_register
+        regs.append(data_register)
+    except ImportError:
+        pass
+    try:
+        from .models.convert_cli import register as convert_register
+        regs.append(convert_register)
+    except ImportError:
+        pass
+    return regs
+
+
+class CLIError(Exception):
+    """An error the CLI reports as one clear line (no traceback)."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (UnknownModelError, CLIError, FileNotFoundError, ValueError, RuntimeError) as e:
+        if getattr(args, "debug", False):
+            raise
+        print(f"dgss {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

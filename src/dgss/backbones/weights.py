@@ -1,0 +1,313 @@
+"""Loading public encoder weights: files or Hub ids, key conversion, 14->16 resampling, strict guards.
+
+Accepted layouts for DINOv2-family encoders (DINOv2 and the Depth Anything V2 encoder):
+
+* Meta's ``dinov2_vit*14_pretrain.pth`` and timm safetensors (``blocks.N.attn.qkv`` names);
+* transformers ``Dinov2Model`` safetensors (``embeddings.*``, ``encoder.layer.N.*``, v4 or v5 names);
+* Depth Anything V2 ``depth_anything_v2_vit*.pth`` (``pretrained.*`` + ``depth_head.*``) and its
+  transformers port (``backbone.*``, ``neck.*``, ``head.*``);
+* the reference code's combined ``dinov2_converted_depth.pth`` (DINOv2 keys at top level, the DAv2
+  keys under ``depth_anything.``), and REIN's ``dinov2_converted.pth`` (no depth keys).
+
+EVA02, CLIP and SAM image towers load timm's layout or the original one (converted with timm's own
+checkpoint filters). Every frozen tensor must be filled from the file: anything missing, unexpected
+or of an unresamplable shape raises :class:`FrozenWeightsError` naming the keys.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from pathlib import Path
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+from .vit_encoder import ViTEncoder
+
+Role = Literal["visual", "depth"]
+CONVERSION = "bicubic-14to16/v1"
+
+
+class FrozenWeightsError(RuntimeError):
+    """A frozen encoder could not be filled completely and correctly from its declared source."""
+
+
+# ---------------------------------------------------------------------------------------------- files
+def resolve_source(source: str | os.PathLike) -> Path:
+    """A local path, or ``hf-hub:org/repo[/file]`` downloaded (or found in the cache) via huggingface_hub."""
+    s = str(source)
+    if s.startswith("hf-hub:"):
+        spec = s[len("hf-hub:"):]
+        parts = spec.split("/")
+        repo_id = "/".join(parts[:2])
+        filenames = ["/".join(parts[2:])] if len(parts) > 2 else ["model.safetensors", "pytorch_model.bin"]
+        from huggingface_hub import hf_hub_download
+        errors = []
+        for fn in filenames:
+            try:
+                return Path(hf_hub_download(repo_id, fn))
+            except Exception as e:  # offline, missing file, no access
+                errors.append(f"{fn}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+        raise FrozenWeightsError(
+            f"could not get weights {s!r} from the Hugging Face Hub ({'; '.join(errors)}). "
+            "On a machine without internet, download the file elsewhere and pass its local path.")
+    p = Path(s).expanduser()
+    if not p.is_file():
+        raise FrozenWeightsError(f"weights file not found: {p}")
+    return p
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """Tensors of a checkpoint file: safetensors preferred, pickles only with ``weights_only=True``;
+    unwraps ``state_dict`` / ``model`` / ``module`` containers."""
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+        try:
+            return load_file(str(path))
+        except Exception as e:
+            raise FrozenWeightsError(f"{path}: not a readable safetensors file ({e})") from None
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except RuntimeError as e:
+        if "TorchScript" in str(e):  # OpenAI CLIP .pt archives
+            obj = torch.jit.load(str(path), map_location="cpu").state_dict()
+        else:
+            raise FrozenWeightsError(f"{path}: cannot be read as a weights-only checkpoint ({e})") from None
+    except Exception as e:
+        raise FrozenWeightsError(f"{path}: cannot be read as a weights-only checkpoint ({e})") from None
+    for wrapper in ("state_dict", "model", "module"):
+        if isinstance(obj, dict) and wrapper in obj and isinstance(obj[wrapper], dict):
+            obj = obj[wrapper]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise FrozenWeightsError(f"{path}: does not hold a flat dict of tensors")
+    return dict(obj)
+
+
+# ---------------------------------------------------------------------------------------------- layouts
+def _strip(sd: dict, prefix: str) -> dict:
+    return {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
+
+
+def select_encoder_state(sd: dict[str, torch.Tensor], role: Role, *, origin: str = "checkpoint") -> dict:
+    """The encoder's tensors for ``role`` from any supported file layout (names still unnormalised).
+
+    ``visual``: plain DINOv2/timm/HF files, or the top level of a combined file.
+    ``depth``: ``depth_anything.pretrained.*`` (combined), ``pretrained.*`` (DAv2), ``backbone.*`` (HF DAv2).
+    """
+    has = lambda p: any(k.startswith(p) for k in sd)  # noqa: E731
+    if role == "depth":
+        for prefix in ("depth_anything.pretrained.", "pretrained.", "backbone."):
+            if has(prefix):
+                return _strip(sd, prefix)
+        raise FrozenWeightsError(
+            f"{origin} holds no depth-encoder weights (expected keys 'depth_anything.pretrained.*', "
+            "'pretrained.*' or 'backbone.*'). A DINOv2-only file such as dinov2_converted.pth cannot "
+            "feed the depth branch: pass depth_anything_v2_vit*.pth or dinov2_converted_depth.pth.")
+    if has("depth_anything."):
+        return {k: v for k, v in sd.items() if not k.startswith("depth_anything.")}
+    if has("pretrained.") and has("depth_head."):
+        raise FrozenWeightsError(
+            f"{origin} is a Depth Anything V2 checkpoint; it cannot be loaded as the visual encoder "
+            "(pass the DINOv2 weights, or use it as the depth encoder)")
+    return dict(sd)
+
+
+_HF_LAYER = re.compile(r"^encoder\.layer\.(\d+)\.(.+)$")
+_HF_RENAME = {
+    "norm1.weight": "norm1.weight", "norm1.bias": "norm1.bias",
+    "norm2.weight": "norm2.weight", "norm2.bias": "norm2.bias",
+    "attention.output.dense.weight": "attn.proj.weight", "attention.output.dense.bias": "attn.proj.bias",
+    "attention.o_proj.weight": "attn.proj.weight", "attention.o_proj.bias": "attn.proj.bias",
+    "layer_scale1.lambda1": "ls1.gamma", "layer_scale2.lambda1": "ls2.gamma",
+    "mlp.fc1.weight": "mlp.fc1.weight", "mlp.fc1.bias": "mlp.fc1.bias",
+    "mlp.fc2.weight": "mlp.fc2.weight", "mlp.fc2.bias": "mlp.fc2.bias",
+    "mlp.weights_in.weight": "mlp.fc1.weight", "mlp.weights_in.bias": "mlp.fc1.bias",
+    "mlp.weights_out.weight": "mlp.fc2.weight", "mlp.weights_out.bias": "mlp.fc2.bias",
+}
+_QKV = {"attention.attention.query": 0, "attention.attention.key": 1, "attention.attention.value": 2,
+        "attention.q_proj": 0, "attention.k_proj": 1, "attention.v_proj": 2}
+
+
+def normalize_dinov2_keys(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Meta/timm names for any DINOv2 layout (transformers v4/v5 names, SwiGLU ``w12``/``w3``)."""
+    if not any(k.startswith(("embeddings.", "encoder.layer.")) for k in sd):
+        out = {}
+        for k, v in sd.items():  # Meta giant SwiGLU names -> timm's packed SwiGLU
+            k = k.replace(".mlp.w12.", ".mlp.fc1.").replace(".mlp.w3.", ".mlp.fc2.")
+            out[k] = v
+        return out
+    out: dict[str, torch.Tensor] = {}
+    qkv: dict[tuple[int, str], list] = {}
+    top = {"embeddings.cls_token": "cls_token", "embeddings.mask_token": "mask_token",
+           "embeddings.position_embeddings": "pos_embed", "embeddings.register_tokens": "reg_token",
+           "embeddings.patch_embeddings.projection.weight": "patch_embed.proj.weight",
+           "embeddings.patch_embeddings.projection.bias": "patch_embed.proj.bias",
+           "layernorm.weight": "norm.weight", "layernorm.bias": "norm.bias"}
+    for k, v in sd.items():
+        if k in top:
+            out[top[k]] = v
+            continue
+        m = _HF_LAYER.match(k)
+        if not m:
+            out[k] = v  # left for the strict check to report
+            continue
+        i, rest = int(m.group(1)), m.group(2)
+        stem, _, kind = rest.rpartition(".")
+        if stem in _QKV:
+            qkv.setdefault((i, kind), [None, None, None])[_QKV[stem]] = v
+        elif rest in _HF_RENAME:
+            out[f"blocks.{i}.{_HF_RENAME[rest]}"] = v
+        else:
+            out[k] = v
+    for (i, kind), parts in qkv.items():
+        if any(p is None for p in parts):
+            raise FrozenWeightsError(f"layer {i}: incomplete query/key/value {kind} tensors")
+        out[f"blocks.{i}.attn.qkv.{kind}"] = torch.cat(parts, dim=0)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- resampling
+def resample_patch_kernel(w: torch.Tensor, size: int) -> torch.Tensor:
+    """Patch-embedding kernel (C, 3, p, p) -> (C, 3, size, size): plain bicubic in fp32, no antialias,
+    no magnitude rescaling (the reference converters' behaviour)."""
+    return F.interpolate(w.float(), size=(size, size), mode="bicubic", align_corners=False).to(w.dtype)
+
+
+def resample_pos_embed(pos: torch.Tensor, grid: tuple[int, int], num_prefix: int = 1) -> torch.Tensor:
+    """Position embedding (1, P + g*g, C) -> (1, P + h*w, C), bicubic, align_corners False, no antialias."""
+    prefix, patch = pos[:, :num_prefix], pos[:, num_prefix:]
+    g = int(round(patch.shape[1] ** 0.5))
+    if g * g != patch.shape[1]:
+        raise FrozenWeightsError(f"position embedding with {patch.shape[1]} patch entries is not a square grid")
+    C = patch.shape[-1]
+    patch = patch.reshape(1, g, g, C).permute(0, 3, 1, 2).float()
+    patch = F.interpolate(patch, size=grid, mode="bicubic", align_corners=False)
+    patch = patch.permute(0, 2, 3, 1).reshape(1, grid[0] * grid[1], C).to(pos.dtype)
+    return torch.cat([prefix, patch], dim=1)
+
+
+def _convert_shapes(sd: dict, enc: ViTEncoder) -> tuple[dict, list[str]]:
+    """Resample the patch kernel and position table of ``sd`` to the encoder's shapes."""
+    target = enc.vit.state_dict()
+    notes: list[str] = []
+    sd = dict(sd)
+    k = "patch_embed.proj.weight"
+    if k in sd and k in target and sd[k].shape != target[k].shape:
+        src, dst = sd[k].shape, target[k].shape
+        if src[:2] != dst[:2]:
+            raise FrozenWeightsError(f"{k}: checkpoint shape {tuple(src)} cannot become {tuple(dst)} (width differs)")
+        sd[k] = resample_patch_kernel(sd[k], dst[-1])
+        notes.append(f"patch kernel {src[-1]}->{dst[-1]} bicubic")
+    k = "pos_embed"
+    if k in sd and k in target and sd[k].shape != target[k].shape:
+        src, dst = sd[k].shape, target[k].shape
+        if enc.cfg.family == "sam":  # (1, H, W, C)
+            if src[-1] != dst[-1]:
+                raise FrozenWeightsError(f"{k}: checkpoint shape {tuple(src)} cannot become {tuple(dst)}")
+            p = F.interpolate(sd[k].permute(0, 3, 1, 2).float(), size=dst[1:3], mode="bicubic", align_corners=False)
+            sd[k] = p.permute(0, 2, 3, 1).to(sd[k].dtype)
+        else:
+            nprefix = 1 if enc.cfg.family in ("dinov2", "clip", "eva02") else 0
+            if src[-1] != dst[-1] or src[1] <= nprefix:
+                raise FrozenWeightsError(f"{k}: checkpoint shape {tuple(src)} cannot become {tuple(dst)}")
+            g = int(round((dst[1] - nprefix) ** 0.5))
+            sd[k] = resample_pos_embed(sd[k], (g, g), nprefix)
+        notes.append(f"pos grid {tuple(src)}->{tuple(dst)} bicubic")
+    return sd, notes
+
+
+# ---------------------------------------------------------------------------------------------- loading
+_IGNORED = {
+    "dinov2": ("depth_head.",),
+    "clip": ("head.", "proj"),
+    "sam": ("neck.",),
+    "eva02": ("head.", "lm_head.", "fc_norm."),
+}
+
+
+def _to_timm_layout(sd: dict, enc: ViTEncoder) -> dict:
+    """Original EVA02 / OpenAI CLIP / SAM layouts -> timm's, using timm's own checkpoint filters."""
+    fam = enc.cfg.family
+    target = set(enc.vit.state_dict())
+    if fam == "dinov2" or set(sd) & target:
+        return sd
+    if fam == "eva02":
+        from timm.models.eva import checkpoint_filter_fn
+    elif fam == "sam":
+        from timm.models.vision_transformer_sam import checkpoint_filter_fn
+    else:
+        from timm.models.vision_transformer import checkpoint_filter_fn
+    try:
+        return checkpoint_filter_fn(sd, enc.vit)
+    except Exception as e:  # pragma: no cover - depends on foreign layouts
+        raise FrozenWeightsError(f"cannot convert this {fam} checkpoint to timm's layout: {e}") from None
+
+
+def load_encoder_state_dict(enc: ViTEncoder, sd: dict[str, torch.Tensor], *, role: Role = "visual",
+                            origin: str = "state dict") -> dict:
+    """Fill every frozen tensor of ``enc`` from ``sd`` (any supported layout). Returns a report
+    ``{"conversion": ..., "grid": ...}``; raises :class:`FrozenWeightsError` naming missing,
+    unexpected or mis-shaped keys."""
+    sd = select_encoder_state(sd, role, origin=origin)
+    if enc.cfg.family == "dinov2":
+        sd = normalize_dinov2_keys(sd)
+    sd = _to_timm_layout(sd, enc)
+    ignored = _IGNORED.get(enc.cfg.family, ())
+    sd = {k: v for k, v in sd.items() if not k.startswith(ignored)}
+    sd, notes = _convert_shapes(sd, enc)
+    target = enc.vit.state_dict()
+    optional = {"mask_token"}  # unused by every method; timm files drop it
+    missing = sorted(k for k in target if k not in sd and k not in optional)
+    unexpected = sorted(k for k in sd if k not in target)
+    wrong = sorted(f"{k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(target[k].shape)}"
+                   for k in sd if k in target and sd[k].shape != target[k].shape)
+    if missing or unexpected or wrong:
+        lines = [f"{origin} does not match encoder {enc.cfg.name!r} ({role}):"]
+        if missing:
+            lines.append(f"  missing {len(missing)} keys: {_preview(missing)}")
+        if unexpected:
+            lines.append(f"  unexpected {len(unexpected)} keys: {_preview(unexpected)}")
+        if wrong:
+            lines.append(f"  {len(wrong)} shapes that cannot be resampled: {_preview(wrong)}")
+        raise FrozenWeightsError("\n".join(lines))
+    with torch.no_grad():
+        for k, t in target.items():
+            if k in sd:
+                t.copy_(sd[k].to(t.dtype))
+            else:
+                t.zero_()
+    conversion = CONVERSION if any("patch kernel" in n for n in notes) else ("resampled" if notes else "none")
+    return {"conversion": conversion, "notes": notes, "grid": [enc.cfg.grid, enc.cfg.grid]}
+
+
+def load_encoder_weights(enc: ViTEncoder, source: str | os.PathLike, *, role: Role = "visual") -> ViTEncoder:
+    """Load a public checkpoint (path or ``hf-hub:`` id) into ``enc`` and record its provenance in
+    ``enc.frozen_source`` (file, sha256, conversion, grid, licence)."""
+    path = resolve_source(source)
+    sd = read_state_dict(path)
+    report = load_encoder_state_dict(enc, sd, role=role, origin=str(path))
+    enc.frozen_source = {"file": str(source), "sha256": sha256_file(path), "role": role,
+                         "licence": enc.cfg.licence, **report}
+    return enc
+
+
+def mark_random(enc: ViTEncoder) -> ViTEncoder:
+    """Declare that ``enc`` runs with random weights on purpose (tests, demos)."""
+    enc.frozen_source = {"random": True}
+    return enc
+
+
+def _preview(items: list[str], n: int = 8) -> str:
+    shown = ", ".join(items[:n])
+    return shown + (f", ... (+{len(items) - n} more)" if len(items) > n else "")
