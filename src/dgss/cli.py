@@ -31,7 +31,7 @@ def cmd_params(args: argparse.Namespace) -> int:
             rows = param_rows(model, {"encoder": model})
         elif name in PRESETS:
             model = build_preset(name, num_classes=args.num_classes)
-            rows = param_rows(model, model.param_groups())
+            rows = param_rows(model, model.param_groups(), subtotals={"head (all)": model.head})
         else:
             raise UnknownModelError(f"unknown model {name!r}; known models: {', '.join(_known_models())}")
     enc = model if hasattr(model, "embed") else getattr(model, "encoder", None)

@@ -25,8 +25,10 @@ def count(module: nn.Module) -> ParamRow:
     return ParamRow("", total, trainable)
 
 
-def param_rows(model: nn.Module, groups: dict[str, nn.Module] | None = None) -> list[ParamRow]:
-    """One row per named group (default: the model's direct children) plus a ``total`` row.
+def param_rows(model: nn.Module, groups: dict[str, nn.Module] | None = None,
+               subtotals: dict[str, nn.Module] | None = None) -> list[ParamRow]:
+    """One row per named group (default: the model's direct children), then ``subtotals`` rows
+    (e.g. the whole head) and a ``total`` row.
 
     Groups must not share parameters; parameters outside every group get an ``(other)`` row.
     """
@@ -40,6 +42,9 @@ def param_rows(model: nn.Module, groups: dict[str, nn.Module] | None = None) -> 
     if rest:
         rows.append(ParamRow("(other)", sum(p.numel() for p in rest),
                              sum(p.numel() for p in rest if p.requires_grad)))
+    for name, mod in (subtotals or {}).items():
+        c = count(mod)
+        rows.append(ParamRow(name, c.total, c.trainable))
     c = count(model)
     rows.append(ParamRow("total", c.total, c.trainable))
     return rows

@@ -1,6 +1,69 @@
-"""Named model presets (filled by the method modules)."""
-PRESETS: dict = {}
+"""Named model presets: ``<method>-<encoder>`` for every encoder of the zoo.
+
+* ``rein-<enc>``: frozen encoder + REIN (rank-16 tokens) + Mask2Former with linked queries;
+* ``rein-fulltoken-<enc>``: REIN with full-rank tokens;
+* ``freeze-<enc>``: frozen encoder + the same head with learned queries (baseline);
+* ``full-<enc>``: encoder fine-tuned + the same head (baseline).
+"""
+from __future__ import annotations
+
+from ..adapters.rein import ReinConfig
+from ..backbones.config import EncoderConfig
+from ..backbones.zoo import ENCODERS, UnknownModelError
+from ..heads.mask2former import Mask2FormerHeadConfig
+from .segmentor import Segmentor, SegmentorConfig
+
+CITYSCAPES_CLASSES = (
+    "road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign", "vegetation",
+    "terrain", "sky", "person", "rider", "car", "truck", "bus", "train", "motorcycle", "bicycle")
+
+# Tapped blocks per encoder depth (REIN / DepthForge configs: ViT-L [7,11,15,23], SAM-H [7,15,23,31]).
+DEFAULT_TAPS = {12: (3, 5, 7, 11), 24: (7, 11, 15, 23), 32: (7, 15, 23, 31), 40: (9, 19, 29, 39)}
+SEG_ENCODERS = tuple(n for n in ENCODERS if not n.startswith("dav2-") and not n.endswith("-p14"))
 
 
-def build_preset(name: str, **kw):
-    raise KeyError(name)
+def default_taps(depth: int) -> tuple[int, ...]:
+    if depth in DEFAULT_TAPS:
+        return DEFAULT_TAPS[depth]
+    return tuple(int(round(depth * f)) - 1 for f in (1 / 3, 1 / 2, 2 / 3, 1.0))
+
+
+def segmentor_config(method: str, encoder: EncoderConfig, *, num_classes: int = 19, rank: int | None = 16,
+                     name: str | None = None, **adapter_kw) -> SegmentorConfig:
+    """Config of one method on one encoder (the papers' settings)."""
+    link = method == "rein" and adapter_kw.get("link_queries", True)
+    adapter = None
+    if method == "rein":
+        adapter = ReinConfig(num_layers=encoder.depth, embed_dim=encoder.embed_dim, patch_size=encoder.patch_size,
+                             rank=rank, **adapter_kw)
+    head = Mask2FormerHeadConfig(num_classes=num_classes, in_channels=[encoder.embed_dim] * 4,
+                                 query_source="link" if link else "learned")
+    classes = CITYSCAPES_CLASSES if num_classes == 19 else ()
+    return SegmentorConfig(name=name or f"{method}-{encoder.name}", method=method, encoder=encoder, head=head,
+                           adapter=adapter, taps=default_taps(encoder.depth), class_names=classes)
+
+
+def _presets() -> dict[str, dict]:
+    out = {}
+    for enc in SEG_ENCODERS:
+        out[f"rein-{enc}"] = dict(method="rein", encoder=enc)
+        out[f"rein-fulltoken-{enc}"] = dict(method="rein", encoder=enc, rank=None)
+        out[f"freeze-{enc}"] = dict(method="freeze", encoder=enc)
+        out[f"full-{enc}"] = dict(method="full", encoder=enc)
+    return out
+
+
+PRESETS: dict[str, dict] = _presets()
+
+
+def preset_config(name: str, *, num_classes: int = 19) -> SegmentorConfig:
+    if name not in PRESETS:
+        raise UnknownModelError(f"unknown model {name!r}; known models: {', '.join(sorted(PRESETS))}")
+    p = dict(PRESETS[name])
+    enc = ENCODERS[p.pop("encoder")]
+    return segmentor_config(p.pop("method"), enc, num_classes=num_classes, name=name, **p)
+
+
+def build_preset(name: str, *, num_classes: int = 19) -> Segmentor:
+    """Build a named model with random weights (load frozen weights before real use)."""
+    return Segmentor(preset_config(name, num_classes=num_classes))

@@ -1,0 +1,215 @@
+"""The encoder-adapter-head segmentor: normalise, run the frozen blocks with the adapter between
+them, tap four blocks into a stride 4/8/16/32 pyramid, decode with Mask2Former; sliding windows.
+
+Data flow (512 crop, ViT-L/16)::
+
+    image (B,3,512,512) -> embed -> for l in blocks: x = block_l(x); F = adapter(F, l)  (patch tokens)
+    taps after blocks [7,11,15,23] -> (B,1024,32,32) -> bilinear x4, x2, x1, x0.5
+    -> [s4 (128²), s8 (64²), s16 (32²), s32 (16²)] -> Mask2Former(query_embed = adapter query link)
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..adapters.rein import ReinAdapter, ReinConfig
+from ..backbones.config import EncoderConfig
+from ..backbones.vit_encoder import ViTEncoder, build_encoder
+from ..backbones.weights import FrozenWeightsError
+from ..heads.mask2former import Mask2FormerHead, Mask2FormerHeadConfig
+
+Method = Literal["rein", "freeze", "full"]
+IMAGENET_MEAN = (123.675, 116.28, 103.53)
+IMAGENET_STD = (58.395, 57.12, 57.375)
+TAP_SCALES = (4.0, 2.0, 1.0, 0.5)
+
+
+@dataclass
+class SegmentorConfig:
+    """Everything that describes a segmentor (serialised into every checkpoint)."""
+
+    name: str
+    method: Method
+    encoder: EncoderConfig
+    head: Mask2FormerHeadConfig
+    adapter: ReinConfig | None = None
+    taps: tuple[int, ...] = (7, 11, 15, 23)
+    crop_size: int = 512
+    slide_stride: int = 341
+    window_batch: int = 4
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    class_names: tuple[str, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        if self.method not in ("rein", "freeze", "full"):
+            raise ValueError(f"unknown method {self.method!r}; known: rein, freeze, full")
+        if (self.adapter is None) != (self.method != "rein"):
+            raise ValueError(f"method {self.method!r} {'needs' if self.method == 'rein' else 'takes no'} adapter")
+        if len(self.taps) != 4 or any(not 0 <= t < self.encoder.depth for t in self.taps):
+            raise ValueError(f"taps must be 4 block indices in [0, {self.encoder.depth}), got {self.taps}")
+        link = self.head.query_source == "link"
+        if self.adapter is not None and self.adapter.link_queries:
+            if not link or self.adapter.num_tokens != self.head.num_queries:
+                raise ValueError("with link_queries the head needs query_source='link' and num_queries == num_tokens")
+        elif link:
+            raise ValueError("query_source='link' needs an adapter with link_queries=True")
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SegmentorConfig":
+        d = dict(d)
+        d["encoder"] = EncoderConfig.from_dict(d["encoder"])
+        d["head"] = Mask2FormerHeadConfig(**d["head"])
+        d["adapter"] = ReinConfig(**d["adapter"]) if d.get("adapter") else None
+        for k in ("taps", "mean", "std", "class_names"):
+            if k in d:
+                d[k] = tuple(d[k])
+        return cls(**d)
+
+
+class Segmentor(nn.Module):
+    """Frozen (or fine-tuned) ViT + optional adapter + Mask2Former head, assembled from a config."""
+
+    def __init__(self, cfg: SegmentorConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.encoder: ViTEncoder = build_encoder(cfg.encoder, frozen=cfg.method != "full")
+        self.adapter = ReinAdapter(cfg.adapter) if cfg.adapter is not None else None
+        self.head = Mask2FormerHead(cfg.head)
+        self.register_buffer("mean", torch.tensor(cfg.mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(cfg.std).view(1, 3, 1, 1), persistent=False)
+
+    # ------------------------------------------------------------------ bookkeeping
+    @property
+    def num_classes(self) -> int:
+        return self.cfg.head.num_classes
+
+    def param_groups(self) -> dict[str, nn.Module]:
+        """Disjoint named modules for parameter reports."""
+        groups: dict[str, nn.Module] = {"backbone.encoder": self.encoder}
+        if self.adapter is not None:
+            groups["backbone.adapter"] = self.adapter
+        for name, mod in self.head.named_children():
+            groups[f"head.{name}"] = mod
+        return groups
+
+    def frozen_modules(self) -> dict[str, nn.Module]:
+        """Modules whose weights come from public files and never enter trained checkpoints."""
+        return {} if self.cfg.method == "full" else {"encoder": self.encoder}
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        """Adapter + head (everything for ``full``): what trained checkpoints hold."""
+        frozen = tuple(f"{name}." for name in self.frozen_modules())
+        return {k: v for k, v in self.state_dict().items() if not frozen or not k.startswith(frozen)}
+
+    def frozen_sources(self) -> dict:
+        return {"encoder": self.encoder.frozen_source}
+
+    def check_frozen_weights(self) -> None:
+        """Refuse to run for real with a frozen encoder that was never loaded."""
+        for name, src in self.frozen_sources().items():
+            if src is None:
+                raise FrozenWeightsError(
+                    f"the {name} ({self.cfg.encoder.name}) has no weights loaded; pass its weights "
+                    "(file or hf-hub: id) or ask for random weights explicitly")
+
+    # ------------------------------------------------------------------ forward
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """RGB images in [0, 255] (B, 3, H, W) -> ImageNet-normalised."""
+        return (images - self.mean) / self.std
+
+    def encoder_context(self, x: torch.Tensor) -> dict:
+        """Extra per-forward inputs for the adapter (none for REIN)."""
+        return {}
+
+    def extract_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Normalised images (B, 3, H, W) -> pyramid [s4, s8, s16, s32], each (B, C, ·, ·)."""
+        enc, ad = self.encoder, self.adapter
+        t, state = enc.embed(x)
+        P = enc.num_prefix_tokens
+        tokens = ad.all_tokens() if ad is not None else None
+        ctx = self.encoder_context(x) if ad is not None else {}
+        taps = []
+        for i in range(enc.depth):
+            t = enc.forward_block(i, t, state)
+            if ad is not None:
+                t = torch.cat([t[:, :P], ad.update(t[:, P:], i, tokens, **{k: v[i] for k, v in ctx.items()})], dim=1)
+            if i in self.cfg.taps:
+                taps.append(enc.tokens_to_map(t, state.grid))
+        return [F.interpolate(m, scale_factor=s, mode="bilinear", align_corners=False) if s != 1.0 else m
+                for m, s in zip(taps, TAP_SCALES)]
+
+    def query_embed(self) -> torch.Tensor | None:
+        if self.adapter is not None and self.adapter.cfg.link_queries:
+            return self.adapter.query_embed()
+        return None
+
+    def forward(self, x: torch.Tensor) -> dict:
+        """Normalised images (B, 3, H, W) -> head outputs (10 class/mask predictions)."""
+        return self.head(self.extract_features(x), self.query_embed())
+
+    def predict_windows(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalised windows (B, 3, h, w) -> per-class scores (B, K, h, w); pads to the patch size."""
+        h, w = x.shape[-2:]
+        p = self.encoder.patch_size
+        ph, pw = math.ceil(h / p) * p - h, math.ceil(w / p) * p - w
+        if ph or pw:
+            x = F.pad(x, (0, pw, 0, ph))
+        out = self(x)
+        seg = self.head.semantic_inference(out["pred_logits"], out["pred_masks"], x.shape[-2:])
+        return seg[..., :h, :w]
+
+    @torch.no_grad()
+    def slide_inference(self, x: torch.Tensor, window: int | None = None, stride: int | None = None,
+                        batch: int | None = None) -> torch.Tensor:
+        """Sliding-window scores for normalised images of any size (B, 3, H, W) -> (B, K, H, W).
+
+        Windows of ``window`` (512) every ``stride`` (341) pixels, the last one flush with the border;
+        scores of overlapping windows are averaged; up to ``batch`` windows run per forward.
+        """
+        window = window or self.cfg.crop_size
+        stride = stride or self.cfg.slide_stride
+        batch = batch or self.cfg.window_batch
+        B, _, H, W = x.shape
+        boxes = window_boxes(H, W, window, stride)
+        scores = x.new_zeros(B, self.num_classes, H, W)
+        counts = x.new_zeros(1, 1, H, W)
+        # windows of the same size run together
+        by_size: dict[tuple[int, int], list[tuple[int, int, int, int]]] = {}
+        for box in boxes:
+            by_size.setdefault((box[1] - box[0], box[3] - box[2]), []).append(box)
+        for group in by_size.values():
+            crops = [(b, box) for b in range(B) for box in group]
+            for s in range(0, len(crops), batch):
+                chunk = crops[s:s + batch]
+                inp = torch.stack([x[b, :, y1:y2, x1:x2] for b, (y1, y2, x1, x2) in chunk])
+                out = self.predict_windows(inp)
+                for (b, (y1, y2, x1, x2)), o in zip(chunk, out):
+                    scores[b, :, y1:y2, x1:x2] += o
+        for y1, y2, x1, x2 in boxes:
+            counts[..., y1:y2, x1:x2] += 1
+        return scores / counts
+
+
+def window_boxes(H: int, W: int, window: int, stride: int) -> list[tuple[int, int, int, int]]:
+    """(y1, y2, x1, x2) of mmseg's sliding windows: a grid of ``stride`` steps, clamped to the image."""
+    rows = max(H - window + stride - 1, 0) // stride + 1
+    cols = max(W - window + stride - 1, 0) // stride + 1
+    boxes = []
+    for r in range(rows):
+        for c in range(cols):
+            y1, x1 = r * stride, c * stride
+            y2, x2 = min(y1 + window, H), min(x1 + window, W)
+            y1, x1 = max(y2 - window, 0), max(x2 - window, 0)
+            boxes.append((y1, y2, x1, x2))
+    return boxes

@@ -1,0 +1,39 @@
+"""Tiny models for tests and CPU demos (random weights, declared as such)."""
+from __future__ import annotations
+
+import dataclasses
+
+from .backbones.weights import mark_random
+from .backbones.zoo import encoder_config
+from .heads.mask2former import Mask2FormerHeadConfig
+from .models.presets import segmentor_config
+from .models.segmentor import Segmentor, SegmentorConfig
+
+
+def tiny_segmentor_config(method: str = "rein", *, num_classes: int = 19, embed_dim: int = 64, depth: int = 4,
+                          img_size: int = 64, num_tokens: int = 10, encoder: str = "dinov2-s",
+                          **adapter_kw) -> SegmentorConfig:
+    """A few-hundred-thousand-parameter model with the real structure (4 taps, 10 head outputs)."""
+    enc = encoder_config(encoder).replace(embed_dim=embed_dim, depth=depth, num_heads=2, img_size=img_size)
+    if enc.family == "sam":
+        enc = enc.replace(global_attn_indexes=(depth - 1,), rel_pos_grid=img_size // 16, window_size=2)
+    cfg = segmentor_config(method, enc, num_classes=num_classes, name=f"tiny-{method}", **adapter_kw)
+    if cfg.adapter is not None:
+        cfg.adapter = dataclasses.replace(cfg.adapter, num_tokens=num_tokens, rank=4 if cfg.adapter.rank else None,
+                                          query_dim=32)
+    cfg.head = Mask2FormerHeadConfig(
+        num_classes=num_classes, in_channels=[embed_dim] * 4, feat_channels=32, out_channels=32,
+        num_queries=num_tokens, num_encoder_layers=1, num_decoder_layers=3, num_heads=4, num_points=2,
+        encoder_ffn_dims=64, decoder_ffn_dims=64, num_groups=8, query_source=cfg.head.query_source)
+    cfg.taps = tuple(range(depth))[-4:] if depth >= 4 else cfg.taps
+    cfg.crop_size = img_size
+    cfg.slide_stride = img_size * 2 // 3
+    SegmentorConfig.__post_init__(cfg)
+    return cfg
+
+
+def tiny_segmentor(method: str = "rein", **kw) -> Segmentor:
+    """Tiny segmentor with random frozen weights, marked as random on purpose."""
+    model = Segmentor(tiny_segmentor_config(method, **kw))
+    mark_random(model.encoder)
+    return model
