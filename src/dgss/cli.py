@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (UnknownModelError, CLIError, FileNotFoundError, ValueError, RuntimeError) as e:
+    except (UnknownModelError, CLIError, FileNotFoundError, ValueError, RuntimeError, KeyError) as e:
         if getattr(args, "debug", False):
             raise
         print(f"dgss {args.command}: error: {e}", file=sys.stderr)

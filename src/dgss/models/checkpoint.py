@@ -1,0 +1,131 @@
+"""dgss checkpoints: one safetensors file of the trained weights with the full config in its metadata.
+
+Layout (``weights.md`` §9): tensors = ``Segmentor.trainable_state_dict()`` (frozen encoders are never
+saved); metadata = ``format`` ("dgss/1"), ``method``, ``config`` (JSON), ``frozen_sources`` (JSON:
+file, sha256, conversion, grid per frozen module), ``vocab`` (JSON list), ``iteration``. Writes are
+atomic (temporary file, fsync, rename), so a crash never leaves a truncated checkpoint behind.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from ..backbones.weights import FrozenWeightsError, load_encoder_weights
+from .segmentor import Segmentor, SegmentorConfig
+
+FORMAT = "dgss/1"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be read or does not fit the model."""
+
+
+def atomic_write(path: Path, write) -> None:
+    """Call ``write(tmp_path)`` then fsync and rename onto ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def save_checkpoint(model: Segmentor, path: str | os.PathLike, *, iteration: int = 0,
+                    extra: dict | None = None) -> Path:
+    """Write the trained weights + config of ``model`` to ``path`` (a ``.safetensors`` file)."""
+    path = Path(path)
+    tensors = {k: v.detach().contiguous().cpu() for k, v in model.trainable_state_dict().items()}
+    meta = {"format": FORMAT, "method": model.cfg.method, "config": json.dumps(model.cfg.to_dict()),
+            "frozen_sources": json.dumps(model.frozen_sources()),
+            "vocab": json.dumps(list(model.cfg.class_names)), "iteration": str(int(iteration))}
+    for k, v in (extra or {}).items():
+        meta[k] = v if isinstance(v, str) else json.dumps(v)
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
+    return path
+
+
+def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
+    """Tensors and decoded metadata of a dgss checkpoint."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        from safetensors import safe_open
+        with safe_open(str(path), "pt") as f:
+            meta = f.metadata() or {}
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{path}: not a dgss checkpoint (safetensors expected): {e}") from None
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: format {meta.get('format')!r}, expected {FORMAT!r} "
+                              "(reference checkpoints: import them with `dgss convert` first)")
+    decoded = dict(meta)
+    for k in ("config", "frozen_sources", "vocab"):
+        decoded[k] = json.loads(meta[k])
+    decoded["iteration"] = int(meta.get("iteration", 0))
+    return tensors, decoded
+
+
+def load_trained_state(model: Segmentor, tensors: dict[str, torch.Tensor], *, origin: str = "checkpoint") -> None:
+    """Strictly load adapter + head tensors; mismatches raise :class:`CheckpointError` naming keys."""
+    expected = model.trainable_state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    wrong = sorted(f"{k}: {tuple(tensors[k].shape)} vs model {tuple(expected[k].shape)}"
+                   for k in set(tensors) & set(expected) if tensors[k].shape != expected[k].shape)
+    if missing or unexpected or wrong:
+        raise CheckpointError(
+            f"{origin} does not fit model {model.cfg.name!r}: missing {missing[:6]}{'...' if len(missing) > 6 else ''}"
+            f", unexpected {unexpected[:6]}{'...' if len(unexpected) > 6 else ''}, wrong shapes {wrong[:6]}")
+    model.load_state_dict(tensors, strict=False)
+
+
+def load_checkpoint(path: str | os.PathLike, *, frozen_weights: dict[str, str] | None = None,
+                    random_frozen: bool = False, allow_frozen_hash_mismatch: bool = False) -> Segmentor:
+    """Rebuild a model from a dgss checkpoint and load its frozen encoder(s).
+
+    ``frozen_weights`` maps a frozen module name (``encoder``, ``depth_encoder``) to a file or Hub id;
+    by default the file recorded in the checkpoint is used, and its SHA-256 must match.
+    ``random_frozen`` keeps random frozen weights (tests only; such a model says so).
+    """
+    tensors, meta = read_checkpoint(path)
+    from .build import build_model
+    model = build_model(SegmentorConfig.from_dict(meta["config"]))
+    load_trained_state(model, tensors, origin=str(path))
+    recorded = meta["frozen_sources"]
+    for name, module in model.frozen_modules().items():
+        rec = recorded.get(name) or {}
+        if random_frozen:
+            module.frozen_source = {"random": True}
+            continue
+        source = (frozen_weights or {}).get(name) or rec.get("file")
+        if not source or rec.get("random"):
+            raise FrozenWeightsError(
+                f"{path} was trained with {'random' if rec.get('random') else 'unrecorded'} {name} weights; "
+                f"pass the {name} weights explicitly")
+        role = "depth" if name == "depth_encoder" else "visual"
+        load_encoder_weights(module, source, role=role)
+        want = rec.get("sha256")
+        got = module.frozen_source["sha256"]
+        if want and want != got and not allow_frozen_hash_mismatch:
+            raise FrozenWeightsError(
+                f"{name} weights {source} have SHA-256 {got[:12]}..., but the checkpoint was trained with "
+                f"{want[:12]}... ({rec.get('file')}); pass allow_frozen_hash_mismatch to override")
+    return model

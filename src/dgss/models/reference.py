@@ -1,0 +1,75 @@
+"""Reference-code checkpoints (mmengine layout) <-> dgss names (``weights.md`` §5).
+
+Reference ``state_dict`` keys: ``backbone.<adapter>.*`` (``reins`` for REIN) and ``decode_head.*``
+(MMDetection names, mapped by :mod:`dgss.heads.reference_keys`). Frozen encoders are never in them.
+"""
+from __future__ import annotations
+
+import torch
+
+from ..heads.reference_keys import head_from_reference, head_to_reference
+
+ADAPTER_PREFIX = {"rein": "backbone.reins."}
+IGNORED_PREFIXES = ("decode_head.vpt_transforms.",)
+
+
+class ReferenceFormatError(ValueError):
+    """A reference checkpoint with keys dgss cannot place."""
+
+
+def detect_method(sd: dict[str, torch.Tensor]) -> str:
+    for method, prefix in ADAPTER_PREFIX.items():
+        if any(k.startswith(prefix) for k in sd):
+            return method
+    if any(k.startswith("decode_head.") for k in sd):
+        return "freeze"
+    raise ReferenceFormatError("no 'backbone.<adapter>.*' or 'decode_head.*' keys: not a reference checkpoint")
+
+
+def unwrap(obj) -> dict[str, torch.Tensor]:
+    """mmengine checkpoint dict -> its ``state_dict``."""
+    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ReferenceFormatError("expected an mmengine checkpoint ({'meta', 'state_dict', ...}) or a state dict")
+    return obj
+
+
+def from_reference(sd: dict[str, torch.Tensor], method: str | None = None) -> dict[str, torch.Tensor]:
+    """Reference names -> dgss ``trainable_state_dict`` names (``adapter.*``, ``head.*``)."""
+    method = method or detect_method(sd)
+    a_prefix = ADAPTER_PREFIX.get(method)
+    out, head, unknown = {}, {}, []
+    for k, v in sd.items():
+        if k.startswith(IGNORED_PREFIXES):
+            continue
+        if a_prefix and k.startswith(a_prefix):
+            out["adapter." + k[len(a_prefix):]] = v
+        elif k.startswith("decode_head."):
+            head[k[len("decode_head."):]] = v
+        else:
+            unknown.append(k)
+    if unknown:
+        raise ReferenceFormatError(f"keys dgss cannot place for method {method!r}: {sorted(unknown)[:10]}")
+    try:
+        out.update({"head." + k: v for k, v in head_from_reference(head).items()})
+    except ValueError as e:
+        raise ReferenceFormatError(str(e)) from None
+    return out
+
+
+def to_reference(sd: dict[str, torch.Tensor], method: str) -> dict[str, torch.Tensor]:
+    """dgss ``trainable_state_dict`` names -> reference names (inverse of :func:`from_reference`)."""
+    a_prefix = ADAPTER_PREFIX.get(method)
+    out, head, unknown = {}, {}, []
+    for k, v in sd.items():
+        if k.startswith("adapter.") and a_prefix:
+            out[a_prefix + k[len("adapter."):]] = v
+        elif k.startswith("head."):
+            head[k[len("head."):]] = v
+        else:
+            unknown.append(k)
+    if unknown:
+        raise ReferenceFormatError(f"keys without a reference name: {sorted(unknown)[:10]}")
+    out.update({"decode_head." + k: v for k, v in head_to_reference(head).items()})
+    return out
