@@ -45,15 +45,13 @@ class ReinAdapter(nn.Module):
         super().__init__()
         self.cfg = cfg
         L, T, C, r = cfg.num_layers, cfg.num_tokens, cfg.embed_dim, cfg.rank
-        p2 = cfg.patch_size * cfg.patch_size
+        bound = self.token_init_bound()
         if r is None:
             self.learnable_tokens = nn.Parameter(torch.empty(L, T, C))
-            bound = math.sqrt(6.0 / (3 * p2 + C))
             nn.init.uniform_(self.learnable_tokens, -bound, bound)
         else:
             self.learnable_tokens_a = nn.Parameter(torch.empty(L, T, r))
             self.learnable_tokens_b = nn.Parameter(torch.empty(L, r, C))
-            bound = math.sqrt(6.0 / (3 * p2 + math.sqrt(C * r)))
             nn.init.uniform_(self.learnable_tokens_a, -bound, bound)
             nn.init.uniform_(self.learnable_tokens_b, -bound, bound)
         if cfg.scale == "learnable":
@@ -70,6 +68,13 @@ class ReinAdapter(nn.Module):
         if cfg.link_queries:
             self.transform = nn.Linear(C, cfg.query_dim)
             self.merge = nn.Linear(3 * cfg.query_dim, cfg.query_dim)
+
+    def token_init_bound(self) -> float:
+        """U(-v, v) bound of the tokens: sqrt(6 / (3 p² + sqrt(C r))), or sqrt(6 / (3 p² + C)) for full tokens."""
+        cfg = self.cfg
+        p2 = cfg.patch_size * cfg.patch_size
+        fan = cfg.embed_dim if cfg.rank is None else math.sqrt(cfg.embed_dim * cfg.rank)
+        return math.sqrt(6.0 / (3 * p2 + fan))
 
     def all_tokens(self) -> torch.Tensor:
         """Tokens of every layer (L, T, C), one batched matmul."""

@@ -3,7 +3,10 @@
 * ``rein-<enc>``: frozen encoder + REIN (rank-16 tokens) + Mask2Former with linked queries;
 * ``rein-fulltoken-<enc>``: REIN with full-rank tokens;
 * ``freeze-<enc>``: frozen encoder + the same head with learned queries (baseline);
-* ``full-<enc>``: encoder fine-tuned + the same head (baseline).
+* ``full-<enc>``: encoder fine-tuned + the same head (baseline);
+* ``depthforge-<enc>``: DepthForge with the DAv2-L encoder (patch 16 converted, CC-BY-NC-4.0 weights);
+  ``-dav2s``: DAv2-S (Apache-2.0; width 384 -> learned projection, 12 -> 24 blocks proportional map);
+  ``-dav2l-p14``: the native patch-14 DAv2-L, its token grid resampled in 2-D onto the visual grid.
 """
 from __future__ import annotations
 
@@ -61,9 +64,54 @@ def preset_config(name: str, *, num_classes: int = 19) -> SegmentorConfig:
         raise UnknownModelError(f"unknown model {name!r}; known models: {', '.join(sorted(PRESETS))}")
     p = dict(PRESETS[name])
     enc = ENCODERS[p.pop("encoder")]
+    if p["method"] == "depthforge":
+        return depthforge_config(enc, ENCODERS[p["depth"]], num_classes=num_classes, name=name)
     return segmentor_config(p.pop("method"), enc, num_classes=num_classes, name=name, **p)
 
 
 def build_preset(name: str, *, num_classes: int = 19) -> Segmentor:
     """Build a named model with random weights (load frozen weights before real use)."""
     return Segmentor(preset_config(name, num_classes=num_classes))
+
+
+# ---------------------------------------------------------------------------------------------- DepthForge
+def depthforge_config(encoder: EncoderConfig, depth: EncoderConfig | None, *, num_classes: int = 19,
+                      name: str | None = None, depth_fusion: str = "logit_sum", attention_opt: bool = True,
+                      head_refine: str = "aag", scale: str = "learnable") -> SegmentorConfig:
+    """DepthForge on one visual encoder with one frozen depth encoder (``depthforge.md``)."""
+    from ..adapters.depthforge import DepthForgeConfig
+    base = segmentor_config("rein", encoder, num_classes=num_classes)
+    depth_dim = depth.embed_dim if depth is not None and depth.embed_dim != encoder.embed_dim else None
+    adapter = DepthForgeConfig(**{**base.adapter.__dict__, "scale": scale}, depth_fusion=depth_fusion,
+                               attention_opt=attention_opt, depth_dim=depth_dim)
+    return SegmentorConfig(
+        name=name or f"depthforge-{encoder.name}", method="depthforge", encoder=encoder, head=base.head,
+        adapter=adapter, depth_encoder=depth if depth_fusion != "none" else None, head_refine=head_refine,
+        taps=base.taps, class_names=base.class_names)
+
+
+# Table 4/5 rows of the DepthForge paper as switch settings (depthforge.md §9).
+DEPTHFORGE_ABLATIONS: dict[str, dict] = {
+    "rein": dict(depth_fusion="none", attention_opt=True, head_refine="none"),
+    "dav2": dict(depth_fusion="logit_sum", attention_opt=False, head_refine="none"),
+    "drd": dict(depth_fusion="none", attention_opt=True, head_refine="aag"),
+    "da-ao": dict(depth_fusion="logit_sum", attention_opt=True, head_refine="none"),
+    "full": dict(depth_fusion="logit_sum", attention_opt=True, head_refine="aag"),
+    "concat": dict(depth_fusion="feature_concat", head_refine="aag"),
+    "depth-token": dict(depth_fusion="depth_token", head_refine="aag"),
+    "prob-mean": dict(depth_fusion="prob_mean", head_refine="aag"),
+    "learned-mix": dict(depth_fusion="learned_mix", head_refine="aag"),
+    "no-scale": dict(depth_fusion="logit_sum", head_refine="aag", scale="fixed_one"),
+}
+
+
+def _depthforge_presets() -> dict[str, dict]:
+    out = {}
+    for enc in SEG_ENCODERS:
+        out[f"depthforge-{enc}"] = dict(method="depthforge", encoder=enc, depth="dav2-l")
+        out[f"depthforge-{enc}-dav2s"] = dict(method="depthforge", encoder=enc, depth="dav2-s")
+        out[f"depthforge-{enc}-dav2l-p14"] = dict(method="depthforge", encoder=enc, depth="dav2-l-p14")
+    return out
+
+
+PRESETS.update(_depthforge_presets())

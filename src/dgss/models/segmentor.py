@@ -18,13 +18,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..adapters.depthforge import DepthForgeAdapter, DepthForgeConfig
 from ..adapters.rein import ReinAdapter, ReinConfig
 from ..backbones.config import EncoderConfig
 from ..backbones.vit_encoder import ViTEncoder, build_encoder
 from ..backbones.weights import FrozenWeightsError
 from ..heads.mask2former import Mask2FormerHead, Mask2FormerHeadConfig
+from ..heads.refine import GatedLevelFusion
 
-Method = Literal["rein", "freeze", "full"]
+Method = Literal["rein", "freeze", "full", "depthforge"]
+METHODS = ("rein", "freeze", "full", "depthforge")
 IMAGENET_MEAN = (123.675, 116.28, 103.53)
 IMAGENET_STD = (58.395, 57.12, 57.375)
 TAP_SCALES = (4.0, 2.0, 1.0, 0.5)
@@ -39,6 +42,10 @@ class SegmentorConfig:
     encoder: EncoderConfig
     head: Mask2FormerHeadConfig
     adapter: ReinConfig | None = None
+    depth_encoder: EncoderConfig | None = None       # frozen depth encoder (DepthForge)
+    depth_layer_map: tuple[int, ...] | None = None   # depth block feeding each visual block (None: proportional)
+    head_refine: Literal["none", "aag"] = "none"     # depth refinement decoder (gated level fusion) in the head
+    refine_split_fusion: bool = True                 # fusion without the 4C concatenation (same result)
     taps: tuple[int, ...] = (7, 11, 15, 23)
     crop_size: int = 512
     slide_stride: int = 341
@@ -48,10 +55,26 @@ class SegmentorConfig:
     class_names: tuple[str, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
-        if self.method not in ("rein", "freeze", "full"):
-            raise ValueError(f"unknown method {self.method!r}; known: rein, freeze, full")
-        if (self.adapter is None) != (self.method != "rein"):
-            raise ValueError(f"method {self.method!r} {'needs' if self.method == 'rein' else 'takes no'} adapter")
+        if self.method not in METHODS:
+            raise ValueError(f"unknown method {self.method!r}; known: {', '.join(METHODS)}")
+        needs_adapter = self.method in ("rein", "depthforge")
+        if (self.adapter is None) == needs_adapter:
+            raise ValueError(f"method {self.method!r} {'needs' if needs_adapter else 'takes no'} adapter")
+        if self.method == "depthforge":
+            if not isinstance(self.adapter, DepthForgeConfig):
+                raise ValueError("method 'depthforge' needs a DepthForgeConfig adapter")
+            if self.adapter.depth_fusion != "none" and self.depth_encoder is None:
+                raise ValueError(f"depth_fusion {self.adapter.depth_fusion!r} needs a depth_encoder")
+            d = self.depth_encoder
+            if d is not None and d.embed_dim != self.encoder.embed_dim and self.adapter.depth_dim != d.embed_dim:
+                raise ValueError(f"depth encoder width {d.embed_dim} != visual width {self.encoder.embed_dim}: "
+                                 f"set adapter.depth_dim={d.embed_dim} (a learned projection)")
+        if self.depth_layer_map is not None:
+            if self.depth_encoder is None or len(self.depth_layer_map) != self.encoder.depth or any(
+                    not 0 <= i < self.depth_encoder.depth for i in self.depth_layer_map):
+                raise ValueError("depth_layer_map needs one depth-block index per visual block")
+        if self.head_refine not in ("none", "aag"):
+            raise ValueError(f"head_refine must be 'none' or 'aag', got {self.head_refine!r}")
         if len(self.taps) != 4 or any(not 0 <= t < self.encoder.depth for t in self.taps):
             raise ValueError(f"taps must be 4 block indices in [0, {self.encoder.depth}), got {self.taps}")
         link = self.head.query_source == "link"
@@ -70,11 +93,21 @@ class SegmentorConfig:
         d = dict(d)
         d["encoder"] = EncoderConfig.from_dict(d["encoder"])
         d["head"] = Mask2FormerHeadConfig(**d["head"])
-        d["adapter"] = ReinConfig(**d["adapter"]) if d.get("adapter") else None
-        for k in ("taps", "mean", "std", "class_names"):
+        adapter_cls = DepthForgeConfig if d.get("method") == "depthforge" else ReinConfig
+        d["adapter"] = adapter_cls(**d["adapter"]) if d.get("adapter") else None
+        if d.get("depth_encoder"):
+            d["depth_encoder"] = EncoderConfig.from_dict(d["depth_encoder"])
+        for k in ("taps", "mean", "std", "class_names", "depth_layer_map"):
             if k in d:
-                d[k] = tuple(d[k])
+                d[k] = tuple(d[k]) if d[k] is not None else None
         return cls(**d)
+
+    def resolved_depth_layer_map(self) -> tuple[int, ...]:
+        """Depth block for each visual block: explicit, identity, or proportional (l * Ld // Lv)."""
+        if self.depth_layer_map is not None:
+            return self.depth_layer_map
+        Lv, Ld = self.encoder.depth, self.depth_encoder.depth
+        return tuple(l * Ld // Lv for l in range(Lv))
 
 
 class Segmentor(nn.Module):
@@ -84,8 +117,17 @@ class Segmentor(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.encoder: ViTEncoder = build_encoder(cfg.encoder, frozen=cfg.method != "full")
-        self.adapter = ReinAdapter(cfg.adapter) if cfg.adapter is not None else None
-        self.head = Mask2FormerHead(cfg.head)
+        if cfg.method == "depthforge":
+            self.adapter = DepthForgeAdapter(cfg.adapter)
+        else:
+            self.adapter = ReinAdapter(cfg.adapter) if cfg.adapter is not None else None
+        self.depth_encoder: ViTEncoder | None = None
+        if cfg.depth_encoder is not None and cfg.method == "depthforge" and cfg.adapter.depth_fusion != "none":
+            self.depth_encoder = build_encoder(cfg.depth_encoder, frozen=True)
+            self.depth_layer_map = cfg.resolved_depth_layer_map()
+        refine = GatedLevelFusion(cfg.encoder.embed_dim, split_fusion=cfg.refine_split_fusion) \
+            if cfg.head_refine == "aag" else None
+        self.head = Mask2FormerHead(cfg.head, refine=refine)
         self.register_buffer("mean", torch.tensor(cfg.mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(cfg.std).view(1, 3, 1, 1), persistent=False)
 
@@ -105,7 +147,10 @@ class Segmentor(nn.Module):
 
     def frozen_modules(self) -> dict[str, nn.Module]:
         """Modules whose weights come from public files and never enter trained checkpoints."""
-        return {} if self.cfg.method == "full" else {"encoder": self.encoder}
+        frozen = {} if self.cfg.method == "full" else {"encoder": self.encoder}
+        if self.depth_encoder is not None:
+            frozen["depth_encoder"] = self.depth_encoder
+        return frozen
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         """Adapter + head (everything for ``full``): what trained checkpoints hold."""
@@ -113,24 +158,60 @@ class Segmentor(nn.Module):
         return {k: v for k, v in self.state_dict().items() if not frozen or not k.startswith(frozen)}
 
     def frozen_sources(self) -> dict:
-        return {"encoder": self.encoder.frozen_source}
+        return {name: m.frozen_source for name, m in self.frozen_modules().items()}
 
     def check_frozen_weights(self) -> None:
         """Refuse to run for real with a frozen encoder that was never loaded."""
-        for name, src in self.frozen_sources().items():
-            if src is None:
+        for name, module in self.frozen_modules().items():
+            if module.frozen_source is None:
                 raise FrozenWeightsError(
-                    f"the {name} ({self.cfg.encoder.name}) has no weights loaded; pass its weights "
+                    f"the {name} ({module.cfg.name}) has no weights loaded; pass its weights "
                     "(file or hf-hub: id) or ask for random weights explicitly")
+        dep = self.depth_encoder
+        if dep is not None and not (dep.frozen_source or {}).get("random") and dep.embed_dim == self.encoder.embed_dim:
+            a, b = self.encoder.vit.blocks[0].norm1.weight, dep.vit.blocks[0].norm1.weight
+            if a.shape == b.shape and torch.equal(a, b):
+                raise FrozenWeightsError("the depth encoder holds the visual encoder's weights (same tensors): "
+                                         "load the Depth Anything V2 weights into the depth slot")
 
     # ------------------------------------------------------------------ forward
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """RGB images in [0, 255] (B, 3, H, W) -> ImageNet-normalised."""
         return (images - self.mean) / self.std
 
-    def encoder_context(self, x: torch.Tensor) -> dict:
-        """Extra per-forward inputs for the adapter (none for REIN)."""
-        return {}
+    @torch.no_grad()
+    def depth_features(self, x: torch.Tensor, grid: tuple[int, int]) -> list[torch.Tensor]:
+        """Frozen depth encoder on the same normalised input, no autograd, once per forward.
+
+        Returns one (B, N, C_d) patch-token tensor per *visual* block (after the layer map). A depth
+        encoder with another patch size sees the input resized to its patch multiple, and its token
+        grid is resampled in 2-D (bilinear) onto the visual grid.
+        """
+        dep = self.depth_encoder
+        p = dep.patch_size
+        if x.shape[-2] % p or x.shape[-1] % p:
+            size = (max(1, round(x.shape[-2] / p)) * p, max(1, round(x.shape[-1] / p)) * p)
+            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+        t, state = dep.embed(x)
+        per_block = []
+        for i in range(dep.depth):
+            t = dep.forward_block(i, t, state)
+            per_block.append(t)
+        out = []
+        for j in self.depth_layer_map:
+            z = per_block[j]
+            if state.grid != grid:
+                z = resample_token_grid(dep.patch_tokens(z), state.grid, grid)
+            else:
+                z = dep.patch_tokens(z)
+            out.append(z)
+        return out
+
+    def encoder_context(self, x: torch.Tensor, grid: tuple[int, int]) -> dict[str, list[torch.Tensor]]:
+        """Per-visual-block extra adapter inputs: ``depth`` for DepthForge."""
+        if self.depth_encoder is None:
+            return {}
+        return {"depth": self.depth_features(x, grid)}
 
     def extract_features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Normalised images (B, 3, H, W) -> pyramid [s4, s8, s16, s32], each (B, C, ·, ·)."""
@@ -138,7 +219,7 @@ class Segmentor(nn.Module):
         t, state = enc.embed(x)
         P = enc.num_prefix_tokens
         tokens = ad.all_tokens() if ad is not None else None
-        ctx = self.encoder_context(x) if ad is not None else {}
+        ctx = self.encoder_context(x, state.grid) if ad is not None else {}
         taps = []
         for i in range(enc.depth):
             t = enc.forward_block(i, t, state)
@@ -199,6 +280,15 @@ class Segmentor(nn.Module):
         for y1, y2, x1, x2 in boxes:
             counts[..., y1:y2, x1:x2] += 1
         return scores / counts
+
+
+def resample_token_grid(tokens: torch.Tensor, src: tuple[int, int], dst: tuple[int, int]) -> torch.Tensor:
+    """Patch tokens (B, h_s*w_s, C) on grid ``src`` -> (B, h_d*w_d, C) on grid ``dst`` by 2-D bilinear
+    resampling of the token map (never a 1-D stretch of the flattened sequence)."""
+    B, N, C = tokens.shape
+    m = tokens.transpose(1, 2).reshape(B, C, *src)
+    m = F.interpolate(m, size=dst, mode="bilinear", align_corners=False)
+    return m.flatten(2).transpose(1, 2)
 
 
 def window_boxes(H: int, W: int, window: int, stride: int) -> list[tuple[int, int, int, int]]:

@@ -1,0 +1,93 @@
+"""DepthForge: REIN tokens that attend to the visual features and to the frozen depth features.
+
+Default (``logit_sum``, the reference code), after frozen block l with depth tokens Z_l (B, N, C)::
+
+    S   = softmax_over_tokens((F T_lᵀ + Z_l T_lᵀ) / sqrt(C))      one softmax over the summed logits
+    agg = S[..., 1:] @ mlp_token2feat(T_l[1:])
+    F   = F + s * mlp_delta_f(agg + F)                              depth never enters F itself
+
+Ablation switches (``depthforge.md`` §9; rows marked "dgss definition" are our reading of prose):
+``depth_fusion`` in ``logit_sum | none | prob_mean | learned_mix | feature_concat | depth_token`` and
+``attention_opt`` (False: raw tokens as values, no discard, no inner residual).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+
+from .rein import ReinAdapter, ReinConfig
+
+DepthFusion = Literal["logit_sum", "none", "prob_mean", "learned_mix", "feature_concat", "depth_token"]
+FUSIONS = ("logit_sum", "none", "prob_mean", "learned_mix", "feature_concat", "depth_token")
+
+
+@dataclass(frozen=True)
+class DepthForgeConfig(ReinConfig):
+    """REIN settings + how depth enters the token attention."""
+
+    depth_fusion: DepthFusion = "logit_sum"
+    attention_opt: bool = True
+    depth_dim: int | None = None   # width of the depth tokens when it differs from embed_dim (projected)
+
+    def __post_init__(self):
+        if self.depth_fusion not in FUSIONS:
+            raise ValueError(f"depth_fusion must be one of {FUSIONS}, got {self.depth_fusion!r}")
+
+
+class DepthForgeAdapter(ReinAdapter):
+    """``update(F, l, tokens, depth=Z_l)``; with ``depth`` all zeros (or None) it equals REIN."""
+
+    def __init__(self, cfg: DepthForgeConfig):
+        super().__init__(cfg)
+        C, L = cfg.embed_dim, cfg.num_layers
+        if cfg.depth_dim is not None and cfg.depth_dim != C:
+            # declared projection for a narrower/wider depth encoder (dgss extension; zero-init: starts as REIN)
+            self.depth_proj = nn.Linear(cfg.depth_dim, C)
+            nn.init.zeros_(self.depth_proj.weight)
+            nn.init.zeros_(self.depth_proj.bias)
+        if cfg.depth_fusion == "learned_mix":
+            self.fusion_weights = nn.Parameter(torch.full((L,), 0.5))
+        elif cfg.depth_fusion == "feature_concat":
+            self.concat_proj = nn.Linear(2 * C, C)
+            with torch.no_grad():
+                self.concat_proj.weight.zero_()
+                self.concat_proj.weight[:, :C].copy_(torch.eye(C))
+                self.concat_proj.bias.zero_()
+        elif cfg.depth_fusion == "depth_token":
+            # a second low-rank token set that attends only to depth (shapes and init as A, B)
+            r = cfg.rank or C
+            self.depth_tokens_a = nn.Parameter(torch.empty(L, cfg.num_tokens, r))
+            self.depth_tokens_b = nn.Parameter(torch.empty(L, r, C))
+            b = self.token_init_bound()
+            nn.init.uniform_(self.depth_tokens_a, -b, b)
+            nn.init.uniform_(self.depth_tokens_b, -b, b)
+
+    def update(self, feats: torch.Tensor, layer: int, tokens: torch.Tensor, depth: torch.Tensor | None = None,
+               **_) -> torch.Tensor:
+        cfg = self.cfg
+        t = tokens[layer]
+        mode = cfg.depth_fusion if depth is not None else "none"
+        if depth is not None and hasattr(self, "depth_proj"):
+            depth = self.depth_proj(depth)
+        if mode == "feature_concat":
+            feats = self.concat_proj(torch.cat([feats, depth], dim=-1))
+        logits = self.attention_logits(feats, t)
+        if mode == "logit_sum":
+            weights = self.token_weights(logits + self.attention_logits(depth, t))
+        elif mode == "prob_mean":
+            weights = 0.5 * self.token_weights(logits) + 0.5 * self.token_weights(self.attention_logits(depth, t))
+        elif mode == "learned_mix":
+            a = torch.sigmoid(self.fusion_weights[layer])
+            weights = self.token_weights(a * logits + (1 - a) * self.attention_logits(depth, t))
+        else:  # none, feature_concat, depth_token
+            weights = self.token_weights(logits)
+        if not cfg.attention_opt:
+            return feats + self.scale * self.mlp_delta_f(weights @ t)
+        agg = self.aggregate(weights, t)
+        if mode == "depth_token":
+            td = self.depth_tokens_a[layer] @ self.depth_tokens_b[layer]
+            agg = agg + self.aggregate(self.token_weights(self.attention_logits(depth, td)), td)
+        return self.refine(feats, agg)
