@@ -6,21 +6,36 @@ import dataclasses
 from .backbones.weights import mark_random
 from .backbones.zoo import encoder_config
 from .heads.mask2former import Mask2FormerHeadConfig
-from .models.presets import segmentor_config
+from .models.presets import DEPTHFORGE_ABLATIONS, depthforge_config, segmentor_config
 from .models.segmentor import Segmentor, SegmentorConfig
 
 
 def tiny_segmentor_config(method: str = "rein", *, num_classes: int = 19, embed_dim: int = 64, depth: int = 4,
                           img_size: int = 64, num_tokens: int = 10, encoder: str = "dinov2-s",
-                          **adapter_kw) -> SegmentorConfig:
-    """A few-hundred-thousand-parameter model with the real structure (4 taps, 10 head outputs)."""
+                          depth_encoder: str = "dav2-s", depth_embed_dim: int | None = None,
+                          depth_depth: int | None = None, ablation: str = "full", **adapter_kw) -> SegmentorConfig:
+    """A few-hundred-thousand-parameter model with the real structure (4 taps, 10 head outputs).
+
+    ``method="depthforge"`` adds a tiny frozen depth encoder (``depth_encoder`` zoo name for its
+    family and patch size; width/depth default to the visual ones) and the switches of ``ablation``.
+    """
     enc = encoder_config(encoder).replace(embed_dim=embed_dim, depth=depth, num_heads=2, img_size=img_size)
     if enc.family == "sam":
         enc = enc.replace(global_attn_indexes=(depth - 1,), rel_pos_grid=img_size // 16, window_size=2)
-    cfg = segmentor_config(method, enc, num_classes=num_classes, name=f"tiny-{method}", **adapter_kw)
+    if method == "depthforge":
+        dcfg = encoder_config(depth_encoder)
+        dimg = img_size if dcfg.patch_size == 16 else round(img_size / 16) * 14
+        dep = dcfg.replace(embed_dim=depth_embed_dim or embed_dim, depth=depth_depth or depth, num_heads=2,
+                           img_size=dimg)
+        cfg = depthforge_config(enc, dep, num_classes=num_classes, name="tiny-depthforge",
+                                **{**DEPTHFORGE_ABLATIONS[ablation], **adapter_kw})
+    else:
+        cfg = segmentor_config(method, enc, num_classes=num_classes, name=f"tiny-{method}", **adapter_kw)
     if cfg.adapter is not None:
         cfg.adapter = dataclasses.replace(cfg.adapter, num_tokens=num_tokens, rank=4 if cfg.adapter.rank else None,
                                           query_dim=32)
+        if cfg.method == "depthforge" and cfg.depth_encoder is None:
+            cfg.adapter = dataclasses.replace(cfg.adapter, depth_dim=None)
     cfg.head = Mask2FormerHeadConfig(
         num_classes=num_classes, in_channels=[embed_dim] * 4, feat_channels=32, out_channels=32,
         num_queries=num_tokens, num_encoder_layers=1, num_decoder_layers=3, num_heads=4, num_points=2,
@@ -35,5 +50,6 @@ def tiny_segmentor_config(method: str = "rein", *, num_classes: int = 19, embed_
 def tiny_segmentor(method: str = "rein", **kw) -> Segmentor:
     """Tiny segmentor with random frozen weights, marked as random on purpose."""
     model = Segmentor(tiny_segmentor_config(method, **kw))
-    mark_random(model.encoder)
+    for module in model.frozen_modules().values():
+        mark_random(module)
     return model

@@ -249,3 +249,12 @@ def test_depth_anything_original_layout_maps_every_head_tensor(tmp_path):
     assert torch.equal(got["neck.convs.2.weight"], orig["depth_head.scratch.layer3_rn.weight"])
     depth = model(torch.randn(1, 3, 64, 64))
     assert depth.shape == (1, 64, 64) and torch.isfinite(depth).all()
+
+
+def test_promptda_checkpoint_feeds_depth_slot(tmp_path):
+    sd = {f"pipeline.pretrained.{k}": v for k, v in meta_dinov2_state(3).items()}
+    sd["pipeline.depth_head.x"] = torch.zeros(1)
+    torch.save({"state_dict": sd}, tmp_path / "promptda_vitl.ckpt")
+    enc = tiny_dinov2(name="promptda-l")
+    load_encoder_weights(enc, tmp_path / "promptda_vitl.ckpt", role="depth")
+    assert torch.equal(enc.vit.blocks[1].ls2.gamma, sd["pipeline.pretrained.blocks.1.ls2.gamma"])

@@ -7,7 +7,8 @@ Accepted layouts for DINOv2-family encoders (DINOv2 and the Depth Anything V2 en
 * Depth Anything V2 ``depth_anything_v2_vit*.pth`` (``pretrained.*`` + ``depth_head.*``) and its
   transformers port (``backbone.*``, ``neck.*``, ``head.*``);
 * the reference code's combined ``dinov2_converted_depth.pth`` (DINOv2 keys at top level, the DAv2
-  keys under ``depth_anything.``), and REIN's ``dinov2_converted.pth`` (no depth keys).
+  keys under ``depth_anything.``), and REIN's ``dinov2_converted.pth`` (no depth keys);
+* Prompt Depth Anything ``promptda_vitl.ckpt`` (``state_dict`` with ``pipeline.pretrained.*``).
 
 EVA02, CLIP and SAM image towers load timm's layout or the original one (converted with timm's own
 checkpoint filters). Every frozen tensor must be filled from the file: anything missing, unexpected
@@ -105,6 +106,8 @@ def select_encoder_state(sd: dict[str, torch.Tensor], role: Role, *, origin: str
     ``visual``: plain DINOv2/timm/HF files, or the top level of a combined file.
     ``depth``: ``depth_anything.pretrained.*`` (combined), ``pretrained.*`` (DAv2), ``backbone.*`` (HF DAv2).
     """
+    if sd and all(k.startswith("pipeline.") for k in sd):  # Prompt Depth Anything checkpoints
+        sd = _strip(sd, "pipeline.")
     has = lambda p: any(k.startswith(p) for k in sd)  # noqa: E731
     if role == "depth":
         for prefix in ("depth_anything.pretrained.", "pretrained.", "backbone."):

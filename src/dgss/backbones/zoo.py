@@ -45,6 +45,10 @@ def _build_zoo() -> dict[str, EncoderConfig]:
             num_heads=heads, keep_mask_token=True, licence=licence, default_weights=hub)
         zoo[base.name] = base
         zoo[f"{base.name}-p14"] = base.replace(name=f"{base.name}-p14", patch_size=14, img_size=518)
+    # Prompt Depth Anything ViT-L (the DepthForge Table 4 alternative): the DAv2-L encoder architecture
+    zoo["promptda-l"] = zoo["dav2-l"].replace(
+        name="promptda-l", licence="see the Prompt Depth Anything release",
+        default_weights="hf-hub:depth-anything/prompt-depth-anything-vitl/model.ckpt")
     zoo["eva02-l"] = EncoderConfig(
         name="eva02-l", family="eva02", timm_name="eva02_large_patch14_448", embed_dim=1024, depth=24,
         num_heads=16, source_patch_size=14, source_img_size=224, licence=MIT,

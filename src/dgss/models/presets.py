@@ -22,7 +22,7 @@ CITYSCAPES_CLASSES = (
 
 # Tapped blocks per encoder depth (REIN / DepthForge configs: ViT-L [7,11,15,23], SAM-H [7,15,23,31]).
 DEFAULT_TAPS = {12: (3, 5, 7, 11), 24: (7, 11, 15, 23), 32: (7, 15, 23, 31), 40: (9, 19, 29, 39)}
-SEG_ENCODERS = tuple(n for n in ENCODERS if not n.startswith("dav2-") and not n.endswith("-p14"))
+SEG_ENCODERS = tuple(n for n in ENCODERS if not n.startswith(("dav2-", "promptda")) and not n.endswith("-p14"))
 
 
 def default_taps(depth: int) -> tuple[int, ...]:
@@ -111,6 +111,7 @@ def _depthforge_presets() -> dict[str, dict]:
         out[f"depthforge-{enc}"] = dict(method="depthforge", encoder=enc, depth="dav2-l")
         out[f"depthforge-{enc}-dav2s"] = dict(method="depthforge", encoder=enc, depth="dav2-s")
         out[f"depthforge-{enc}-dav2l-p14"] = dict(method="depthforge", encoder=enc, depth="dav2-l-p14")
+        out[f"depthforge-{enc}-promptda"] = dict(method="depthforge", encoder=enc, depth="promptda-l")
     return out
 
 

@@ -9,7 +9,8 @@ import torch
 
 from ..heads.reference_keys import head_from_reference, head_to_reference
 
-ADAPTER_PREFIX = {"rein": "backbone.reins."}
+ADAPTER_PREFIX = {"rein": "backbone.reins.", "depthforge": "backbone.depthforge."}
+HEAD_EXTRA_PREFIXES = {"refine.": "DQCM."}   # DepthForge's depth refinement decoder
 IGNORED_PREFIXES = ("decode_head.vpt_transforms.",)
 
 
@@ -52,7 +53,7 @@ def from_reference(sd: dict[str, torch.Tensor], method: str | None = None) -> di
     if unknown:
         raise ReferenceFormatError(f"keys dgss cannot place for method {method!r}: {sorted(unknown)[:10]}")
     try:
-        out.update({"head." + k: v for k, v in head_from_reference(head).items()})
+        out.update({"head." + k: v for k, v in head_from_reference(head, HEAD_EXTRA_PREFIXES).items()})
     except ValueError as e:
         raise ReferenceFormatError(str(e)) from None
     return out
@@ -71,5 +72,5 @@ def to_reference(sd: dict[str, torch.Tensor], method: str) -> dict[str, torch.Te
             unknown.append(k)
     if unknown:
         raise ReferenceFormatError(f"keys without a reference name: {sorted(unknown)[:10]}")
-    out.update({"decode_head." + k: v for k, v in head_to_reference(head).items()})
+    out.update({"decode_head." + k: v for k, v in head_to_reference(head, HEAD_EXTRA_PREFIXES).items()})
     return out
