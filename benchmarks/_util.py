@@ -1,0 +1,52 @@
+"""Helpers shared by the benchmark scripts: fast random init of real-size models, memory readings."""
+from __future__ import annotations
+
+import os
+import resource
+import time
+
+import torch
+
+
+def materialize(model: torch.nn.Module, std: float = 0.02) -> torch.nn.Module:
+    """Turn a meta-device model into a CPU model with small random weights (much faster than the
+    modules' own init for ViT-L sized models; timing does not depend on the values)."""
+    model = model.to_empty(device="cpu")
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, std, generator=g)
+        for name, b in model.named_buffers():
+            if b.is_floating_point():
+                b.zero_()
+    for m in model.modules():  # buffers recomputed by the modules themselves (e.g. rope, mean/std)
+        if hasattr(m, "mean") and hasattr(m, "std") and hasattr(m, "cfg") and hasattr(m.cfg, "mean"):
+            m.mean.copy_(torch.tensor(m.cfg.mean).view(1, 3, 1, 1))
+            m.std.copy_(torch.tensor(m.cfg.std).view(1, 3, 1, 1))
+    return model
+
+
+def rss_mb() -> float:
+    """Current resident set size of this process (MB)."""
+    with open("/proc/self/statm") as f:
+        pages = int(f.read().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def timed(fn, repeats: int = 3) -> list[float]:
+    out = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def machine() -> str:
+    import platform
+    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+            f"{torch.get_num_threads()} threads")

@@ -1,0 +1,75 @@
+"""Forward time and peak memory at 512x512 on CPU: the frozen encoders and the three methods.
+
+Each row runs in its own subprocess (so peak RSS belongs to that row alone): the model is built on the
+meta device, materialised with random weights (timing does not depend on values), then one untimed
+warm-up forward reads the peak memory above the loaded model and ``--repeats`` timed forwards follow.
+
+    python benchmarks/forward_cpu.py [--repeats 3] [--rows dinov2-l,dav2-l,freeze-dinov2-l,...]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+ROWS = ["dinov2-l", "dav2-l", "freeze-dinov2-l", "rein-dinov2-l", "depthforge-dinov2-l"]
+
+
+def run_row(name: str, repeats: int, size: int) -> dict:
+    import torch
+    from _util import materialize, peak_rss_mb, rss_mb, timed
+
+    from dgss.backbones import ENCODERS, build_encoder
+    from dgss.models.presets import build_preset
+    torch.set_num_threads(2)
+    with torch.device("meta"):
+        model = build_encoder(name) if name in ENCODERS else build_preset(name)
+    model = materialize(model).eval()
+    x = torch.randn(1, 3, size, size)
+    fn = (lambda: model.forward_features(x)) if name in ENCODERS else (lambda: model.predict_windows(x))
+    base = rss_mb()
+    with torch.inference_mode():
+        fn()
+        peak = peak_rss_mb() - base
+        times = timed(fn, repeats)
+    params = sum(p.numel() for p in model.parameters())
+    return {"row": name, "params_m": params / 1e6, "time_s": statistics.median(times), "peak_mb": peak}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--size", type=int, default=512)
+    ap.add_argument("--rows", default=",".join(ROWS))
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.child:
+        print(json.dumps(run_row(a.child, a.repeats, a.size)))
+        return
+    from _util import machine
+    results = []
+    for row in a.rows.split(","):
+        out = subprocess.run([sys.executable, __file__, "--child", row, "--repeats", str(a.repeats),
+                              "--size", str(a.size)], capture_output=True, text=True, check=True)
+        results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    ref = {r["row"]: r for r in results}
+    base = ref.get("freeze-dinov2-l")
+    print(f"# forward at {a.size}x{a.size}, batch 1, fp32, inference mode, median of {a.repeats}; {machine()}")
+    print(f"| model | params (M) | time (s) | peak memory above weights (MB) | time / frozen | memory / frozen |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for r in results:
+        tr = f"{r['time_s'] / base['time_s']:.2f}x" if base and r["row"] not in ("dinov2-l", "dav2-l") else ""
+        mr = f"{r['peak_mb'] / base['peak_mb']:.2f}x" if base and r["row"] not in ("dinov2-l", "dav2-l") else ""
+        print(f"| {r['row']} | {r['params_m']:.2f} | {r['time_s']:.2f} | {r['peak_mb']:.0f} | {tr} | {mr} |")
+    if "rein-dinov2-l" in ref and "depthforge-dinov2-l" in ref:
+        d, r = ref["depthforge-dinov2-l"], ref["rein-dinov2-l"]
+        print(f"\nDepthForge / REIN: time {d['time_s'] / r['time_s']:.2f}x, peak memory {d['peak_mb'] / r['peak_mb']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
