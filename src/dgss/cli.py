@@ -68,6 +68,11 @@ def _registrars():
         regs.append(convert_register)
     except ImportError:
         pass
+    try:
+        from .engine.train_cli import register as train_register
+        regs.append(train_register)
+    except ImportError:
+        pass
     return regs
 
 
@@ -79,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        func = getattr(args, "func", None) or getattr(args, "handler")
+        return int(func(args) or 0)
     except (UnknownModelError, CLIError, FileNotFoundError, ValueError, RuntimeError, KeyError) as e:
         if getattr(args, "debug", False):
             raise

@@ -308,7 +308,7 @@ class SegDataset(torch.utils.data.Dataset):
         samples: from `list_samples` (or hand-built).
         info: the dataset's `DatasetInfo` (classes, ignore index).
         transform: `(image uint8 (3,H,W), label int64 (H,W), generator) -> (image, label)`,
-            e.g. `TrainPipeline` or `TestPipeline`. None: raw tensors.
+            e.g. `TrainPipeline` or `EvalPipeline`. None: raw tensors.
         seed: if set, item i gets its own generator seeded from (seed, epoch, i), so the result is
             independent of worker count/order; if None the transform uses torch's global RNG
             (which a seeded DataLoader makes deterministic for a fixed number of workers).

@@ -13,7 +13,7 @@ Corruptions are applied to the original image, before the test resize.
 |---|---|---|
 | fog | albumentations RandomFog (alpha 0.1) + global haze I*t + 200*(1-t) | fog_coef 0.3..0.9, t 0.8..0.28 |
 | rain | RandomRain (slant U(-10,10)) | drizzle/default/heavy/heavy/torrential, length 10..50 px, width 1..2 |
-| snow | RandomSnow "bleach" + white flakes (RandomRain, slant U(-5,5)) | snow_point 0.1..0.5, flakes 3..7 px |
+| snow | RandomSnow "bleach" + white flakes (RandomRain, slant U(-5,5)) | snow_point 0.1..0.5, brightness 1.2..2.0, flakes 3..7 px |
 | night | brightness shift then gamma (RandomBrightnessContrast, RandomGamma) | -0.05..-0.25, gamma 1.2..2.0 |
 | sun_flare | RandomSunFlare (overlay, source in the upper half) | radius 150..550 px, 4..12 circles |
 | noise | GaussNoise, per channel | std 0.08, 0.12, 0.18, 0.26, 0.38 (x255; ImageNet-C values) |
@@ -44,9 +44,10 @@ SEVERITY_PARAMS: dict[str, tuple[dict, ...]] = {
                   for r, n, w, b, k in (("drizzle", 10, 1, 3, 0.9), ("default", 20, 1, 3, 0.85),
                                         ("heavy", 30, 1, 5, 0.8), ("heavy", 40, 2, 5, 0.75),
                                         ("torrential", 50, 2, 7, 0.7))),
-    "snow": tuple({"snow_point": p, "flakes": r, "flake_length": n, "flake_width": w}
-                  for p, r, n, w in ((0.1, "drizzle", 3, 2), (0.2, "drizzle", 4, 3), (0.3, "default", 5, 3),
-                                     (0.4, "heavy", 6, 4), (0.5, "torrential", 7, 4))),
+    "snow": tuple({"snow_point": p, "brightness": b, "flakes": r, "flake_length": n, "flake_width": w}
+                  for p, b, r, n, w in ((0.1, 1.2, "drizzle", 3, 2), (0.2, 1.35, "drizzle", 4, 3),
+                                        (0.3, 1.5, "default", 5, 3), (0.4, 1.75, "heavy", 6, 4),
+                                        (0.5, 2.0, "torrential", 7, 4))),
     "night": tuple({"brightness": -b, "gamma": g}
                    for b, g in ((0.05, 1.2), (0.1, 1.4), (0.15, 1.6), (0.2, 1.8), (0.25, 2.0))),
     "sun_flare": tuple({"radius": r, "circles": n} for r, n in ((150, 4), (250, 6), (350, 8), (450, 10), (550, 12))),
@@ -82,7 +83,8 @@ def _build(condition: str, p: dict, scale: float) -> list:
                              drop_width=_px(p["drop_width"], scale), blur_value=p["blur"],
                              brightness_coefficient=p["brightness"], rain_type=p["rain_type"], p=1)]
     if condition == "snow":
-        return [A.RandomSnow(snow_point_range=(p["snow_point"],) * 2, brightness_coeff=2.0, method="bleach", p=1),
+        return [A.RandomSnow(snow_point_range=(p["snow_point"],) * 2, brightness_coeff=p["brightness"],
+                             method="bleach", p=1),
                 A.RandomRain(slant_range=(-5, 5), drop_length=_px(p["flake_length"], scale),
                              drop_width=_px(p["flake_width"], scale), drop_color=(250, 250, 250), blur_value=3,
                              brightness_coefficient=0.95, rain_type=p["flakes"], p=1)]

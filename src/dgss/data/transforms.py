@@ -202,7 +202,7 @@ class TrainPipeline:
 
 
 @dataclass(frozen=True)
-class TestResize:
+class EvalResize:
     """Test-time resize: `box` = (w, h) of the config; `keep_ratio` fits inside it, else exact (w, h)."""
 
     box: tuple[int, int]
@@ -215,25 +215,25 @@ class TestResize:
         return self.box[1], self.box[0]
 
 
-TEST_RESIZE: dict[str, TestResize] = {
-    "cityscapes": TestResize((1024, 512)),
-    "bdd100k": TestResize((1280, 720)),
-    "mapillary": TestResize((1024, 512)),
-    "acdc": TestResize((960, 540)),
-    "gta5": TestResize((1280, 720)),  # dgss choice (no reference config)
-    "deliver": TestResize((1024, 1024), keep_ratio=False),
-    "ade150": TestResize((2048, 512)),  # dgss choice
-    "ade847": TestResize((2048, 512)),  # dgss choice
+EVAL_RESIZE: dict[str, EvalResize] = {
+    "cityscapes": EvalResize((1024, 512)),
+    "bdd100k": EvalResize((1280, 720)),
+    "mapillary": EvalResize((1024, 512)),
+    "acdc": EvalResize((960, 540)),
+    "gta5": EvalResize((1280, 720)),  # dgss choice (no reference config)
+    "deliver": EvalResize((1024, 1024), keep_ratio=False),
+    "ade150": EvalResize((2048, 512)),  # dgss choice
+    "ade847": EvalResize((2048, 512)),  # dgss choice
 }
 """Per-dataset test resize of the protocol (`data.md` §6)."""
 
 
 @dataclass
-class TestPipeline:
+class EvalPipeline:
     """Test transform: resize the image (bilinear) per `resize`, normalise; the label is untouched
     (metrics are computed at label resolution). Output: image (3,h,w) float32, label (H,W) int64."""
 
-    resize: TestResize
+    resize: EvalResize
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
 

@@ -1,6 +1,6 @@
 """Evaluation loop of the DG protocol (`data.md` §6).
 
-Per image: test resize of its dataset (`TEST_RESIZE`), normalise, `predict_logits` (the segmentor's
+Per image: test resize of its dataset (`EVAL_RESIZE`), normalise, `predict_logits` (the segmentor's
 sliding-window inference), logits resized bilinearly (align_corners=False) to the label size,
 argmax, confusion matrix accumulated under the image's domain tag.
 """
@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from ..data.datasets import SegDataset, Transform
-from ..data.transforms import TEST_RESIZE, TestPipeline, TestResize
+from ..data.transforms import EVAL_RESIZE, EvalPipeline, EvalResize
 from ..metrics import DomainMetrics
 
 PredictFn = Callable[[torch.Tensor], torch.Tensor]
@@ -62,13 +62,13 @@ class _Compose:
 
 @torch.no_grad()
 def evaluate(predict_logits: PredictFn, dataset: SegDataset, *, metrics: DomainMetrics | None = None,
-             resize: TestResize | None = None, pre_transform: Transform | None = None, batch_size: int = 1,
+             resize: EvalResize | None = None, pre_transform: Transform | None = None, batch_size: int = 1,
              num_workers: int = 0, device: str | torch.device = "cpu", seed: int = 0,
              progress: bool = False) -> DomainMetrics:
     """Evaluate `predict_logits` on `dataset` (raw, untransformed `SegDataset`); returns the metrics.
 
     Args:
-        resize: test resize; default `TEST_RESIZE[dataset.info.name]`.
+        resize: test resize; default `EVAL_RESIZE[dataset.info.name]`.
         pre_transform: applied to the raw uint8 image/label before the test pipeline (e.g. a
             `robustness.Corruption`); it gets a per-image generator seeded from (`seed`, index).
         metrics: accumulate into this (e.g. to evaluate several datasets into one table);
@@ -80,10 +80,10 @@ def evaluate(predict_logits: PredictFn, dataset: SegDataset, *, metrics: DomainM
     if metrics is None:
         metrics = DomainMetrics(info.num_classes, info.ignore_index, list(info.class_names) or None)
     if resize is None:
-        if info.name not in TEST_RESIZE:
+        if info.name not in EVAL_RESIZE:
             raise KeyError(f"no test resize defined for {info.name!r}; pass resize=")
-        resize = TEST_RESIZE[info.name]
-    transform: Transform = TestPipeline(resize)
+        resize = EVAL_RESIZE[info.name]
+    transform: Transform = EvalPipeline(resize)
     if pre_transform is not None:
         transform = _Compose(pre_transform, transform)
     loader = DataLoader(dataset.with_transform(transform, seed=seed), batch_size=batch_size, shuffle=False,

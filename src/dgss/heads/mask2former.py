@@ -131,7 +131,11 @@ class Mask2FormerHead(nn.Module):
         features = list(features)
         if self.refine is not None:
             features = list(self.refine(features))
-        mask_features, memories = self.pixel_decoder(features)  # memories: [o32, o16, o8]
+        return self.decode(features, query_embed)
+
+    def decode(self, features: Sequence[Tensor], query_embed: Tensor | None = None) -> dict:
+        """Pixel decoder + masked decoder + predictions on an (already refined) pyramid."""
+        mask_features, memories = self.pixel_decoder(list(features))  # memories: [o32, o16, o8]
         b = mask_features.shape[0]
         mem, mem_pos, sizes = [], [], []
         for e, m in enumerate(memories):

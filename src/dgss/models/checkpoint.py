@@ -128,4 +128,17 @@ def load_checkpoint(path: str | os.PathLike, *, frozen_weights: dict[str, str] |
             raise FrozenWeightsError(
                 f"{name} weights {source} have SHA-256 {got[:12]}..., but the checkpoint was trained with "
                 f"{want[:12]}... ({rec.get('file')}); pass allow_frozen_hash_mismatch to override")
+    if model.cfg.text is not None:
+        _restore_vocabulary(model, meta, (frozen_weights or {}).get("clip"))
     return model
+
+
+def _restore_vocabulary(model: Segmentor, meta: dict, clip_weights: str | None) -> None:
+    """Open-vocabulary models: text tables of the training vocabulary, from the cache or from CLIP."""
+    from ..backbones.clip_text import ClipTextEncoder, TEXT_ENCODERS
+    from .vireo import use_vocabulary
+    rec = meta["frozen_sources"].get("clip") or {}
+    encoder = None
+    if clip_weights:
+        encoder = ClipTextEncoder(TEXT_ENCODERS[model.cfg.text.clip]).load(clip_weights)
+    use_vocabulary(model, list(meta["vocab"]), text_encoder=encoder, clip_id=None if encoder else rec.get("clip_id"))

@@ -66,6 +66,9 @@ def preset_config(name: str, *, num_classes: int = 19) -> SegmentorConfig:
     enc = ENCODERS[p.pop("encoder")]
     if p["method"] == "depthforge":
         return depthforge_config(enc, ENCODERS[p["depth"]], num_classes=num_classes, name=name)
+    if p["method"] == "vireo":
+        from .vireo import vireo_config
+        return vireo_config(enc, ENCODERS[p["depth"]], name=name)
     return segmentor_config(p.pop("method"), enc, num_classes=num_classes, name=name, **p)
 
 
@@ -116,3 +119,13 @@ def _depthforge_presets() -> dict[str, dict]:
 
 
 PRESETS.update(_depthforge_presets())
+
+
+def _vireo_presets() -> dict[str, dict]:
+    out = {}
+    for enc in SEG_ENCODERS:
+        out[f"vireo-{enc}"] = dict(method="vireo", encoder=enc, depth="dav2-l")
+    return out
+
+
+PRESETS.update(_vireo_presets())

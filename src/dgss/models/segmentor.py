@@ -20,14 +20,42 @@ from torch import nn
 
 from ..adapters.depthforge import DepthForgeAdapter, DepthForgeConfig
 from ..adapters.rein import ReinAdapter, ReinConfig
+from ..adapters.vireo import GeoTextAdapter, GeoTextConfig
 from ..backbones.config import EncoderConfig
 from ..backbones.vit_encoder import ViTEncoder, build_encoder
 from ..backbones.weights import FrozenWeightsError
 from ..heads.mask2former import Mask2FormerHead, Mask2FormerHeadConfig
 from ..heads.refine import GatedLevelFusion
+from ..heads.vireo_head import VireoHead
 
-Method = Literal["rein", "freeze", "full", "depthforge"]
-METHODS = ("rein", "freeze", "full", "depthforge")
+Method = Literal["rein", "freeze", "full", "depthforge", "vireo"]
+METHODS = ("rein", "freeze", "full", "depthforge", "vireo")
+ADAPTER_KINDS = {"rein": ReinConfig, "depthforge": DepthForgeConfig, "geotext": GeoTextConfig}
+
+
+def adapter_kind(cfg: ReinConfig | None) -> str | None:
+    if cfg is None:
+        return None
+    return {GeoTextConfig: "geotext", DepthForgeConfig: "depthforge", ReinConfig: "rein"}[type(cfg)]
+
+
+@dataclass
+class TextSettings:
+    """Open-vocabulary parts (Vireo, ``vireo.md`` §10 switches; defaults = reference)."""
+
+    vocab: tuple[str, ...] = ()                         # training vocabulary (K names, no background)
+    classifier: Literal["text", "linear"] = "text"      # DOV-VEH or Linear(256 -> K+1)
+    cmpe: bool = True                                   # prior generator + prior loss
+    cmpe_residual_level: int = 0                        # 0: s4 + f_M (code); 3: resize(s32) + f_M (paper)
+    cmpe_spatial_weights: Literal["softmax_sigmoid", "softmax_logits"] = "softmax_sigmoid"
+    cmpe_loss_weight: float = 0.1
+    cmpe_class_chunk: int | None = 32                   # classes per chunk of the coarse-mask einsum
+    text_vocab: Literal["eval", "train"] = "eval"       # GeoText uses the evaluation vocabulary (reference)
+    loss_mode: Literal["full_res_query_mean", "stock"] = "full_res_query_mean"
+    clip: str = "clip-l-336-text"
+    text_dim: int = 768
+    encoder_templates: int = 32
+    head_templates: int = 80
 IMAGENET_MEAN = (123.675, 116.28, 103.53)
 IMAGENET_STD = (58.395, 57.12, 57.375)
 TAP_SCALES = (4.0, 2.0, 1.0, 0.5)
@@ -46,6 +74,7 @@ class SegmentorConfig:
     depth_layer_map: tuple[int, ...] | None = None   # depth block feeding each visual block (None: proportional)
     head_refine: Literal["none", "aag"] = "none"     # depth refinement decoder (gated level fusion) in the head
     refine_split_fusion: bool = True                 # fusion without the 4C concatenation (same result)
+    text: TextSettings | None = None                 # open-vocabulary parts (Vireo)
     taps: tuple[int, ...] = (7, 11, 15, 23)
     crop_size: int = 512
     slide_stride: int = 341
@@ -57,16 +86,23 @@ class SegmentorConfig:
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ValueError(f"unknown method {self.method!r}; known: {', '.join(METHODS)}")
-        needs_adapter = self.method in ("rein", "depthforge")
+        needs_adapter = self.method in ("rein", "depthforge", "vireo")
         if (self.adapter is None) == needs_adapter:
             raise ValueError(f"method {self.method!r} {'needs' if needs_adapter else 'takes no'} adapter")
-        if self.method == "depthforge":
-            if not isinstance(self.adapter, DepthForgeConfig):
-                raise ValueError("method 'depthforge' needs a DepthForgeConfig adapter")
-            if self.adapter.depth_fusion != "none" and self.depth_encoder is None:
-                raise ValueError(f"depth_fusion {self.adapter.depth_fusion!r} needs a depth_encoder")
+        if self.method == "depthforge" and not isinstance(self.adapter, DepthForgeConfig):
+            raise ValueError("method 'depthforge' needs a DepthForgeConfig adapter")
+        if (self.method == "vireo") != (self.text is not None):
+            raise ValueError("method 'vireo' and only it takes text settings")
+        if self.text is not None and not self.text.vocab:
+            raise ValueError("text.vocab (the training vocabulary) is empty")
+        if isinstance(self.adapter, GeoTextConfig) and self.text is None:
+            raise ValueError("a GeoText adapter needs text settings")
+        fusion = getattr(self.adapter, "depth_fusion", "none")
+        if fusion != "none":
+            if self.depth_encoder is None:
+                raise ValueError(f"depth_fusion {fusion!r} needs a depth_encoder")
             d = self.depth_encoder
-            if d is not None and d.embed_dim != self.encoder.embed_dim and self.adapter.depth_dim != d.embed_dim:
+            if d.embed_dim != self.encoder.embed_dim and self.adapter.depth_dim != d.embed_dim:
                 raise ValueError(f"depth encoder width {d.embed_dim} != visual width {self.encoder.embed_dim}: "
                                  f"set adapter.depth_dim={d.embed_dim} (a learned projection)")
         if self.depth_layer_map is not None:
@@ -86,15 +122,31 @@ class SegmentorConfig:
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
+        if d["adapter"] is not None:
+            d["adapter"]["kind"] = adapter_kind(self.adapter)
         return d
+
+    @property
+    def depth_in_use(self) -> bool:
+        return self.depth_encoder is not None and getattr(self.adapter, "depth_fusion", "none") != "none"
 
     @classmethod
     def from_dict(cls, d: dict) -> "SegmentorConfig":
         d = dict(d)
         d["encoder"] = EncoderConfig.from_dict(d["encoder"])
         d["head"] = Mask2FormerHeadConfig(**d["head"])
-        adapter_cls = DepthForgeConfig if d.get("method") == "depthforge" else ReinConfig
-        d["adapter"] = adapter_cls(**d["adapter"]) if d.get("adapter") else None
+        if d.get("adapter"):
+            a = dict(d["adapter"])
+            kind = a.pop("kind", "depthforge" if d.get("method") == "depthforge" else "rein")
+            if kind not in ADAPTER_KINDS:
+                raise ValueError(f"unknown adapter kind {kind!r}; known: {', '.join(ADAPTER_KINDS)}")
+            d["adapter"] = ADAPTER_KINDS[kind](**a)
+        else:
+            d["adapter"] = None
+        if d.get("text"):
+            t = dict(d["text"])
+            t["vocab"] = tuple(t.get("vocab", ()))
+            d["text"] = TextSettings(**t)
         if d.get("depth_encoder"):
             d["depth_encoder"] = EncoderConfig.from_dict(d["depth_encoder"])
         for k in ("taps", "mean", "std", "class_names", "depth_layer_map"):
@@ -117,30 +169,68 @@ class Segmentor(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.encoder: ViTEncoder = build_encoder(cfg.encoder, frozen=cfg.method != "full")
-        if cfg.method == "depthforge":
-            self.adapter = DepthForgeAdapter(cfg.adapter)
-        else:
-            self.adapter = ReinAdapter(cfg.adapter) if cfg.adapter is not None else None
+        kind = adapter_kind(cfg.adapter)
+        adapter_cls = {"rein": ReinAdapter, "depthforge": DepthForgeAdapter, "geotext": GeoTextAdapter}.get(kind)
+        self.adapter = adapter_cls(cfg.adapter) if adapter_cls is not None else None
         self.depth_encoder: ViTEncoder | None = None
-        if cfg.depth_encoder is not None and cfg.method == "depthforge" and cfg.adapter.depth_fusion != "none":
+        if cfg.depth_in_use:
             self.depth_encoder = build_encoder(cfg.depth_encoder, frozen=True)
             self.depth_layer_map = cfg.resolved_depth_layer_map()
         refine = GatedLevelFusion(cfg.encoder.embed_dim, split_fusion=cfg.refine_split_fusion) \
             if cfg.head_refine == "aag" else None
-        self.head = Mask2FormerHead(cfg.head, refine=refine)
+        if cfg.text is None:
+            self.head = Mask2FormerHead(cfg.head, refine=refine)
+        else:
+            self.head = VireoHead(cfg.head, cfg.text, embed_dim=cfg.encoder.embed_dim, refine=refine)
+            self.register_buffer("encoder_table", torch.zeros(0), persistent=False)
+            self.register_buffer("head_table", torch.zeros(0), persistent=False)
+            self.vocab: tuple[str, ...] = ()
         self.register_buffer("mean", torch.tensor(cfg.mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(cfg.std).view(1, 3, 1, 1), persistent=False)
 
     # ------------------------------------------------------------------ bookkeeping
     @property
     def num_classes(self) -> int:
+        if self.cfg.text is not None and self.cfg.text.classifier == "text":
+            return len(self.vocab) if self.vocab else self.cfg.head.num_classes
         return self.cfg.head.num_classes
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.vocab if self.cfg.text is not None and self.vocab else self.cfg.class_names
+
+    def set_vocabulary(self, names: tuple[str, ...], encoder_table: torch.Tensor, head_table: torch.Tensor,
+                       *, encoder_only: bool = False) -> None:
+        """Use a vocabulary (K names) with its text tables E_bb (K+1, 32, D) and E_hd (K+1, 80, D).
+
+        Changes the number of output channels and nothing else (no parameter shape depends on K).
+        With a linear classifier the vocabulary must keep the trained K.
+        """
+        if self.cfg.text is None:
+            raise RuntimeError(f"{self.cfg.name} is not an open-vocabulary model")
+        K = len(names)
+        for name, t, p in (("encoder", encoder_table, self.cfg.text.encoder_templates),
+                           ("head", head_table, self.cfg.text.head_templates)):
+            if t.ndim != 3 or t.shape[0] != K + 1 or t.shape[1] != p or t.shape[2] != self.cfg.text.text_dim:
+                raise ValueError(f"{name} text table must be ({K + 1}, {p}, {self.cfg.text.text_dim}), "
+                                 f"got {tuple(t.shape)}")
+        if self.cfg.text.classifier == "linear" and K != self.cfg.head.num_classes:
+            raise ValueError(f"this model has a linear classifier for {self.cfg.head.num_classes} classes; "
+                             f"it cannot switch to a {K}-class vocabulary")
+        dev = self.mean.device
+        self.encoder_table = encoder_table.to(dev)
+        if not encoder_only:
+            self.head_table = head_table.to(dev)
+            self.vocab = tuple(names)
+            self.head.set_text(self.head_table)
 
     def param_groups(self) -> dict[str, nn.Module]:
         """Disjoint named modules for parameter reports."""
         groups: dict[str, nn.Module] = {"backbone.encoder": self.encoder}
         if self.adapter is not None:
             groups["backbone.adapter"] = self.adapter
+        if self.depth_encoder is not None:
+            groups["backbone.depth_encoder"] = self.depth_encoder
         for name, mod in self.head.named_children():
             groups[f"head.{name}"] = mod
         return groups
@@ -158,7 +248,10 @@ class Segmentor(nn.Module):
         return {k: v for k, v in self.state_dict().items() if not frozen or not k.startswith(frozen)}
 
     def frozen_sources(self) -> dict:
-        return {name: m.frozen_source for name, m in self.frozen_modules().items()}
+        out = {name: m.frozen_source for name, m in self.frozen_modules().items()}
+        if self.cfg.text is not None:
+            out["clip"] = getattr(self, "text_source", None)
+        return out
 
     def check_frozen_weights(self) -> None:
         """Refuse to run for real with a frozen encoder that was never loaded."""
@@ -220,15 +313,25 @@ class Segmentor(nn.Module):
         P = enc.num_prefix_tokens
         tokens = ad.all_tokens() if ad is not None else None
         ctx = self.encoder_context(x, state.grid) if ad is not None else {}
+        const = self.encoder_constants() if ad is not None else {}
         taps = []
         for i in range(enc.depth):
             t = enc.forward_block(i, t, state)
             if ad is not None:
-                t = torch.cat([t[:, :P], ad.update(t[:, P:], i, tokens, **{k: v[i] for k, v in ctx.items()})], dim=1)
+                kw = {**const, **{k: v[i] for k, v in ctx.items()}}
+                t = torch.cat([t[:, :P], ad.update(t[:, P:], i, tokens, **kw)], dim=1)
             if i in self.cfg.taps:
                 taps.append(enc.tokens_to_map(t, state.grid))
         return [F.interpolate(m, scale_factor=s, mode="bilinear", align_corners=False) if s != 1.0 else m
                 for m, s in zip(taps, TAP_SCALES)]
+
+    def encoder_constants(self) -> dict[str, torch.Tensor]:
+        """Adapter inputs shared by all blocks: the projected text rows for GeoText."""
+        if isinstance(self.adapter, GeoTextAdapter):
+            if self.encoder_table.numel() == 0:
+                raise RuntimeError("no vocabulary set: call set_vocabulary (or dgss.models.vireo.use_vocabulary)")
+            return {"text": self.adapter.text_context(self.encoder_table)}
+        return {}
 
     def query_embed(self) -> torch.Tensor | None:
         if self.adapter is not None and self.adapter.cfg.link_queries:
@@ -237,7 +340,12 @@ class Segmentor(nn.Module):
 
     def forward(self, x: torch.Tensor) -> dict:
         """Normalised images (B, 3, H, W) -> head outputs (10 class/mask predictions)."""
-        return self.head(self.extract_features(x), self.query_embed())
+        feats = self.extract_features(x)
+        if self.cfg.text is not None:
+            if self.head_table.numel() == 0:
+                raise RuntimeError("no vocabulary set: call set_vocabulary (or dgss.models.vireo.use_vocabulary)")
+            return self.head(feats, self.query_embed(), self.head_table)
+        return self.head(feats, self.query_embed())
 
     def predict_windows(self, x: torch.Tensor) -> torch.Tensor:
         """Normalised windows (B, 3, h, w) -> per-class scores (B, K, h, w); pads to the patch size."""

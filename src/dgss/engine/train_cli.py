@@ -1,0 +1,120 @@
+"""``dgss train <config.yaml> [key=value ...]``: iteration-based training from a run config.
+
+Examples::
+
+    dgss train configs/rein/gta2citys_rein_dinov2-l.yaml
+    dgss train configs/rein/gta2citys_rein_dinov2-l.yaml optim.lr=2e-4 data.root=/datasets --work-dir runs/a
+    dgss train configs/tiny/rein_synthetic.yaml train.max_iters=50 --resume          # latest checkpoint
+    dgss train configs/depthforge/gta2citys_depthforge_dinov2-l.yaml --dry-run         # validate + meta build
+    torchrun --nproc-per-node 4 -m dgss train configs/rein/citys2acdc_rein_dinov2-l.yaml data.train.batch_size=1
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def register(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "train", help="train a model from a YAML run config (iteration-based, resumable, DDP via torchrun)",
+        description="Train from a YAML run config. Overrides: dotted key=value pairs, values parsed as YAML "
+                    "(optim.lr=2e-4, train.max_iters=1000, data.val=[]). Multi-GPU: torchrun --nproc-per-node N "
+                    "-m dgss train ... (batch_size is per process).",
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("Examples::", 1)[1])
+    p.add_argument("config", help="run config (YAML), e.g. configs/rein/gta2citys_rein_dinov2-l.yaml")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides (dotted keys)")
+    p.add_argument("--resume", nargs="?", const="auto", default=None, metavar="CKPT",
+                   help="continue a run: the latest complete checkpoint of the work dir, or the given "
+                        "iter_*.safetensors / iter_*.train_state.pt / work dir")
+    p.add_argument("--work-dir", default=None, help="output directory (default: train.work_dir or work_dirs/<name>)")
+    p.add_argument("--no-progress", action="store_true", help="plain log lines instead of the progress bar")
+    p.add_argument("--dry-run", action="store_true",
+                   help="validate the config, build the model on the meta device, print the parameter groups; "
+                        "no data, no weights, no training")
+    p.add_argument("--print-config", action="store_true", help="print the resolved config (YAML) and exit")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    p.set_defaults(func=run)
+    return p
+
+
+def dry_run(cfg) -> int:
+    import torch
+
+    from ..config import segmentor_config_from
+    from ..models.build import build_model
+    from .optim import build_optimizer, describe_groups
+    from .schedulers import LRSchedule
+    seg_cfg = segmentor_config_from(cfg.model)
+    with torch.device("meta"):
+        model = build_model(seg_cfg)
+        opt = build_optimizer(model, cfg.optim)
+    sched = LRSchedule.from_config(cfg.schedule, cfg.optim.lr, cfg.train.max_iters)
+    n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    n_all = sum(p.numel() for p in model.parameters())
+    T = cfg.train.max_iters
+    print(f"{cfg.name}: model {seg_cfg.name} ({seg_cfg.method}), {n_train:,} trainable / {n_all:,} parameters")
+    for line in describe_groups(opt):
+        print(f"  {line}")
+    lrs = ", ".join(f"t={t}: {sched.lr_at(t):.3g}" for t in sorted({0, T // 10, T // 2, T - 1}))
+    print(f"  schedule {cfg.schedule.type} over {T} iterations ({lrs})")
+    vals = ", ".join(f"{v.dataset}/{v.split}" + (f"[{','.join(v.conditions)}]" if v.conditions else "")
+                     for v in cfg.data.val) or "none"
+    print(f"  train {cfg.data.train.dataset}/{cfg.data.train.split}, batch {cfg.data.train.batch_size} per process; "
+          f"val: {vals}; work dir {cfg.work_dir}")
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..config import ConfigError, MethodNotBuildableError, load_config
+    from ..data.datasets import DataError
+    try:
+        cfg = load_config(args.config, args.overrides)
+        if args.work_dir:
+            cfg.train.work_dir = args.work_dir
+        if args.print_config:
+            print(cfg.to_yaml(), end="")
+            return 0
+        if args.dry_run:
+            return dry_run(cfg)
+        from ..config import segmentor_config_from
+        segmentor_config_from(cfg.model)  # fail fast (e.g. a method that is not buildable yet)
+    except MethodNotBuildableError as e:
+        print(f"dgss train: {e}", file=sys.stderr)
+        return 2
+    except ConfigError as e:
+        if args.debug:
+            raise
+        print(f"dgss train: config error: {e}", file=sys.stderr)
+        return 2
+
+    from .distributed import cleanup, init_distributed
+    from .trainer import run_training
+    ctx = init_distributed(cfg.train.device)
+    try:
+        summary = run_training(cfg, resume=args.resume, ctx=ctx, progress=False if args.no_progress else None)
+    except DataError as e:
+        if args.debug:
+            raise
+        print(f"dgss train: data error: {e}", file=sys.stderr)
+        return 2
+    finally:
+        cleanup(ctx)
+    if ctx.is_main:
+        val = summary.get("val") or {}
+        msg = f"done: {summary['iteration']} iterations, checkpoints in {summary['work_dir']}"
+        if "mean_mIoU" in val:
+            msg += f", mean mIoU {val['mean_mIoU']:.2f}"
+        print(msg)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="dgss")
+    sub = parser.add_subparsers(dest="command", required=True)
+    register(sub)
+    args = parser.parse_args(["train", *(sys.argv[1:] if argv is None else argv)])
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

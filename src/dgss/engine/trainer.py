@@ -1,0 +1,449 @@
+"""Iteration-based training as the papers run it (``data.md`` §7).
+
+:func:`run_training` builds everything from a :class:`~dgss.config.RunConfig` and runs :class:`Trainer`:
+
+* model from the config (preset / tiny / ablation / overrides), frozen weights loaded (or explicitly
+  random), ``check_frozen_weights()`` guard, optional ``init_from`` trained weights;
+* AdamW over the trainable parameters with the papers' groups; poly / warmup+poly / OneCycle schedule;
+* Mask2Former criterion (random points from a per-rank generator whose state is checkpointed, or fixed
+  points), gradient accumulation, gradient clipping, bf16 autocast on GPU;
+* DDP over the trainable parameters when launched by torchrun; sharded, all-reduced validation;
+* checkpoints every ``ckpt_interval`` iterations (and at the end), exact resume, JSON lines +
+  TensorBoard + progress bar on rank 0.
+
+Every iteration ``t`` (0-based) runs ``accumulate`` micro-batches, then one optimiser step with the
+learning rate of ``t``; the log, validation and checkpoint use the number of finished iterations ``t + 1``.
+"""
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from ..config import SYNTHETIC, RunConfig, segmentor_config_from
+from ..data.datasets import sample_seed
+from ..losses import Mask2FormerCriterion, Mask2FormerCriterionConfig, semantic_to_targets
+from ..losses.matcher import HungarianMatcher
+from . import checkpointing as ck
+from .distributed import DistContext, all_gather_object, all_reduce_mean, barrier, no_sync, resolve_device, \
+    unwrap, wrap_ddp
+from .logging import ProgressDisplay, RunLogger
+from .optim import build_optimizer, describe_groups
+from .schedulers import LRSchedule, Scheduler
+from .train_data import InfiniteStreamSampler, StreamDataset, SyntheticSegDataset, collate, synthetic_from_config
+
+ValidateFn = Callable[[torch.nn.Module], dict]
+"""validate(model) -> {"<domain>/mIoU": %, ..., "mean_mIoU": %}; called on every rank (collective)."""
+
+
+class TrainingError(RuntimeError):
+    """Training cannot continue (non-finite loss, work directory conflicts, ...)."""
+
+
+# ================================================================================================ seeding
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2 ** 32)
+    torch.manual_seed(seed)
+
+
+# ================================================================================================ criterion
+class _FixedPointMatcher(HungarianMatcher):
+    def __init__(self, points: torch.Tensor, **kw):
+        super().__init__(**kw)
+        self.points = points
+
+    def sample_points(self, device: torch.device) -> torch.Tensor:
+        return self.points.to(device)[None]
+
+
+class FixedPointCriterion(Mask2FormerCriterion):
+    """Mask2Former criterion whose matcher and loss use one fixed set of uniform points for every image and
+    mask: deterministic, and independent of how a batch is split over ranks (DDP equivalence tests).
+    In ``stock`` mode this replaces importance sampling by uniform points (a test setting, not the recipe)."""
+
+    def __init__(self, cfg: Mask2FormerCriterionConfig, seed: int = 0):
+        super().__init__(cfg)
+        g = torch.Generator().manual_seed(seed)
+        self.points = torch.rand(cfg.num_points, 2, generator=g)
+        self.matcher = _FixedPointMatcher(self.points, cost_class=cfg.cost_class, cost_mask=cfg.cost_mask,
+                                          cost_dice=cfg.cost_dice, num_points=cfg.num_points)
+
+    def sample_points(self, mask_logits: torch.Tensor) -> torch.Tensor:
+        return self.points.to(mask_logits.device)[None].expand(mask_logits.shape[0], -1, -1)
+
+
+def build_criterion(cfg: RunConfig, num_classes: int, device: torch.device, rank: int = 0) -> Mask2FormerCriterion:
+    lo = cfg.loss
+    ccfg = Mask2FormerCriterionConfig(num_classes=num_classes, mode=lo.mode, class_weight=lo.class_weight,
+                                      mask_weight=lo.mask_weight, dice_weight=lo.dice_weight,
+                                      no_object_weight=lo.no_object_weight, num_points=lo.num_points)
+    if lo.points == "fixed":
+        return FixedPointCriterion(ccfg, seed=cfg.seed)
+    gen = torch.Generator(device=device)
+    gen.manual_seed(sample_seed(cfg.seed, rank, 0x10551))
+    return Mask2FormerCriterion(ccfg, generator=gen)
+
+
+# ================================================================================================ model / data
+def build_model(cfg: RunConfig, *, load_weights: bool = True):
+    """The segmentor of ``cfg.model`` with its frozen weights (``cfg.weights``) loaded or marked random."""
+    from ..backbones.weights import load_encoder_weights, mark_random
+    from ..models.build import build_model as _build
+    model = _build(segmentor_config_from(cfg.model))
+    if not load_weights:
+        return model
+    w = cfg.weights
+    for name, module in model.frozen_modules().items():
+        if w.random:
+            mark_random(module)
+            continue
+        source = (w.depth_encoder if name == "depth_encoder" else w.encoder) or module.cfg.default_weights
+        if not source:
+            from ..backbones.weights import FrozenWeightsError
+            raise FrozenWeightsError(f"no weights for the frozen {name}: set weights.{name}")
+        load_encoder_weights(module, source, role="depth" if name == "depth_encoder" else "visual")
+    model.check_frozen_weights()
+    if w.init_from:
+        from ..models.checkpoint import load_trained_state, read_checkpoint
+        tensors, _ = read_checkpoint(w.init_from)
+        load_trained_state(model, tensors, origin=w.init_from)
+    return model
+
+
+def _resolve_root(data_root: str, root: str | None) -> str:
+    if root is None:
+        return data_root
+    p = Path(root)
+    return str(p if p.is_absolute() or p.exists() else Path(data_root) / p)
+
+
+def build_train_dataset(cfg: RunConfig, model) -> StreamDataset:
+    """The stream dataset of ``cfg.data.train`` (real data through ``TrainPipeline``, or synthetic)."""
+    t = cfg.data.train
+    if t.dataset == SYNTHETIC:
+        base = synthetic_from_config(t.synthetic, model.num_classes, default_size=t.crop_size, default_seed=cfg.seed)
+        return StreamDataset(base, cfg.seed)
+    from ..data.datasets import SegDataset
+    from ..data.transforms import TrainPipeline
+    base = SegDataset.from_root(t.dataset, _resolve_root(cfg.data.root, t.root), t.split, t.conditions)
+    scales = tuple(t.scales) if t.scales else tuple(int(t.crop_size * x * 0.1) for x in range(5, 21))
+    pipe = TrainPipeline(crop_size=(t.crop_size, t.crop_size), scales=scales, max_long=t.max_long,
+                         cat_max_ratio=t.cat_max_ratio, flip_prob=t.flip_prob, photometric=t.photometric,
+                         ignore_index=base.info.ignore_index, mean=tuple(model.cfg.mean), std=tuple(model.cfg.std))
+    return StreamDataset(base, cfg.seed, transform=pipe)
+
+
+# ================================================================================================ validation
+class Validator:
+    """Sharded evaluation of the configured targets; confusion matrices are all-reduced over ranks.
+
+    Returns mIoU in % per domain (``"<domain>/mIoU"``) and ``"mean_mIoU"`` over ``data.mean_over``.
+    """
+
+    def __init__(self, cfg: RunConfig, model, ctx: DistContext):
+        self.cfg, self.ctx = cfg, ctx
+        self.targets = []
+        for v in cfg.data.val:
+            if v.dataset == SYNTHETIC:
+                ds = synthetic_from_config(v.synthetic, model.num_classes, default_size=model.cfg.crop_size,
+                                           default_seed=cfg.seed + 1)
+            else:
+                from ..data.datasets import SegDataset
+                split = v.split
+                ds = SegDataset.from_root(v.dataset, _resolve_root(cfg.data.root, v.root), split, v.conditions)
+            self.targets.append((v, ds))
+        self.class_names = list(model.cfg.class_names) or None
+
+    def _subset(self, n: int, max_images: int | None) -> list[int]:
+        idx = list(range(n))
+        if max_images is not None and n > max_images:
+            idx = [int(i * n / max_images) for i in range(max_images)]
+        return idx[self.ctx.rank::self.ctx.world_size]
+
+    @torch.no_grad()
+    def __call__(self, model) -> dict:
+        from ..metrics import DomainMetrics
+        model = unwrap(model)
+        was_training = model.training
+        model.eval()
+        device = self.ctx.device
+        amp = self.cfg.train.amp == "bf16" and device.type == "cuda"
+
+        def predict(x: torch.Tensor) -> torch.Tensor:
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+                return model.slide_inference(x.to(device)).float()
+
+        metrics = DomainMetrics(model.num_classes, 255, self.class_names)
+        try:
+            for v, ds in self.targets:
+                idx = self._subset(len(ds), v.max_images)
+                if isinstance(ds, SyntheticSegDataset):
+                    for i in idx:
+                        item = ds[i]
+                        logits = predict(model.normalize(item["image"][None].to(device)))
+                        metrics.update(item["domain"], logits[0].argmax(0).cpu(), item["label"])
+                else:
+                    from ..data.datasets import SegDataset
+                    from ..data.transforms import TestResize
+                    from .evaluator import evaluate
+                    shard = SegDataset([ds.samples[i] for i in idx], ds.info)
+                    resize = TestResize(tuple(v.resize), v.keep_ratio) if v.resize else None
+                    evaluate(predict, shard, metrics=metrics, resize=resize, device=device, seed=self.cfg.seed)
+            metrics.all_reduce()
+        finally:
+            model.train(was_training)
+        out = {}
+        for d in metrics.matrices:
+            out[f"{d}/mIoU"] = 100.0 * metrics.result(d).miou
+        over = [d for d in (self.cfg.data.mean_over or list(metrics.matrices)) if d in metrics.matrices]
+        if over:
+            out["mean_mIoU"] = sum(out[f"{d}/mIoU"] for d in over) / len(over)
+        return out
+
+
+# ================================================================================================ trainer
+class Trainer:
+    """The iteration loop over an infinite sample stream (see the module docstring).
+
+    Args:
+        cfg: the run config (optim, schedule, loss, train, logging, seed are read from it).
+        model: a :class:`~dgss.models.segmentor.Segmentor` with its frozen weights in place.
+        train_dataset: a :class:`~dgss.engine.train_data.StreamDataset` or any map-style dataset of
+            ``{"image" (3,H,W) float, "label" (H,W) long}`` (images in [0, 255] unless the dataset has
+            ``normalized = True``).
+        validate: called as ``validate(model)`` every ``val_interval`` iterations (on every rank).
+        ctx: distributed context (default: single process on ``cfg.train.device``).
+        work_dir: default ``cfg.work_dir``.
+    """
+
+    def __init__(self, cfg: RunConfig, model, train_dataset, *, validate: ValidateFn | None = None,
+                 ctx: DistContext | None = None, work_dir: str | Path | None = None,
+                 criterion: Mask2FormerCriterion | None = None, progress: bool | None = None):
+        self.cfg = cfg
+        self.ctx = ctx or DistContext(device=resolve_device(cfg.train.device))
+        self.work_dir = Path(work_dir) if work_dir is not None else cfg.work_dir
+        self.model = model.to(self.ctx.device)
+        if not isinstance(train_dataset, StreamDataset):
+            train_dataset = StreamDataset(train_dataset, cfg.seed)
+        self.dataset = train_dataset
+        self.validate = validate
+        self.criterion = criterion or build_criterion(cfg, model.num_classes, self.ctx.device, self.ctx.rank)
+        self.show_progress = cfg.logging.progress if progress is None else progress
+        self.optimizer = build_optimizer(self.model, cfg.optim)
+        self.scheduler = Scheduler(self.optimizer, LRSchedule.from_config(cfg.schedule, cfg.optim.lr,
+                                                                           cfg.train.max_iters))
+        self.iteration = 0
+        self.samples_consumed = 0
+        self.last_val: dict = {}
+        self.history: list[dict] = []
+
+    # ------------------------------------------------------------------------------------------ state
+    @property
+    def global_batch(self) -> int:
+        return self.cfg.data.train.batch_size * self.ctx.world_size
+
+    def _generator(self) -> torch.Generator | None:
+        return getattr(self.criterion, "generator", None)
+
+    def train_state(self) -> dict:
+        """Everything but the weights that an exact resume needs (collective under DDP)."""
+        rngs = all_gather_object(ck.rng_state(self._generator()), self.ctx)
+        return {"samples_consumed": int(self.samples_consumed), "global_batch": int(self.global_batch),
+                "world_size": int(self.ctx.world_size), "seed": int(self.cfg.seed),
+                "max_iters": int(self.cfg.train.max_iters), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "rng": rngs, "last_val": dict(self.last_val)}
+
+    def save(self, run_config: dict | None = None) -> None:
+        state = self.train_state()
+        if self.ctx.is_main:
+            files = ck.save_training_checkpoint(self.work_dir, unwrap(self.model), self.iteration, state,
+                                                run_config=run_config if run_config is not None else
+                                                self.cfg.to_dict(), keep_last=self.cfg.train.keep_last)
+            self.logger.write("checkpoint", self.iteration, weights=files.weights.name, state=files.state.name)
+        barrier(self.ctx)
+
+    def resume(self, files: ck.CheckpointFiles) -> None:
+        state, _ = ck.load_training_checkpoint(files, unwrap(self.model))
+        if state["global_batch"] != self.global_batch:
+            raise ck.ResumeError(f"the checkpoint was trained with a global batch of {state['global_batch']}, "
+                                 f"this run has {self.global_batch} (batch_size x processes)")
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.iteration = int(state["iteration"])
+        self.samples_consumed = int(state["samples_consumed"])
+        self.last_val = dict(state.get("last_val") or {})
+        rngs = state["rng"]
+        if len(rngs) == self.ctx.world_size:
+            ck.set_rng_state(rngs[self.ctx.rank], self._generator())
+        else:  # another process count: fresh, deterministic streams per rank
+            seed_everything(sample_seed(self.cfg.seed, self.ctx.rank, self.iteration))
+            gen = self._generator()
+            if gen is not None:
+                gen.manual_seed(sample_seed(self.cfg.seed, self.ctx.rank, self.iteration + 1))
+        if state["max_iters"] != self.cfg.train.max_iters and self.ctx.is_main:
+            import warnings
+            warnings.warn(f"resuming a run planned for {state['max_iters']} iterations with max_iters="
+                          f"{self.cfg.train.max_iters}: the schedule changes from here on")
+
+    # ------------------------------------------------------------------------------------------ loop
+    def _loader(self) -> DataLoader:
+        t = self.cfg.data.train
+        sampler = InfiniteStreamSampler(len(self.dataset), seed=self.cfg.seed, batch_size=t.batch_size,
+                                        rank=self.ctx.rank, world_size=self.ctx.world_size,
+                                        start=self.samples_consumed)
+        kw = {}
+        if t.num_workers > 0:
+            kw = dict(persistent_workers=True, prefetch_factor=2)
+        return DataLoader(self.dataset, batch_size=t.batch_size, sampler=sampler, num_workers=t.num_workers,
+                          collate_fn=collate, pin_memory=self.ctx.device.type == "cuda",
+                          generator=torch.Generator().manual_seed(self.cfg.seed), **kw)
+
+    def _check_frozen_eval(self, model) -> None:
+        for name, module in model.frozen_modules().items():
+            module.eval()
+            if any(m.training for m in module.modules()):
+                raise TrainingError(f"frozen module {name} is in training mode")
+
+    def fit(self, resume: str | Path | bool | None = None, *, run_config: dict | None = None) -> dict:
+        """Train to ``cfg.train.max_iters`` (resuming from a checkpoint if asked); returns a summary."""
+        cfg, ctx = self.cfg, self.ctx
+        tr = cfg.train
+        raw = unwrap(self.model)
+        resumed_from = None
+        if resume:
+            files = ck.resolve_resume(resume, self.work_dir)
+            self.resume(files)
+            resumed_from = str(files.weights)
+        elif ck.list_checkpoints(self.work_dir):
+            raise TrainingError(f"{self.work_dir} already holds checkpoints of a run: resume it with --resume, "
+                                "or choose another work directory (--work-dir / train.work_dir)")
+        if ctx.is_main:
+            self.work_dir.mkdir(parents=True, exist_ok=True)
+            ck.remove_stale_temp_files(self.work_dir)
+            (self.work_dir / "config.yaml").write_text(cfg.to_yaml())
+        self.logger = RunLogger(self.work_dir, enabled=ctx.is_main, jsonl=cfg.logging.jsonl,
+                                tensorboard=cfg.logging.tensorboard,
+                                resume_iter=self.iteration if resumed_from else None)
+        ddp_model = wrap_ddp(self.model, ctx, find_unused=(tr.ddp_find_unused if tr.ddp_find_unused is not None
+                                                            else raw.cfg.method == "full"))
+        params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        amp = tr.amp == "bf16" and ctx.device.type == "cuda"
+        if tr.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        normalized = bool(getattr(self.dataset, "normalized", False))
+        num_classes = raw.num_classes
+        progress = ProgressDisplay(tr.max_iters, self.iteration, enabled=ctx.is_main and self.show_progress,
+                                   interval=cfg.logging.interval)
+        if resumed_from:
+            self.logger.write("resume", self.iteration, resumed_from=resumed_from)
+            progress.print(f"resumed from {resumed_from} at iteration {self.iteration}")
+        else:
+            self.logger.write("start", 0, world_size=ctx.world_size, global_batch=self.global_batch,
+                              groups=describe_groups(self.optimizer))
+        if tr.amp == "bf16" and not amp and ctx.is_main:
+            progress.print("note: train.amp=bf16 applies on GPU only; this CPU run stays in fp32")
+        ddp_model.train()
+        self._check_frozen_eval(raw)
+        loader_iter = iter(self._loader()) if self.iteration < tr.max_iters else None
+        window: list[float] = []
+        try:
+            while self.iteration < tr.max_iters:
+                t_start = time.perf_counter()
+                lr = self.scheduler.set_iteration(self.iteration)
+                loss_sum = torch.zeros((), device=ctx.device)
+                terms: dict[str, torch.Tensor] = {}
+                data_time = 0.0
+                for micro in range(tr.accumulate):
+                    td = time.perf_counter()
+                    batch = next(loader_iter)
+                    data_time += time.perf_counter() - td
+                    images = batch["image"].to(ctx.device, non_blocking=True).float()
+                    labels = batch["label"].to(ctx.device, non_blocking=True).long()
+                    x = images if normalized else raw.normalize(images)
+                    targets = semantic_to_targets(labels, num_classes)
+                    with no_sync(ddp_model, micro < tr.accumulate - 1):
+                        with torch.autocast("cuda", dtype=torch.bfloat16) if amp else nullcontext():
+                            outputs = ddp_model(x)
+                        losses = self.criterion(outputs, targets)
+                        loss = sum(losses.values())
+                        (loss / tr.accumulate).backward()
+                    loss_sum += loss.detach()
+                    for k in ("loss_cls", "loss_mask", "loss_dice"):
+                        v = sum(val.detach() for name, val in losses.items() if name.endswith(k))
+                        terms[k] = terms.get(k, 0) + v
+                self.samples_consumed += tr.accumulate * self.global_batch
+                reduced = all_reduce_mean(torch.stack([loss_sum, *terms.values()]) / tr.accumulate, ctx)
+                loss_value = float(reduced[0])
+                if not math.isfinite(loss_value):
+                    raise TrainingError(f"non-finite loss {loss_value} at iteration {self.iteration + 1}; "
+                                        f"terms {dict(zip(terms, reduced[1:].tolist()))}. The last checkpoint is "
+                                        "intact: lower the learning rate or set train.grad_clip and resume")
+                grad_norm = None
+                if tr.grad_clip is not None:
+                    grad_norm = float(torch.nn.utils.clip_grad_norm_(params, tr.grad_clip))
+                self.optimizer.step()
+                self.optimizer.zero_grad(set_to_none=True)
+                self.iteration += 1
+                it = self.iteration
+                dt = time.perf_counter() - t_start
+                window = (window + [dt])[-20:]
+                progress.update(it, loss_value, lr)
+                if it % cfg.logging.interval == 0 or it == tr.max_iters or it == 1:
+                    rec = {"loss": loss_value, "lr": lr, "time_per_iter": dt, "data_time": data_time,
+                           **{k: float(v) for k, v in zip(terms, reduced[1:].tolist())}}
+                    if grad_norm is not None:
+                        rec["grad_norm"] = grad_norm
+                    if ctx.device.type == "cuda":
+                        rec["max_mem_gb"] = torch.cuda.max_memory_allocated(ctx.device) / 2 ** 30
+                    self.logger.scalars("train", it, rec)
+                    self.history.append({"iter": it, **rec})
+                do_val = self.validate is not None and (
+                    (tr.val_interval and it % tr.val_interval == 0) or (it == tr.max_iters and tr.val_at_end))
+                if do_val:
+                    self.last_val = self.validate(raw)
+                    ddp_model.train()
+                    self._check_frozen_eval(raw)
+                    self.logger.scalars("val", it, self.last_val)
+                    progress.print(f"val @ {it}: " + ", ".join(f"{k} {v:.2f}" for k, v in self.last_val.items()))
+                if (tr.ckpt_interval and it % tr.ckpt_interval == 0) or it == tr.max_iters:
+                    self.save(run_config)
+                self.logger.flush()
+        finally:
+            progress.close()
+            self.logger.close()
+        return {"iteration": self.iteration, "loss": self.history[-1]["loss"] if self.history else None,
+                "val": self.last_val, "work_dir": str(self.work_dir)}
+
+
+# ================================================================================================ entry point
+def run_training(cfg: RunConfig, *, resume: str | Path | bool | None = None, ctx: DistContext | None = None,
+                 work_dir: str | Path | None = None, progress: bool | None = None) -> dict:
+    """Build model, data, validation and trainer from ``cfg`` and train (see the module docstring)."""
+    ctx = ctx or DistContext(device=resolve_device(cfg.train.device))
+    seed_everything(cfg.seed)              # identical initialisation of the trainable weights on every rank
+    model = build_model(cfg)
+    seed_everything(sample_seed(cfg.seed, ctx.rank, 1) if ctx.distributed else cfg.seed)
+    dataset = build_train_dataset(cfg, model)
+    validate = Validator(cfg, model, ctx) if cfg.data.val else None
+    trainer = Trainer(cfg, model, dataset, validate=validate, ctx=ctx, work_dir=work_dir, progress=progress)
+    if ctx.is_main and trainer.show_progress:
+        from rich.console import Console
+        con = Console(stderr=True)
+        n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        n_all = sum(p.numel() for p in model.parameters())
+        con.print(f"[bold]{cfg.name}[/]: {model.cfg.name} ({n_train:,} trainable of {n_all:,} parameters), "
+                  f"{len(dataset):,} training images, global batch {trainer.global_batch} "
+                  f"({ctx.world_size} process{'es' if ctx.world_size > 1 else ''}, {ctx.device}), "
+                  f"work dir {trainer.work_dir}", highlight=False)
+        if any((m.frozen_source or {}).get("random") for m in model.frozen_modules().values()):
+            con.print("[yellow]note: the frozen encoder(s) hold RANDOM weights (weights.random: true); "
+                      "results are meaningless beyond smoke tests[/]")
+    return trainer.fit(resume)
