@@ -8,6 +8,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 torch.set_num_threads(2)
 
+
+@pytest.fixture(autouse=True, scope="session")
+def _text_cache(tmp_path_factory):
+    """Text tables of the tests go to a fresh cache, never the user's."""
+    os.environ["DGSS_CACHE_DIR"] = str(tmp_path_factory.mktemp("dgss_cache"))
+
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 FIXTURES = SHARED / "fixtures"
 

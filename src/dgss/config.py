@@ -205,6 +205,7 @@ class TrainLoopConfig:
     accumulate: int = 1               # micro-batches per optimiser step
     grad_clip: float | None = None    # max global L2 norm of the trainable gradients
     amp: Literal["none", "bf16"] = "none"   # bf16 autocast on GPU (CPU runs stay fp32)
+    precision: Literal["fp32", "fp64"] = "fp32"   # fp64: whole model in float64 (numerical-equivalence tests)
     device: str = "auto"              # auto | cpu | cuda | cuda:N
     val_interval: int = 10000         # 0 = never (except the end when val_at_end)
     val_at_end: bool = True
@@ -556,6 +557,8 @@ def validate(cfg: RunConfig) -> None:
     for key in ("val_interval", "ckpt_interval"):
         if getattr(tr, key) < 0:
             raise _err(f"train.{key}", "must be >= 0 (0 = never)")
+    if tr.precision == "fp64" and tr.amp != "none":
+        raise _err("train.amp", "autocast cannot be combined with precision fp64")
     if tr.grad_clip is not None and tr.grad_clip <= 0:
         raise _err("train.grad_clip", "must be > 0 or null")
     if not (tr.device in ("auto", "cpu", "cuda") or tr.device.startswith("cuda:")):

@@ -7,7 +7,10 @@ from .backbones.weights import mark_random
 from .backbones.zoo import encoder_config
 from .heads.mask2former import Mask2FormerHeadConfig
 from .models.presets import DEPTHFORGE_ABLATIONS, depthforge_config, segmentor_config
+from .backbones.clip_text import ClipTextConfig
 from .models.segmentor import Segmentor, SegmentorConfig
+
+TINY_CLIP = ClipTextConfig(name="tiny-clip-text", width=64, layers=2, heads=2, embed_dim=32)
 
 
 def tiny_segmentor_config(method: str = "rein", *, num_classes: int = 19, embed_dim: int = 64, depth: int = 4,
@@ -22,7 +25,15 @@ def tiny_segmentor_config(method: str = "rein", *, num_classes: int = 19, embed_
     enc = encoder_config(encoder).replace(embed_dim=embed_dim, depth=depth, num_heads=2, img_size=img_size)
     if enc.family == "sam":
         enc = enc.replace(global_attn_indexes=(depth - 1,), rel_pos_grid=img_size // 16, window_size=2)
-    if method == "depthforge":
+    if method == "vireo":
+        from .models.vireo import vireo_config
+        dcfg = encoder_config(depth_encoder)
+        dep = dcfg.replace(embed_dim=depth_embed_dim or embed_dim, depth=depth_depth or depth, num_heads=2,
+                           img_size=img_size if dcfg.patch_size == 16 else round(img_size / 16) * 14)
+        cfg = vireo_config(enc, dep, ablation=ablation, name="tiny-vireo", text_dim=TINY_CLIP.embed_dim,
+                           cmpe_class_chunk=8)
+        num_classes = cfg.head.num_classes
+    elif method == "depthforge":
         dcfg = encoder_config(depth_encoder)
         dimg = img_size if dcfg.patch_size == 16 else round(img_size / 16) * 14
         dep = dcfg.replace(embed_dim=depth_embed_dim or embed_dim, depth=depth_depth or depth, num_heads=2,
@@ -37,7 +48,7 @@ def tiny_segmentor_config(method: str = "rein", *, num_classes: int = 19, embed_
         if cfg.method == "depthforge" and cfg.depth_encoder is None:
             cfg.adapter = dataclasses.replace(cfg.adapter, depth_dim=None)
     cfg.head = Mask2FormerHeadConfig(
-        num_classes=num_classes, in_channels=[embed_dim] * 4, feat_channels=32, out_channels=32,
+        num_classes=cfg.head.num_classes, in_channels=[embed_dim] * 4, feat_channels=32, out_channels=32,
         num_queries=num_tokens, num_encoder_layers=1, num_decoder_layers=3, num_heads=4, num_points=2,
         encoder_ffn_dims=64, decoder_ffn_dims=64, num_groups=8, query_source=cfg.head.query_source)
     cfg.taps = tuple(range(depth))[-4:] if depth >= 4 else cfg.taps
@@ -47,9 +58,22 @@ def tiny_segmentor_config(method: str = "rein", *, num_classes: int = 19, embed_
     return cfg
 
 
-def tiny_segmentor(method: str = "rein", **kw) -> Segmentor:
-    """Tiny segmentor with random frozen weights, marked as random on purpose."""
+def tiny_text_encoder(seed: int = 0):
+    """A tiny random CLIP text tower (real tokenizer, 2 layers, 32-d output)."""
+    import torch
+
+    from .backbones.clip_text import ClipTextEncoder
+    torch.manual_seed(seed)
+    return ClipTextEncoder(TINY_CLIP)
+
+
+def tiny_segmentor(method: str = "rein", *, vocab="cityscapes", **kw) -> Segmentor:
+    """Tiny segmentor with random frozen weights, marked as random on purpose. Vireo models get a
+    tiny random CLIP text tower and the given vocabulary."""
     model = Segmentor(tiny_segmentor_config(method, **kw))
     for module in model.frozen_modules().values():
         mark_random(module)
+    if model.cfg.text is not None:
+        from .models.vireo import use_vocabulary
+        use_vocabulary(model, vocab, text_encoder=tiny_text_encoder())
     return model

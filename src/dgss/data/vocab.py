@@ -108,6 +108,14 @@ def parse_class_list(text: str) -> Vocabulary:
     return Vocabulary(tuple(n.strip() for n in text.split(sep) if n.strip()), source="command line")
 
 
+def resolve_vocabulary(spec) -> Vocabulary:
+    """Anything a user may pass: a Vocabulary, a list, a built-in name, a JSON file, or a class list."""
+    if isinstance(spec, str) and spec not in BUILTIN_VOCABULARIES and not Path(spec).is_file() \
+            and ("," in spec or ";" in spec):
+        return parse_class_list(spec)
+    return load_vocabulary(spec)
+
+
 def synonyms(name: str) -> list[str]:
     """The synonyms of one entry ("a, b" -> ["a", "b"]; bare commas are kept)."""
     return [p.strip() for p in name.split(", ")] if ", " in name else [name]

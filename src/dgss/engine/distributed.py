@@ -115,8 +115,8 @@ def wrap_ddp(model: nn.Module, ctx: DistContext, *, find_unused: bool = False) -
     from torch.nn.parallel import DistributedDataParallel as DDP
     DDP._set_params_and_buffers_to_ignore_for_model(model, frozen_names(model))
     ids = [ctx.device.index] if ctx.device.type == "cuda" else None
-    return DDP(model, device_ids=ids, output_device=ids[0] if ids else None, broadcast_buffers=False,
-               find_unused_parameters=find_unused)
+    # all buffers are ignored above, so none is broadcast (neither at init nor per forward)
+    return DDP(model, device_ids=ids, output_device=ids[0] if ids else None, find_unused_parameters=find_unused)
 
 
 def unwrap(model: nn.Module) -> nn.Module:

@@ -161,6 +161,14 @@ class Validator:
                 ds = SegDataset.from_root(v.dataset, _resolve_root(cfg.data.root, v.root), split, v.conditions)
             self.targets.append((v, ds))
         self.class_names = list(model.cfg.class_names) or None
+        if cfg.data.mean_over:
+            known: set[str] = set()
+            for _, ds in self.targets:
+                known |= {ds.domain} if isinstance(ds, SyntheticSegDataset) else set(ds.domains)
+            missing = [d for d in cfg.data.mean_over if d not in known]
+            if missing:
+                raise ValueError(f"config key 'data.mean_over': domain(s) {missing} are not among the validation "
+                                 f"domains {sorted(known)}")
 
     def _subset(self, n: int, max_images: int | None) -> list[int]:
         idx = list(range(n))
@@ -177,33 +185,41 @@ class Validator:
         device = self.ctx.device
         amp = self.cfg.train.amp == "bf16" and device.type == "cuda"
 
+        dtype = next(model.parameters()).dtype
+
         def predict(x: torch.Tensor) -> torch.Tensor:
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
-                return model.slide_inference(x.to(device)).float()
+                return model.slide_inference(x.to(device, dtype=dtype)).float()
 
-        metrics = DomainMetrics(model.num_classes, 255, self.class_names)
+        all_metrics = []
         try:
             for v, ds in self.targets:
                 idx = self._subset(len(ds), v.max_images)
                 if isinstance(ds, SyntheticSegDataset):
+                    metrics = DomainMetrics(model.num_classes, ds.ignore_index, self.class_names)
                     for i in idx:
                         item = ds[i]
-                        logits = predict(model.normalize(item["image"][None].to(device)))
+                        logits = predict(model.normalize(item["image"][None].to(device, dtype=dtype)))
                         metrics.update(item["domain"], logits[0].argmax(0).cpu(), item["label"])
                 else:
                     from ..data.datasets import SegDataset
                     from ..data.transforms import TestResize
                     from .evaluator import evaluate
-                    shard = SegDataset([ds.samples[i] for i in idx], ds.info)
+                    info = ds.info
+                    metrics = DomainMetrics(info.num_classes, info.ignore_index, list(info.class_names) or None)
+                    shard = SegDataset([ds.samples[i] for i in idx], info)
                     resize = TestResize(tuple(v.resize), v.keep_ratio) if v.resize else None
                     evaluate(predict, shard, metrics=metrics, resize=resize, device=device, seed=self.cfg.seed)
-            metrics.all_reduce()
+                metrics.all_reduce()
+                all_metrics.append(metrics)
         finally:
             model.train(was_training)
         out = {}
-        for d in metrics.matrices:
-            out[f"{d}/mIoU"] = 100.0 * metrics.result(d).miou
-        over = [d for d in (self.cfg.data.mean_over or list(metrics.matrices)) if d in metrics.matrices]
+        for metrics in all_metrics:
+            for d in metrics.matrices:
+                out[f"{d}/mIoU"] = 100.0 * metrics.result(d).miou
+        domains = [k[:-len("/mIoU")] for k in out]
+        over = [d for d in (self.cfg.data.mean_over or domains) if d in domains]
         if over:
             out["mean_mIoU"] = sum(out[f"{d}/mIoU"] for d in over) / len(over)
         return out
@@ -230,7 +246,8 @@ class Trainer:
         self.cfg = cfg
         self.ctx = ctx or DistContext(device=resolve_device(cfg.train.device))
         self.work_dir = Path(work_dir) if work_dir is not None else cfg.work_dir
-        self.model = model.to(self.ctx.device)
+        self.dtype = torch.float64 if cfg.train.precision == "fp64" else torch.float32
+        self.model = model.to(self.ctx.device, dtype=self.dtype)
         if not isinstance(train_dataset, StreamDataset):
             train_dataset = StreamDataset(train_dataset, cfg.seed)
         self.dataset = train_dataset
@@ -358,14 +375,14 @@ class Trainer:
             while self.iteration < tr.max_iters:
                 t_start = time.perf_counter()
                 lr = self.scheduler.set_iteration(self.iteration)
-                loss_sum = torch.zeros((), device=ctx.device)
+                loss_sum = torch.zeros((), device=ctx.device, dtype=self.dtype)
                 terms: dict[str, torch.Tensor] = {}
                 data_time = 0.0
                 for micro in range(tr.accumulate):
                     td = time.perf_counter()
                     batch = next(loader_iter)
                     data_time += time.perf_counter() - td
-                    images = batch["image"].to(ctx.device, non_blocking=True).float()
+                    images = batch["image"].to(ctx.device, dtype=self.dtype, non_blocking=True)
                     labels = batch["label"].to(ctx.device, non_blocking=True).long()
                     x = images if normalized else raw.normalize(images)
                     targets = semantic_to_targets(labels, num_classes)
@@ -442,8 +459,8 @@ def run_training(cfg: RunConfig, *, resume: str | Path | bool | None = None, ctx
         con.print(f"[bold]{cfg.name}[/]: {model.cfg.name} ({n_train:,} trainable of {n_all:,} parameters), "
                   f"{len(dataset):,} training images, global batch {trainer.global_batch} "
                   f"({ctx.world_size} process{'es' if ctx.world_size > 1 else ''}, {ctx.device}), "
-                  f"work dir {trainer.work_dir}", highlight=False)
+                  f"work dir {trainer.work_dir}", highlight=False, soft_wrap=True)
         if any((m.frozen_source or {}).get("random") for m in model.frozen_modules().values()):
             con.print("[yellow]note: the frozen encoder(s) hold RANDOM weights (weights.random: true); "
-                      "results are meaningless beyond smoke tests[/]")
+                      "results are meaningless beyond smoke tests[/]", soft_wrap=True)
     return trainer.fit(resume)

@@ -9,9 +9,10 @@ import torch
 
 from ..heads.reference_keys import head_from_reference, head_to_reference
 
-ADAPTER_PREFIX = {"rein": "backbone.reins.", "depthforge": "backbone.depthforge."}
-HEAD_EXTRA_PREFIXES = {"refine.": "DQCM."}   # DepthForge's depth refinement decoder
-IGNORED_PREFIXES = ("decode_head.vpt_transforms.",)
+ADAPTER_PREFIX = {"rein": "backbone.reins.", "depthforge": "backbone.depthforge.", "vireo": "backbone.vireo."}
+# DepthForge's depth refinement decoder and Vireo's CMPE prior generator
+HEAD_EXTRA_PREFIXES = {"refine.": "DQCM.", "prior.": "prior."}
+IGNORED_PREFIXES = ("decode_head.vpt_transforms.", "decode_head.feat_conv.", "decode_head.out_conv.")
 
 
 class ReferenceFormatError(ValueError):

@@ -8,7 +8,7 @@ from ..adapters.vireo import GeoTextConfig
 from ..backbones.clip_text import ClipTextEncoder
 from ..backbones.config import EncoderConfig
 from ..backbones.text_tables import text_table
-from ..data.vocab import Vocabulary, builtin_vocabulary, encoder_templates, head_templates, load_vocabulary
+from ..data.vocab import Vocabulary, builtin_vocabulary, encoder_templates, head_templates, resolve_vocabulary
 from .presets import depthforge_config, segmentor_config
 from .segmentor import Segmentor, SegmentorConfig, TextSettings
 
@@ -51,7 +51,7 @@ def vireo_config(encoder: EncoderConfig, depth: EncoderConfig | None, *, vocab: 
     adapter = base.adapter
     depth_dim = depth.embed_dim if depth is not None and depth.embed_dim != encoder.embed_dim else None
     if row["adapter"] == "geotext":
-        adapter = GeoTextConfig(**adapter.__dict__, depth_dim=depth_dim,
+        adapter = GeoTextConfig(**adapter.__dict__, depth_dim=depth_dim, text_dim=text_kw.get("text_dim", 768),
                                 depth_fusion="learned_mix" if depth is not None else "none")
     elif row["adapter"] == "depthforge":
         adapter = DepthForgeConfig(**adapter.__dict__, depth_dim=depth_dim)
@@ -70,7 +70,7 @@ def use_vocabulary(model: Segmentor, vocab, *, text_encoder: ClipTextEncoder | N
     Text tables come from the on-disk cache, or are computed with ``text_encoder`` (and cached).
     With ``text.text_vocab == "train"`` the encoder keeps the training vocabulary's table.
     """
-    vocab = load_vocabulary(vocab)
+    vocab = resolve_vocabulary(vocab)
     if clip_id is None and text_encoder is None:
         clip_id = (getattr(model, "text_source", None) or {}).get("clip_id")
     e_bb = text_table(vocab, encoder_templates(), encoder=text_encoder, clip_id=clip_id)
