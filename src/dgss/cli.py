@@ -55,24 +55,22 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+SUBCOMMAND_MODULES = ("dgss.engine.train_cli", "dgss.engine.eval_cli", "dgss.engine.predict_cli",
+                      "dgss.models.convert_cli", "dgss.data.cli", "dgss.demo.cli")
+
+
 def _registrars():
-    """Sub-command groups that live next to their concern (added as they land)."""
+    """Sub-command groups that live next to their concern: each module has ``register(subparsers)``."""
+    import importlib
     regs = []
-    try:
-        from .data.cli import register as data_register
-        regs.append(data_register)
-    except ImportError:
-        pass
-    try:
-        from .models.convert_cli import register as convert_register
-        regs.append(convert_register)
-    except ImportError:
-        pass
-    try:
-        from .engine.train_cli import register as train_register
-        regs.append(train_register)
-    except ImportError:
-        pass
+    for name in SUBCOMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name != name:  # a missing dependency inside the module is a real error
+                raise
+            continue
+        regs.append(module.register)
     return regs
 
 

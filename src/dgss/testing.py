@@ -71,8 +71,8 @@ def tiny_segmentor(method: str = "rein", *, vocab="cityscapes", **kw) -> Segment
     """Tiny segmentor with random frozen weights, marked as random on purpose. Vireo models get a
     tiny random CLIP text tower and the given vocabulary."""
     model = Segmentor(tiny_segmentor_config(method, **kw))
-    for module in model.frozen_modules().values():
-        mark_random(module)
+    for seed, module in enumerate(model.frozen_modules().values()):
+        mark_random(module, seed=seed)
     if model.cfg.text is not None:
         from .models.vireo import use_vocabulary
         use_vocabulary(model, vocab, text_encoder=tiny_text_encoder())

@@ -84,6 +84,7 @@ class DepthForgeAdapter(ReinAdapter):
             weights = self.token_weights(a * logits + (1 - a) * self.attention_logits(depth, t))
         else:  # none, feature_concat, depth_token
             weights = self.token_weights(logits)
+        self.record(layer, weights)
         if not cfg.attention_opt:
             return feats + self.scale * self.mlp_delta_f(weights @ t)
         agg = self.aggregate(weights, t)

@@ -104,7 +104,14 @@ class ReinAdapter(nn.Module):
         """Refine patch tokens (B, N, C) after frozen block ``layer``; ``tokens`` = ``all_tokens()``."""
         t = tokens[layer]
         weights = self.token_weights(self.attention_logits(feats, t))
+        self.record(layer, weights)
         return self.refine(feats, self.aggregate(weights, t))
+
+    recorder = None  # optional callable(layer, weights (B, N, T)) for token-attention pictures
+
+    def record(self, layer: int, weights: torch.Tensor) -> None:
+        if self.recorder is not None:
+            self.recorder(layer, weights.detach())
 
     def query_embed(self, tokens: torch.Tensor | None = None) -> torch.Tensor:
         """Query link: (T, query_dim), independent of the image."""

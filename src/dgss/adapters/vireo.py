@@ -78,4 +78,6 @@ class GeoTextAdapter(ReinAdapter):
                 logits = a * logits + (1 - a) * dl
             else:
                 logits = logits + dl
-        return self.refine(feats, self.aggregate(self.token_weights(logits), p))
+        weights = self.token_weights(logits)
+        self.record(layer, weights)
+        return self.refine(feats, self.aggregate(weights, p))

@@ -305,9 +305,16 @@ def load_encoder_weights(enc: ViTEncoder, source: str | os.PathLike, *, role: Ro
     return enc
 
 
-def mark_random(enc: ViTEncoder) -> ViTEncoder:
-    """Declare that ``enc`` runs with random weights on purpose (tests, demos)."""
-    enc.frozen_source = {"random": True}
+def mark_random(enc: ViTEncoder, seed: int = 0) -> ViTEncoder:
+    """Give ``enc`` reproducible random weights on purpose (tests, demos): the module's own init under
+    ``seed``, so a checkpoint trained on them can be evaluated again with the same frozen weights."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        fresh = type(enc)(enc.cfg)
+    with torch.no_grad():
+        for (k, t), (_, v) in zip(enc.state_dict().items(), fresh.state_dict().items()):
+            t.copy_(v)
+    enc.frozen_source = {"random": True, "seed": seed}
     return enc
 
 

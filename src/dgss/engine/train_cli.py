@@ -37,30 +37,42 @@ def register(sub) -> argparse.ArgumentParser:
     return p
 
 
+def _data_summary(cfg) -> str:
+    t = cfg.data.train
+    vals = ", ".join(f"{v.dataset}/{v.split}" + (f"[{','.join(v.conditions)}]" if v.conditions else "")
+                     for v in cfg.data.val) or "none"
+    src = t.dataset if t.dataset == "synthetic" else f"{t.dataset}/{t.split}"
+    return (f"  train {src}, batch {t.batch_size} per process; val: {vals}; mean over "
+            f"{', '.join(cfg.data.mean_over) if cfg.data.mean_over else 'all domains'}; work dir {cfg.work_dir}")
+
+
 def dry_run(cfg) -> int:
     import torch
 
-    from ..config import segmentor_config_from
+    from ..config import BUILDABLE_METHODS, segmentor_config_from
     from ..models.build import build_model
     from .optim import build_optimizer, describe_groups
     from .schedulers import LRSchedule
+    sched = LRSchedule.from_config(cfg.schedule, cfg.optim.lr, cfg.train.max_iters)
+    T = cfg.train.max_iters
+    lrs = ", ".join(f"t={t}: {sched.lr_at(t):.3g}" for t in sorted({0, T // 10, T // 2, T - 1}))
+    if cfg.model.method not in BUILDABLE_METHODS:
+        print(f"{cfg.name}: valid config; method {cfg.model.method!r} is not implemented in this version of dgss, "
+              "so no model is built and `dgss train` refuses to run it")
+        print(f"  schedule {cfg.schedule.type} over {T} iterations ({lrs})")
+        print(_data_summary(cfg))
+        return 0
     seg_cfg = segmentor_config_from(cfg.model)
     with torch.device("meta"):
         model = build_model(seg_cfg)
         opt = build_optimizer(model, cfg.optim)
-    sched = LRSchedule.from_config(cfg.schedule, cfg.optim.lr, cfg.train.max_iters)
     n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
     n_all = sum(p.numel() for p in model.parameters())
-    T = cfg.train.max_iters
     print(f"{cfg.name}: model {seg_cfg.name} ({seg_cfg.method}), {n_train:,} trainable / {n_all:,} parameters")
     for line in describe_groups(opt):
         print(f"  {line}")
-    lrs = ", ".join(f"t={t}: {sched.lr_at(t):.3g}" for t in sorted({0, T // 10, T // 2, T - 1}))
     print(f"  schedule {cfg.schedule.type} over {T} iterations ({lrs})")
-    vals = ", ".join(f"{v.dataset}/{v.split}" + (f"[{','.join(v.conditions)}]" if v.conditions else "")
-                     for v in cfg.data.val) or "none"
-    print(f"  train {cfg.data.train.dataset}/{cfg.data.train.split}, batch {cfg.data.train.batch_size} per process; "
-          f"val: {vals}; work dir {cfg.work_dir}")
+    print(_data_summary(cfg))
     return 0
 
 

@@ -101,9 +101,9 @@ def build_model(cfg: RunConfig, *, load_weights: bool = True):
     if not load_weights:
         return model
     w = cfg.weights
-    for name, module in model.frozen_modules().items():
+    for seed, (name, module) in enumerate(model.frozen_modules().items()):
         if w.random:
-            mark_random(module)
+            mark_random(module, seed=seed)   # reproducible random weights, recorded in checkpoints
             continue
         source = (w.depth_encoder if name == "depth_encoder" else w.encoder) or module.cfg.default_weights
         if not source:
@@ -393,9 +393,10 @@ class Trainer:
                         loss = sum(losses.values())
                         (loss / tr.accumulate).backward()
                     loss_sum += loss.detach()
-                    for k in ("loss_cls", "loss_mask", "loss_dice"):
-                        v = sum(val.detach() for name, val in losses.items() if name.endswith(k))
-                        terms[k] = terms.get(k, 0) + v
+                    for k in ("loss_cls", "loss_mask", "loss_dice"):  # summed over the decoder outputs
+                        vals = [v.detach() for name, v in losses.items() if name == k or name.endswith("." + k)]
+                        if vals:
+                            terms[k] = terms.get(k, 0) + torch.stack(vals).sum()
                 self.samples_consumed += tr.accumulate * self.global_batch
                 reduced = all_reduce_mean(torch.stack([loss_sum, *terms.values()]) / tr.accumulate, ctx)
                 loss_value = float(reduced[0])

@@ -16,7 +16,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from ..backbones.weights import FrozenWeightsError, load_encoder_weights
+from ..backbones.weights import FrozenWeightsError, load_encoder_weights, mark_random
 from .segmentor import Segmentor, SegmentorConfig
 
 FORMAT = "dgss/1"
@@ -113,7 +113,7 @@ def load_checkpoint(path: str | os.PathLike, *, frozen_weights: dict[str, str] |
     for name, module in model.frozen_modules().items():
         rec = recorded.get(name) or {}
         if random_frozen:
-            module.frozen_source = {"random": True}
+            mark_random(module, seed=int(rec.get("seed", 0)) if rec.get("random") else 0)
             continue
         source = (frozen_weights or {}).get(name) or rec.get("file")
         if not source or rec.get("random"):

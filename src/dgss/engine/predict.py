@@ -1,0 +1,187 @@
+"""Prediction on users' images, folders or videos: labels, overlays, depth maps, token attention."""
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, UnidentifiedImageError
+
+from .. import viz
+from ..backbones.weights import load_encoder_weights, mark_random
+from ..models.segmentor import Segmentor
+
+IMAGE_EXT = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+VIDEO_EXT = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
+
+
+class InputError(ValueError):
+    """An input path that is missing, unreadable or of an unsupported type."""
+
+
+def iter_inputs(paths: list[str | os.PathLike], every_nth_frame: int = 1) -> Iterator[tuple[str, np.ndarray]]:
+    """(name, RGB uint8 (H, W, 3)) for image files, folders (recursive, sorted) and video files."""
+    for p in map(Path, paths):
+        if not p.exists():
+            raise InputError(f"input not found: {p}")
+        if p.is_dir():
+            files = sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_EXT)
+            if not files:
+                raise InputError(f"no images ({', '.join(sorted(IMAGE_EXT))}) in folder {p}")
+            for f in files:
+                yield str(f.relative_to(p).with_suffix("")).replace(os.sep, "__"), read_rgb(f)
+        elif p.suffix.lower() in VIDEO_EXT:
+            yield from _video_frames(p, every_nth_frame)
+        elif p.suffix.lower() in IMAGE_EXT:
+            yield p.stem, read_rgb(p)
+        else:
+            raise InputError(f"unsupported input type {p.suffix!r}: {p}")
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB")).copy()
+    except (UnidentifiedImageError, OSError) as e:
+        raise InputError(f"cannot read image {path}: {e}") from None
+
+
+def _video_frames(path: Path, every: int) -> Iterator[tuple[str, np.ndarray]]:
+    import cv2
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise InputError(f"cannot open video {path}")
+    i = 0
+    try:
+        while True:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            if i % every == 0:
+                yield f"{path.stem}_{i:06d}", cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+            i += 1
+    finally:
+        cap.release()
+    if i == 0:
+        raise InputError(f"no frames could be decoded from {path}")
+
+
+@dataclass
+class Prediction:
+    label: np.ndarray                       # (H, W) class ids
+    attention: dict[int, np.ndarray] = field(default_factory=dict)   # layer -> (h, w, 2) [token, weight]
+
+
+def _to_tensor(rgb: np.ndarray, device) -> torch.Tensor:
+    return torch.from_numpy(rgb).permute(2, 0, 1).float()[None].to(device)
+
+
+@torch.inference_mode()
+def predict_image(model: Segmentor, rgb: np.ndarray, *, short_side: int | None = None,
+                  attention_layers: list[int] = ()) -> Prediction:
+    """Sliding-window prediction at the image's size (or resized so its short side is ``short_side``),
+    labels back at the original size."""
+    device = model.mean.device
+    H, W = rgb.shape[:2]
+    x = model.normalize(_to_tensor(rgb, device))
+    if short_side:
+        s = short_side / min(H, W)
+        x = F.interpolate(x, size=(max(1, round(H * s)), max(1, round(W * s))), mode="bilinear", align_corners=False)
+    records: dict[int, torch.Tensor] = {}
+    if attention_layers and model.adapter is not None:
+        model.adapter.recorder = lambda layer, w: records.__setitem__(layer, w) if layer in attention_layers else None
+    try:
+        scores = model.slide_inference(x)
+    finally:
+        if model.adapter is not None:
+            model.adapter.recorder = None
+    if scores.shape[-2:] != (H, W):
+        scores = F.interpolate(scores, size=(H, W), mode="bilinear", align_corners=False)
+    label = scores[0].argmax(0).cpu().numpy().astype(np.int32)
+    attention = {}
+    p = model.encoder.patch_size
+    for layer, w in records.items():   # last window's weights (B, N, T); shown on its grid
+        n = w.shape[1]
+        gh = x.shape[-2] // p if x.shape[-2] <= model.cfg.crop_size else model.cfg.crop_size // p
+        gw = n // gh
+        val, idx = w[0].max(dim=-1)
+        attention[layer] = np.stack([idx.view(gh, gw).cpu().numpy(), val.view(gh, gw).cpu().numpy()], -1)
+    return Prediction(label, attention)
+
+
+def depth_model_for(model: Segmentor, depth_weights: str | None):
+    """A DAv2 (encoder + DPT head) sharing the model's frozen depth encoder when it has one."""
+    from ..backbones.depth_anything import DPT_CONFIGS, DPTConfig, DepthAnythingV2
+    enc = model.depth_encoder
+    size = "l"
+    if enc is not None:
+        name = enc.cfg.name
+        size = name.split("-")[1] if name.startswith("dav2-") and name.split("-")[1] in DPT_CONFIGS else "l"
+    dav2 = DepthAnythingV2(size, encoder=enc) if enc is not None else DepthAnythingV2(size)
+    cfg = dav2.dpt_cfg
+    if max(cfg.layer_idx) >= dav2.encoder.depth:  # a tiny/narrow encoder: evenly spaced taps
+        d = dav2.encoder.depth
+        dav2.dpt_cfg = DPTConfig(tuple(int(round((i + 1) * d / 4)) - 1 for i in range(4)), cfg.features,
+                                 cfg.out_channels)
+    source = depth_weights or ((enc.frozen_source or {}).get("file") if enc is not None else None)
+    if source:
+        dav2.load(source)
+    elif enc is None or not (enc.frozen_source or {}).get("random"):
+        raise InputError("depth maps need Depth Anything V2 weights (--depth-weights depth_anything_v2_vitl.pth)")
+    else:
+        mark_random(dav2.encoder)
+    return dav2.to(model.mean.device)
+
+
+@torch.inference_mode()
+def predict_depth(dav2, model: Segmentor, rgb: np.ndarray) -> np.ndarray:
+    """Relative depth (H, W) at the image size (the DAv2 input is resized to its patch multiple)."""
+    H, W = rgb.shape[:2]
+    x = model.normalize(_to_tensor(rgb, model.mean.device))
+    p = dav2.encoder.patch_size
+    size = (max(p, round(H / p) * p), max(p, round(W / p) * p))
+    d = dav2(F.interpolate(x, size=size, mode="bilinear", align_corners=False))
+    return F.interpolate(d[:, None], size=(H, W), mode="bilinear", align_corners=False)[0, 0].cpu().numpy()
+
+
+def write_outputs(out_dir: Path, name: str, rgb: np.ndarray, pred: Prediction, class_names, *,
+                  depth: np.ndarray | None = None) -> list[Path]:
+    """``<name>_label.png`` (class ids), ``<name>_overlay.png`` (+ legend unless Cityscapes colours),
+    ``<name>_depth.png``, ``<name>_tokens_l<k>.png``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    lab = pred.label
+    lab_img = Image.fromarray(lab.astype(np.uint8 if lab.max(initial=0) < 256 else np.uint16))
+    lab_img.save(out_dir / f"{name}_label.png")
+    written.append(out_dir / f"{name}_label.png")
+    pal = viz.palette_for(class_names)
+    ov = viz.overlay(rgb, lab, pal)
+    present = np.bincount(lab.ravel(), minlength=len(class_names)) > 0
+    ov = viz.add_legend(ov, list(class_names), pal, present=present)
+    viz.save_png(ov, out_dir / f"{name}_overlay.png")
+    written.append(out_dir / f"{name}_overlay.png")
+    if depth is not None:
+        viz.save_png(viz.colorize_depth(depth), out_dir / f"{name}_depth.png")
+        written.append(out_dir / f"{name}_depth.png")
+    for layer, att in pred.attention.items():
+        pic = viz.colorize_tokens(att[..., 0].astype(np.int64), att[..., 1], int(att[..., 0].max()) + 1)
+        pic = np.asarray(Image.fromarray(pic).resize((rgb.shape[1], rgb.shape[0]), Image.NEAREST))
+        viz.save_png(np.concatenate([rgb, pic], axis=1), out_dir / f"{name}_tokens_l{layer}.png")
+        written.append(out_dir / f"{name}_tokens_l{layer}.png")
+    return written
+
+
+def load_frozen(model: Segmentor, weights: dict[str, str], random_weights: bool) -> Segmentor:
+    """Fill the frozen encoders of a freshly built preset (explicit files, the zoo's Hub defaults,
+    or random weights when asked for)."""
+    for seed, (name, module) in enumerate(model.frozen_modules().items()):
+        if random_weights:
+            mark_random(module, seed=seed)
+            continue
+        source = weights.get(name) or module.cfg.default_weights
+        load_encoder_weights(module, source, role="depth" if name == "depth_encoder" else "visual")
+    return model

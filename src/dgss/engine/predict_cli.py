@@ -1,0 +1,89 @@
+"""`dgss predict`: segment images, folders or videos with a trained model (any vocabulary for Vireo)."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from ..backbones.clip_text import TEXT_ENCODERS, ClipTextEncoder
+from ..models.checkpoint import load_checkpoint
+from ..models.presets import PRESETS, build_preset
+from .predict import depth_model_for, iter_inputs, load_frozen, predict_depth, predict_image, write_outputs
+
+
+def parse_weights(items: list[str] | None) -> dict[str, str]:
+    """``encoder=path`` / ``depth_encoder=path`` / ``clip=path`` pairs."""
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ValueError(f"--weights expects NAME=FILE (NAME: encoder, depth_encoder, clip), got {item!r}")
+        k, v = item.split("=", 1)
+        if k not in ("encoder", "depth_encoder", "clip"):
+            raise ValueError(f"unknown frozen module {k!r} in --weights; known: encoder, depth_encoder, clip")
+        out[k] = v
+    return out
+
+
+def load_for_inference(spec: str, weights: dict[str, str], random_weights: bool, *, allow_hash_mismatch=False):
+    """A dgss checkpoint file, or a preset name (untrained head: only useful with --random-weights
+    for smoke tests, or to look at depth / attention)."""
+    if Path(spec).is_file():
+        model = load_checkpoint(spec, frozen_weights=weights, random_frozen=random_weights,
+                                allow_frozen_hash_mismatch=allow_hash_mismatch)
+    elif spec in PRESETS:
+        model = load_frozen(build_preset(spec), weights, random_weights)
+    else:
+        raise ValueError(f"--model {spec!r} is neither a checkpoint file nor a preset")
+    if not random_weights:
+        model.check_frozen_weights()
+    return model
+
+
+def run(args: argparse.Namespace) -> int:
+    weights = parse_weights(args.weights)
+    model = load_for_inference(args.model, weights, args.random_weights).eval()
+    device = torch.device(args.device)
+    model.to(device)
+    if args.classes or args.vocab:
+        if model.cfg.text is None:
+            raise ValueError(f"{model.cfg.name} is a closed-vocabulary model ({model.num_classes} classes); "
+                             "--classes/--vocab need an open-vocabulary (Vireo) model")
+        from ..models.vireo import use_vocabulary
+        text_encoder = None
+        if weights.get("clip"):
+            text_encoder = ClipTextEncoder(TEXT_ENCODERS[model.cfg.text.clip]).load(weights["clip"])
+        use_vocabulary(model, args.classes or args.vocab, text_encoder=text_encoder)
+    dav2 = depth_model_for(model, args.depth_weights) if args.depth else None
+    out = Path(args.out)
+    n = 0
+    layers = [model.encoder.depth - 1 if a == -1 else a for a in (args.attention or [])]
+    for name, rgb in iter_inputs(args.inputs, args.every):
+        pred = predict_image(model, rgb, short_side=args.short_side, attention_layers=layers)
+        depth = predict_depth(dav2, model, rgb) if dav2 is not None else None
+        write_outputs(out, name, rgb, pred, model.class_names, depth=depth)
+        n += 1
+    print(f"wrote predictions for {n} image(s) to {out}/")
+    if any((m.frozen_source or {}).get("random") for m in model.frozen_modules().values()):
+        print("note: frozen encoders have RANDOM weights (--random-weights): the pictures show the pipeline, "
+              "not what the method can do")
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("predict", help="segment images, folders or videos; overlays, depth and token maps")
+    p.add_argument("inputs", nargs="+", help="image files, folders or video files")
+    p.add_argument("--model", required=True, help="dgss checkpoint (.safetensors) or preset name")
+    p.add_argument("--weights", nargs="*", metavar="NAME=FILE",
+                   help="frozen weights: encoder=..., depth_encoder=..., clip=... (files or hf-hub: ids)")
+    p.add_argument("--random-weights", action="store_true", help="run frozen encoders with random weights (tests)")
+    p.add_argument("--classes", help='open vocabulary: "road, car, person, dog" (";" separates entries with ", ")')
+    p.add_argument("--vocab", help="open vocabulary: cityscapes | deliver | ade150 | ade847 | file.json")
+    p.add_argument("--depth", action="store_true", help="also write the Depth Anything V2 depth map")
+    p.add_argument("--depth-weights", help="DAv2 checkpoint with its DPT head (default: the model's depth file)")
+    p.add_argument("--attention", type=int, nargs="*", help="token-attention maps for these blocks (-1 = last)")
+    p.add_argument("--short-side", type=int, help="resize so the short side has this length before inference")
+    p.add_argument("--every", type=int, default=1, help="videos: every n-th frame")
+    p.add_argument("--out", default="predictions")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.set_defaults(func=run)

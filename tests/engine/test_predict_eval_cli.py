@@ -1,0 +1,115 @@
+"""`dgss predict` and `dgss eval` end to end on tiny checkpoints and generated scenes."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from dgss.cli import main
+from dgss.demo.scenes import make_scene
+from dgss.metrics import DomainMetrics
+from dgss.models.checkpoint import load_checkpoint, save_checkpoint
+from dgss.testing import tiny_segmentor
+
+
+def write_cityscapes_tree(root, n=2, seed=0):
+    """Generated scenes in the official Cityscapes layout (val split, trainId labels)."""
+    for i in range(n):
+        s = make_scene(seed + i, 128, 256)
+        stem = f"synth_{i:06d}_000019"
+        img = root / "leftImg8bit" / "val" / "synth" / f"{stem}_leftImg8bit.png"
+        lab = root / "gtFine" / "val" / "synth" / f"{stem}_gtFine_labelTrainIds.png"
+        img.parent.mkdir(parents=True, exist_ok=True)
+        lab.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(s.image).save(img)
+        Image.fromarray(s.label).save(lab)
+    return root
+
+
+@pytest.fixture
+def tiny_ckpt(tmp_path):
+    torch.manual_seed(0)
+    m = tiny_segmentor("depthforge")
+    return save_checkpoint(m, tmp_path / "tiny.safetensors")
+
+
+def test_predict_writes_label_overlay_depth_and_tokens(tmp_path, tiny_ckpt):
+    img = tmp_path / "scene.png"
+    Image.fromarray(make_scene(3, 128, 256).image).save(img)
+    out = tmp_path / "out"
+    rc = main(["predict", str(img), "--model", str(tiny_ckpt), "--random-weights", "--depth", "--attention", "-1",
+               "--out", str(out)])
+    assert rc == 0
+    lab = np.asarray(Image.open(out / "scene_label.png"))
+    assert lab.shape == (128, 256) and lab.max() < 19
+    ov = np.asarray(Image.open(out / "scene_overlay.png"))
+    assert ov.shape[0] == 128 and ov.shape[1] > 256          # legend appended
+    assert np.asarray(Image.open(out / "scene_depth.png")).shape == (128, 256, 3)
+    assert (out / "scene_tokens_l3.png").is_file()
+
+
+def test_predict_label_equals_model_output(tmp_path, tiny_ckpt):
+    rgb = make_scene(4, 128, 256).image
+    Image.fromarray(rgb).save(tmp_path / "a.png")
+    assert main(["predict", str(tmp_path / "a.png"), "--model", str(tiny_ckpt), "--random-weights",
+                 "--out", str(tmp_path / "o")]) == 0
+    model = load_checkpoint(tiny_ckpt, random_frozen=True).eval()
+    with torch.no_grad():
+        x = model.normalize(torch.from_numpy(rgb).permute(2, 0, 1).float()[None])
+        ref = model.slide_inference(x)[0].argmax(0).numpy()
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "o" / "a_label.png")), ref)
+
+
+def test_predict_open_vocabulary_classes(tmp_path):
+    torch.manual_seed(0)
+    m = tiny_segmentor("vireo")
+    ckpt = save_checkpoint(m, tmp_path / "vireo.safetensors")
+    Image.fromarray(make_scene(1, 64, 128).image).save(tmp_path / "s.png")
+    # the tiny CLIP's tables for this vocabulary are not cached and no CLIP is given -> clear error
+    rc = main(["predict", str(tmp_path / "s.png"), "--model", str(ckpt), "--random-weights",
+               "--classes", "road, car, person, dog", "--out", str(tmp_path / "o")])
+    assert rc == 2
+    from dgss.models.vireo import use_vocabulary
+    from dgss.testing import tiny_text_encoder
+    use_vocabulary(m, "road, car, person, dog", text_encoder=tiny_text_encoder())   # fills the cache
+    rc = main(["predict", str(tmp_path / "s.png"), "--model", str(ckpt), "--random-weights",
+               "--classes", "road, car, person, dog", "--out", str(tmp_path / "o")])
+    assert rc == 0
+    assert np.asarray(Image.open(tmp_path / "o" / "s_label.png")).max() < 4
+
+
+def test_predict_bad_inputs(tmp_path, tiny_ckpt, capsys):
+    assert main(["predict", str(tmp_path / "missing.png"), "--model", str(tiny_ckpt), "--random-weights"]) == 2
+    assert "input not found" in capsys.readouterr().err
+    (tmp_path / "bad.png").write_bytes(b"garbage")
+    assert main(["predict", str(tmp_path / "bad.png"), "--model", str(tiny_ckpt), "--random-weights"]) == 2
+    assert "cannot read image" in capsys.readouterr().err
+    assert main(["predict", str(tmp_path / "bad.png"), "--model", str(tiny_ckpt)]) == 2   # random frozen, not asked
+    assert "random" in capsys.readouterr().err
+    assert main(["predict", str(tmp_path / "bad.png"), "--model", str(tiny_ckpt), "--random-weights",
+                 "--classes", "a, b"]) == 2
+    assert "closed-vocabulary" in capsys.readouterr().err
+
+
+def test_eval_cli_tables_files_and_values(tmp_path, tiny_ckpt):
+    root = write_cityscapes_tree(tmp_path / "cityscapes")
+    out = tmp_path / "eval"
+    assert main(["eval", str(tiny_ckpt), "--data", f"cityscapes={root}", "--random-weights", "--out", str(out),
+                 "--no-progress"]) == 0
+    res = json.loads((out / "results.json").read_text())
+    for f in ("results.csv", "results.md", "miou_per_domain.png", "iou_per_class.png"):
+        assert (out / f).is_file()
+    # independent recomputation: protocol test resize (fit 1024x512 -> 2x), slide, resize back, confusion
+    model = load_checkpoint(tiny_ckpt, random_frozen=True).eval()
+    m = DomainMetrics(19)
+    for img in sorted((root / "leftImg8bit" / "val").rglob("*.png")):
+        rgb = torch.from_numpy(np.asarray(Image.open(img).convert("RGB")).copy()).permute(2, 0, 1).float()[None]
+        lab = torch.from_numpy(np.asarray(Image.open(str(img).replace("leftImg8bit", "gtFine").replace(
+            "gtFine.png", "gtFine_labelTrainIds.png"))).astype(np.int64))
+        x = torch.nn.functional.interpolate(rgb, size=(256, 512), mode="bilinear", align_corners=False)
+        with torch.no_grad():
+            s = model.slide_inference(model.normalize(x))
+        s = torch.nn.functional.interpolate(s, size=lab.shape, mode="bilinear", align_corners=False)
+        m.update("cityscapes", s[0].argmax(0), lab)
+    assert res["mean"] == pytest.approx(round(100 * m.summary().mean, 2), abs=0.011)
