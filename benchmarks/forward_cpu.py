@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-ROWS = ["dinov2-l", "dav2-l", "freeze-dinov2-l", "rein-dinov2-l", "depthforge-dinov2-l"]
+ROWS = ["dinov2-l", "dav2-l", "freeze-dinov2-l", "rein-dinov2-l", "depthforge-dinov2-l", "vireo-dinov2-l"]
 
 
 def run_row(name: str, repeats: int, size: int) -> dict:
@@ -30,6 +30,12 @@ def run_row(name: str, repeats: int, size: int) -> dict:
     with torch.device("meta"):
         model = build_encoder(name) if name in ENCODERS else build_preset(name)
     model = materialize(model).eval()
+    if getattr(model.cfg, "text", None) is not None:   # Vireo: random unit-norm text tables (timing only)
+        import torch.nn.functional as F
+        K, D = 19, model.cfg.text.text_dim
+        model.set_vocabulary(tuple(f"class {i}" for i in range(K)),
+                             F.normalize(torch.randn(K + 1, model.cfg.text.encoder_templates, D), dim=-1),
+                             F.normalize(torch.randn(K + 1, model.cfg.text.head_templates, D), dim=-1))
     x = torch.randn(1, 3, size, size)
     fn = (lambda: model.forward_features(x)) if name in ENCODERS else (lambda: model.predict_windows(x))
     base = rss_mb()
@@ -66,9 +72,12 @@ def main() -> None:
         tr = f"{r['time_s'] / base['time_s']:.2f}x" if base and r["row"] not in ("dinov2-l", "dav2-l") else ""
         mr = f"{r['peak_mb'] / base['peak_mb']:.2f}x" if base and r["row"] not in ("dinov2-l", "dav2-l") else ""
         print(f"| {r['row']} | {r['params_m']:.2f} | {r['time_s']:.2f} | {r['peak_mb']:.0f} | {tr} | {mr} |")
-    if "rein-dinov2-l" in ref and "depthforge-dinov2-l" in ref:
-        d, r = ref["depthforge-dinov2-l"], ref["rein-dinov2-l"]
-        print(f"\nDepthForge / REIN: time {d['time_s'] / r['time_s']:.2f}x, peak memory {d['peak_mb'] / r['peak_mb']:.2f}x")
+    print()
+    for a, b in [("depthforge-dinov2-l", "rein-dinov2-l"), ("vireo-dinov2-l", "depthforge-dinov2-l"),
+                 ("vireo-dinov2-l", "rein-dinov2-l")]:
+        if a in ref and b in ref:
+            print(f"{a} / {b}: time {ref[a]['time_s'] / ref[b]['time_s']:.2f}x, "
+                  f"peak memory {ref[a]['peak_mb'] / ref[b]['peak_mb']:.2f}x")
 
 
 if __name__ == "__main__":

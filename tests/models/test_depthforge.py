@@ -64,7 +64,14 @@ def test_segmentor_with_zero_depth_features_equals_rein_segmentor():
     df = tiny_segmentor("depthforge", ablation="da-ao").eval()
     rein = tiny_segmentor("rein").eval()
     rein.load_state_dict({k: v for k, v in df.state_dict().items() if not k.startswith("depth_encoder.")})
-    df.depth_features = lambda x, grid: [torch.zeros(x.shape[0], grid[0] * grid[1], 64)] * 4
+    class Zeros:
+        def __init__(self, x, grid):
+            self.z = torch.zeros(x.shape[0], grid[0] * grid[1], 64)
+
+        def get(self, i):
+            return self.z
+
+    df.depth_stream = Zeros
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         torch.testing.assert_close(df(x)["pred_logits"], rein(x)["pred_logits"], rtol=0, atol=0)
@@ -180,3 +187,24 @@ def test_config_round_trip():
     cfg = SegmentorConfig.from_dict(m.cfg.to_dict())
     assert cfg == m.cfg and isinstance(cfg.adapter, DepthForgeConfig)
     Segmentor(cfg)
+
+
+@pytest.mark.parametrize("ablation", ["full", "concat"])
+def test_recomputation_and_interleaving_change_no_gradient(ablation):
+    """Activation recomputation of the frozen blocks and the interleaved depth branch are exact."""
+    import dataclasses
+    torch.manual_seed(0)
+    base = tiny_segmentor("depthforge", ablation=ablation)
+    x, grads = torch.randn(2, 3, 64, 64), []
+    for recompute, interleave in [(False, False), (True, False), (True, True)]:
+        m = Segmentor(dataclasses.replace(base.cfg, grad_checkpoint_frozen=recompute, depth_interleave=interleave))
+        m.load_state_dict(base.state_dict())
+        m.train()
+        out = m(x)
+        (out["pred_logits"].square().sum() + out["pred_masks"].sigmoid().sum()).backward()
+        grads.append({n: p.grad.clone() for n, p in m.named_parameters() if p.grad is not None})
+    for g in grads[1:]:
+        assert g.keys() == grads[0].keys()
+        for k in g:
+            torch.testing.assert_close(g[k], grads[0][k], rtol=1e-5, atol=1e-7)
+    assert "adapter.learnable_tokens_a" in grads[0]

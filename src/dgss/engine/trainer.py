@@ -202,13 +202,14 @@ class Validator:
                         logits = predict(model.normalize(item["image"][None].to(device, dtype=dtype)))
                         metrics.update(item["domain"], logits[0].argmax(0).cpu(), item["label"])
                 else:
+                    from ..data import transforms as T
                     from ..data.datasets import SegDataset
-                    from ..data.transforms import TestResize
                     from .evaluator import evaluate
+                    Resize = getattr(T, "EvalResize", None) or getattr(T, "TestResize")
                     info = ds.info
                     metrics = DomainMetrics(info.num_classes, info.ignore_index, list(info.class_names) or None)
                     shard = SegDataset([ds.samples[i] for i in idx], info)
-                    resize = TestResize(tuple(v.resize), v.keep_ratio) if v.resize else None
+                    resize = Resize(tuple(v.resize), v.keep_ratio) if v.resize else None
                     evaluate(predict, shard, metrics=metrics, resize=resize, device=device, seed=self.cfg.seed)
                 metrics.all_reduce()
                 all_metrics.append(metrics)
@@ -426,7 +427,9 @@ class Trainer:
                 do_val = self.validate is not None and (
                     (tr.val_interval and it % tr.val_interval == 0) or (it == tr.max_iters and tr.val_at_end))
                 if do_val:
-                    self.last_val = self.validate(raw)
+                    raw.eval()
+                    with torch.no_grad():
+                        self.last_val = self.validate(raw)
                     ddp_model.train()
                     self._check_frozen_eval(raw)
                     self.logger.scalars("val", it, self.last_val)

@@ -17,6 +17,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from ..adapters.depthforge import DepthForgeAdapter, DepthForgeConfig
 from ..adapters.rein import ReinAdapter, ReinConfig
@@ -75,6 +76,8 @@ class SegmentorConfig:
     head_refine: Literal["none", "aag"] = "none"     # depth refinement decoder (gated level fusion) in the head
     refine_split_fusion: bool = True                 # fusion without the 4C concatenation (same result)
     text: TextSettings | None = None                 # open-vocabulary parts (Vireo)
+    grad_checkpoint_frozen: bool = True              # training: recompute frozen blocks in backward (memory)
+    depth_interleave: bool = True                    # run depth block l just before visual block l
     taps: tuple[int, ...] = (7, 11, 15, 23)
     crop_size: int = 512
     slide_stride: int = 341
@@ -272,53 +275,39 @@ class Segmentor(nn.Module):
         """RGB images in [0, 255] (B, 3, H, W) -> ImageNet-normalised."""
         return (images - self.mean) / self.std
 
-    @torch.no_grad()
+    def depth_stream(self, x: torch.Tensor, grid: tuple[int, int]) -> "DepthStream":
+        """The frozen depth encoder on the same normalised input, under no-grad (see :class:`DepthStream`)."""
+        return DepthStream(self.depth_encoder, x, grid, self.depth_layer_map, interleave=self.cfg.depth_interleave)
+
     def depth_features(self, x: torch.Tensor, grid: tuple[int, int]) -> list[torch.Tensor]:
-        """Frozen depth encoder on the same normalised input, no autograd, once per forward.
-
-        Returns one (B, N, C_d) patch-token tensor per *visual* block (after the layer map). A depth
-        encoder with another patch size sees the input resized to its patch multiple, and its token
-        grid is resampled in 2-D (bilinear) onto the visual grid.
-        """
-        dep = self.depth_encoder
-        p = dep.patch_size
-        if x.shape[-2] % p or x.shape[-1] % p:
-            size = (max(1, round(x.shape[-2] / p)) * p, max(1, round(x.shape[-1] / p)) * p)
-            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
-        t, state = dep.embed(x)
-        per_block = []
-        for i in range(dep.depth):
-            t = dep.forward_block(i, t, state)
-            per_block.append(t)
-        out = []
-        for j in self.depth_layer_map:
-            z = per_block[j]
-            if state.grid != grid:
-                z = resample_token_grid(dep.patch_tokens(z), state.grid, grid)
-            else:
-                z = dep.patch_tokens(z)
-            out.append(z)
-        return out
-
-    def encoder_context(self, x: torch.Tensor, grid: tuple[int, int]) -> dict[str, list[torch.Tensor]]:
-        """Per-visual-block extra adapter inputs: ``depth`` for DepthForge."""
-        if self.depth_encoder is None:
-            return {}
-        return {"depth": self.depth_features(x, grid)}
+        """Depth tokens (B, N, C_d) for every visual block (after the layer map), computed at once."""
+        stream = self.depth_stream(x, grid)
+        return [stream.get(i) for i in range(self.encoder.depth)]
 
     def extract_features(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Normalised images (B, 3, H, W) -> pyramid [s4, s8, s16, s32], each (B, C, ·, ·)."""
+        """Normalised images (B, 3, H, W) -> pyramid [s4, s8, s16, s32], each (B, C, ·, ·).
+
+        During training the frozen blocks are recomputed in the backward pass instead of storing
+        their activations (``grad_checkpoint_frozen``); gradients still flow through them.
+        """
         enc, ad = self.encoder, self.adapter
         t, state = enc.embed(x)
         P = enc.num_prefix_tokens
         tokens = ad.all_tokens() if ad is not None else None
-        ctx = self.encoder_context(x, state.grid) if ad is not None else {}
         const = self.encoder_constants() if ad is not None else {}
+        depth = self.depth_stream(x, state.grid) if ad is not None and self.depth_encoder is not None else None
+        recompute = (self.cfg.grad_checkpoint_frozen and self.training and torch.is_grad_enabled()
+                     and self.cfg.method != "full")
         taps = []
         for i in range(enc.depth):
-            t = enc.forward_block(i, t, state)
+            if recompute and t.requires_grad:
+                t = checkpoint(enc.forward_block, i, t, state, use_reentrant=False)
+            else:
+                t = enc.forward_block(i, t, state)
             if ad is not None:
-                kw = {**const, **{k: v[i] for k, v in ctx.items()}}
+                kw = dict(const)
+                if depth is not None:
+                    kw["depth"] = depth.get(i)
                 t = torch.cat([t[:, :P], ad.update(t[:, P:], i, tokens, **kw)], dim=1)
             if i in self.cfg.taps:
                 taps.append(enc.tokens_to_map(t, state.grid))
@@ -388,6 +377,53 @@ class Segmentor(nn.Module):
         for y1, y2, x1, x2 in boxes:
             counts[..., y1:y2, x1:x2] += 1
         return scores / counts
+
+
+class DepthStream:
+    """Depth tokens block by block, without autograd.
+
+    ``get(i)`` returns the patch tokens (B, N, C_d) of the depth block feeding visual block ``i``
+    (``layer_map[i]``), resampled in 2-D onto the visual grid if the grids differ. With ``interleave``
+    the depth blocks run just in time and only the current depth state is kept alive (reference-like
+    behaviour, ``interleave=False``, computes and keeps all of them first). Under autocast the tokens
+    stay in the compute dtype.
+    """
+
+    def __init__(self, encoder: ViTEncoder, x: torch.Tensor, grid: tuple[int, int], layer_map: tuple[int, ...],
+                 interleave: bool = True):
+        self.enc, self.grid, self.layer_map = encoder, grid, layer_map
+        p = encoder.patch_size
+        if x.shape[-2] % p or x.shape[-1] % p:
+            size = (max(1, round(x.shape[-2] / p)) * p, max(1, round(x.shape[-1] / p)) * p)
+            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+        with torch.no_grad():
+            self.tokens, self.state = encoder.embed(x)
+        self.done = -1
+        self.cache: dict[int, torch.Tensor] = {}
+        if not interleave:
+            for j in range(encoder.depth):
+                self._advance(j)
+                self.cache[j] = self.tokens
+
+    def _advance(self, j: int) -> None:
+        with torch.no_grad():
+            while self.done < j:
+                self.done += 1
+                self.tokens = self.enc.forward_block(self.done, self.tokens, self.state)
+
+    def get(self, i: int) -> torch.Tensor:
+        j = self.layer_map[i]
+        if j in self.cache:
+            z = self.cache[j]
+        else:
+            if j < self.done:
+                raise RuntimeError("depth stream consumed out of order")
+            self._advance(j)
+            z = self.tokens
+        z = self.enc.patch_tokens(z)
+        if self.state.grid != self.grid:
+            z = resample_token_grid(z, self.state.grid, self.grid)
+        return z
 
 
 def resample_token_grid(tokens: torch.Tensor, src: tuple[int, int], dst: tuple[int, int]) -> torch.Tensor:
