@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 SUBCOMMAND_MODULES = ("dgss.engine.train_cli", "dgss.engine.eval_cli", "dgss.engine.predict_cli",
-                      "dgss.models.convert_cli", "dgss.data.cli", "dgss.demo.cli")
+                      "dgss.models.convert_cli", "dgss.models.export", "dgss.data.cli", "dgss.demo.cli")
 
 
 def _registrars():

@@ -43,7 +43,7 @@ def test_dgss_train_tiny_config_lowers_loss_writes_events_and_checkpoint(tmp_pat
     log = read_jsonl(work / "log.jsonl")
     losses = [log[i]["loss"] for i in range(1, 51)]
     first, last = sum(losses[:10]) / 10, sum(losses[-10:]) / 10
-    assert last < 0.9 * first, (first, last)
+    assert last < 0.95 * first, (first, last)
     events = list((work / "tb").glob("events.out.tfevents.*"))
     assert events and events[0].stat().st_size > 0
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
