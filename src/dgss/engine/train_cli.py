@@ -18,8 +18,8 @@ def register(sub) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "train", help="train a model from a YAML run config (iteration-based, resumable, DDP via torchrun)",
         description="Train from a YAML run config. Overrides: dotted key=value pairs, values parsed as YAML "
-                    "(optim.lr=2e-4, train.max_iters=1000, data.val=[]). Multi-GPU: torchrun --nproc-per-node N "
-                    "-m dgss train ... (batch_size is per process).",
+                    "(optim.lr=2e-4, train.max_iters=1000, data.val=[]), given right after the config (before any "
+                    "--option). Multi-GPU: torchrun --nproc-per-node N -m dgss train ... (batch_size is per process).",
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("Examples::", 1)[1])
     p.add_argument("config", help="run config (YAML), e.g. configs/rein/gta2citys_rein_dinov2-l.yaml")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides (dotted keys)")

@@ -210,7 +210,8 @@ class Validator:
                     metrics = DomainMetrics(info.num_classes, info.ignore_index, list(info.class_names) or None)
                     shard = SegDataset([ds.samples[i] for i in idx], info)
                     resize = Resize(tuple(v.resize), v.keep_ratio) if v.resize else None
-                    evaluate(predict, shard, metrics=metrics, resize=resize, device=device, seed=self.cfg.seed)
+                    evaluate(predict, shard, metrics=metrics, resize=resize, device=device, seed=self.cfg.seed,
+                             num_workers=min(self.cfg.data.train.num_workers, 4))
                 metrics.all_reduce()
                 all_metrics.append(metrics)
         finally:
@@ -355,10 +356,13 @@ class Trainer:
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
         amp = tr.amp == "bf16" and ctx.device.type == "cuda"
         if tr.deterministic:
+            import os
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
             torch.use_deterministic_algorithms(True, warn_only=True)
+            torch.backends.cudnn.benchmark = False
         normalized = bool(getattr(self.dataset, "normalized", False))
         num_classes = raw.num_classes
-        progress = ProgressDisplay(tr.max_iters, self.iteration, enabled=ctx.is_main and self.show_progress,
+        progress = ProgressDisplay(tr.max_iters, self.iteration, enabled=ctx.is_main, bar=self.show_progress,
                                    interval=cfg.logging.interval)
         if resumed_from:
             self.logger.write("resume", self.iteration, resumed_from=resumed_from)
@@ -455,7 +459,7 @@ def run_training(cfg: RunConfig, *, resume: str | Path | bool | None = None, ctx
     dataset = build_train_dataset(cfg, model)
     validate = Validator(cfg, model, ctx) if cfg.data.val else None
     trainer = Trainer(cfg, model, dataset, validate=validate, ctx=ctx, work_dir=work_dir, progress=progress)
-    if ctx.is_main and trainer.show_progress:
+    if ctx.is_main:
         from rich.console import Console
         con = Console(stderr=True)
         n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
