@@ -567,6 +567,8 @@ def validate(cfg: RunConfig) -> None:
         raise _err("logging.interval", "must be >= 1")
     if cfg.data.mean_over is not None and not cfg.data.mean_over:
         raise _err("data.mean_over", "must list at least one domain (or be null)")
+    if m.method in BUILDABLE_METHODS:
+        segmentor_config_from(m)  # model overrides / tiny options: unknown keys and bad values fail here
 
 
 def _check_dataset(key: str, name: str, conditions, synthetic, known: list[str]) -> None:

@@ -35,7 +35,8 @@ def test_keep_last_k_and_incomplete_checkpoints(tmp_path):
         ck.save_training_checkpoint(tmp_path, model, it, _state(opt), keep_last=2)
     assert [c.iteration for c in ck.list_checkpoints(tmp_path)] == [6, 8]
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "iter_000006.safetensors", "iter_000006.train_state.pt", "iter_000008.safetensors", "iter_000008.train_state.pt"]
+        "iter_000006.safetensors", "iter_000006.train_state.pt",
+        "iter_000008.safetensors", "iter_000008.train_state.pt"]
     # a kill between the weights write and the train-state write leaves weights only: not a checkpoint
     from dgss.models.checkpoint import save_checkpoint
     save_checkpoint(model, tmp_path / "iter_000010.safetensors", iteration=10)

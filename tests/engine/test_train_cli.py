@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
 from dgss.cli import main
@@ -26,7 +27,7 @@ def make_cityscapes_layout(root: Path, n_train: int = 8, n_val: int = 2) -> Path
             lab_dir = root / "cityscapes" / "gtFine" / split / city
             img_dir.mkdir(parents=True, exist_ok=True)
             lab_dir.mkdir(parents=True, exist_ok=True)
-            rgb = item["image"].permute(1, 2, 0).round().clamp(0, 255).to(dtype=__import__("torch").uint8).numpy()
+            rgb = item["image"].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
             Image.fromarray(rgb).save(img_dir / f"{stem}_leftImg8bit.png")
             Image.fromarray(item["label"].numpy().astype(np.uint8)).save(lab_dir / f"{stem}_gtFine_labelTrainIds.png")
     return root
@@ -54,7 +55,8 @@ def test_dgss_train_tiny_config_lowers_loss_writes_events_and_checkpoint(tmp_pat
     val = read_jsonl(work / "log.jsonl", "val")[50]
     assert 0 <= val["cityscapes/mIoU"] <= 100 and val["mean_mIoU"] == val["cityscapes/mIoU"]
     assert sorted(p.name for p in work.glob("iter_*")) == [
-        "iter_000025.safetensors", "iter_000025.train_state.pt", "iter_000050.safetensors", "iter_000050.train_state.pt"]
+        "iter_000025.safetensors", "iter_000025.train_state.pt",
+        "iter_000050.safetensors", "iter_000050.train_state.pt"]
     model = load_checkpoint(work / "iter_000050.safetensors", random_frozen=True)
     assert model.cfg.name == "tiny-rein"
 
@@ -66,3 +68,16 @@ def test_dgss_train_reports_config_and_data_errors(tmp_path, capsys):
     assert "cityscapes" in capsys.readouterr().err
     assert main(["train", str(CONFIG), "--print-config"]) == 0
     assert "name: tiny_rein_cityscapes_layout" in capsys.readouterr().out
+
+
+def test_data_loader_workers_do_not_change_the_run(tmp_path, capsys):
+    """Augmentation seeds depend on (seed, index, epoch) only: 0 or 2 loader workers give the same losses."""
+    data = make_cityscapes_layout(tmp_path / "data", n_train=4, n_val=1)
+    losses = {}
+    for nw in (0, 2):
+        work = tmp_path / f"w{nw}"
+        assert main(["train", str(CONFIG), f"data.root={data}", "logging.interval=1", "train.max_iters=4",
+                     "data.val=[]", f"data.train.num_workers={nw}", "--work-dir", str(work), "--no-progress"]) == 0
+        log = read_jsonl(work / "log.jsonl")
+        losses[nw] = [log[i]["loss"] for i in range(1, 5)]
+    assert losses[0] == losses[2]
