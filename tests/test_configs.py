@@ -129,10 +129,14 @@ def test_depthforge_ablation_rows_build_on_meta():
     assert seg.adapter.depth_fusion == "none" and seg.depth_encoder is None and seg.head_refine == "none"
 
 
-def test_vireo_is_not_buildable_and_train_says_so(capsys):
-    cfg = load_config(CONFIGS / "vireo/gta2citys_vireo_dinov2-l.yaml")
-    with pytest.raises(MethodNotBuildableError, match="'vireo' is not implemented"):
-        segmentor_config_from(cfg.model)
+def test_tiny_vireo_trains_with_prior_loss_and_reloads(tmp_path):
     from dgss.cli import main
-    assert main(["train", str(CONFIGS / "vireo/gta2citys_vireo_dinov2-l.yaml")]) == 2
-    assert "'vireo' is not implemented" in capsys.readouterr().err
+    from dgss.engine.logging import read_jsonl
+    from dgss.models.checkpoint import load_checkpoint
+    work = tmp_path / "run"
+    assert main(["train", str(CONFIGS / "tiny/vireo_synthetic.yaml"), "train.max_iters=4", "train.ckpt_interval=4",
+                 "--work-dir", str(work)]) == 0
+    rows = read_jsonl(work / "log.jsonl")            # {iteration: train record}
+    assert sorted(rows) == [1, 2, 3, 4] and all(r["loss_prior"] > 0 for r in rows.values())
+    model = load_checkpoint(work / "iter_000004.safetensors", random_frozen=True)
+    assert model.vocab[0] == "road" and model.num_classes == 19

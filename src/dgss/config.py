@@ -34,7 +34,7 @@ from typing import Any, Literal
 import yaml
 
 METHODS = ("rein", "freeze", "full", "depthforge", "vireo")
-BUILDABLE_METHODS = ("rein", "freeze", "full", "depthforge")
+BUILDABLE_METHODS = ("rein", "freeze", "full", "depthforge", "vireo")
 SYNTHETIC = "synthetic"
 
 
@@ -479,8 +479,6 @@ def validate(cfg: RunConfig) -> None:
     if m.tiny:
         if m.preset is not None:
             raise _err("model.preset", "give either a preset or tiny: true, not both")
-        if m.method == "vireo":
-            raise _err("model.tiny", "no tiny Vireo model yet")
     elif m.method in BUILDABLE_METHODS:
         from .models.presets import PRESETS
         if m.preset is None:
@@ -497,10 +495,12 @@ def validate(cfg: RunConfig) -> None:
         raise _err("model.tiny_options", "only used with tiny: true")
     if m.ablation is not None:
         from .models.presets import DEPTHFORGE_ABLATIONS
-        if m.method != "depthforge":
-            raise _err("model.ablation", f"ablation rows exist for method 'depthforge' only, not {m.method!r}")
-        if m.ablation not in DEPTHFORGE_ABLATIONS:
-            raise _err("model.ablation", f"unknown row {m.ablation!r}; known: {', '.join(DEPTHFORGE_ABLATIONS)}")
+        from .models.vireo import VIREO_ABLATIONS
+        rows = {"depthforge": DEPTHFORGE_ABLATIONS, "vireo": VIREO_ABLATIONS}.get(m.method)
+        if rows is None:
+            raise _err("model.ablation", f"ablation rows exist for methods depthforge and vireo, not {m.method!r}")
+        if m.ablation not in rows:
+            raise _err("model.ablation", f"unknown row {m.ablation!r}; known: {', '.join(rows)}")
     if m.num_classes < 1:
         raise _err("model.num_classes", "must be >= 1")
 
@@ -606,7 +606,7 @@ def _merge_overrides(base: dict, overrides: dict, path: str) -> dict:
 def segmentor_config_from(model: ModelConfig):
     """The :class:`~dgss.models.segmentor.SegmentorConfig` a model section describes.
 
-    Raises :class:`MethodNotBuildableError` for methods dgss does not implement yet (``vireo``).
+    Raises :class:`MethodNotBuildableError` for methods dgss does not implement.
     """
     if model.method not in BUILDABLE_METHODS:
         raise MethodNotBuildableError(
@@ -625,6 +625,13 @@ def segmentor_config_from(model: ModelConfig):
             cfg = tiny_segmentor_config(model.method, num_classes=model.num_classes, **kw)
         except TypeError as e:
             raise _err("model.tiny_options", str(e)) from None
+    elif model.method == "vireo":
+        from .data.vocab import load_vocabulary
+        from .models.vireo import vireo_config
+        p = PRESETS[model.preset]
+        cfg = vireo_config(ENCODERS[p["encoder"]], ENCODERS[p["depth"]],
+                           vocab=load_vocabulary(model.vocab or "cityscapes"), ablation=model.ablation or "full",
+                           name=model.preset + (f"-{model.ablation}" if model.ablation else ""))
     elif model.method == "depthforge" and model.ablation is not None:
         p = PRESETS[model.preset]
         cfg = depthforge_config(ENCODERS[p["encoder"]], ENCODERS[p["depth"]], num_classes=model.num_classes,

@@ -7,10 +7,10 @@ from .backbones.weights import mark_random
 from .backbones.zoo import encoder_config
 from .heads.mask2former import Mask2FormerHeadConfig
 from .models.presets import DEPTHFORGE_ABLATIONS, depthforge_config, segmentor_config
-from .backbones.clip_text import ClipTextConfig
+from .backbones.clip_text import TEXT_ENCODERS
 from .models.segmentor import Segmentor, SegmentorConfig
 
-TINY_CLIP = ClipTextConfig(name="tiny-clip-text", width=64, layers=2, heads=2, embed_dim=32)
+TINY_CLIP = TEXT_ENCODERS["tiny-clip-text"]
 
 
 def tiny_segmentor_config(method: str = "rein", *, num_classes: int = 19, embed_dim: int = 64, depth: int = 4,
@@ -31,7 +31,7 @@ def tiny_segmentor_config(method: str = "rein", *, num_classes: int = 19, embed_
         dep = dcfg.replace(embed_dim=depth_embed_dim or embed_dim, depth=depth_depth or depth, num_heads=2,
                            img_size=img_size if dcfg.patch_size == 16 else round(img_size / 16) * 14)
         cfg = vireo_config(enc, dep, ablation=ablation, name="tiny-vireo", text_dim=TINY_CLIP.embed_dim,
-                           cmpe_class_chunk=8)
+                           cmpe_class_chunk=8, clip=TINY_CLIP.name)
         num_classes = cfg.head.num_classes
     elif method == "depthforge":
         dcfg = encoder_config(depth_encoder)
@@ -59,12 +59,15 @@ def tiny_segmentor_config(method: str = "rein", *, num_classes: int = 19, embed_
 
 
 def tiny_text_encoder(seed: int = 0):
-    """A tiny random CLIP text tower (real tokenizer, 2 layers, 32-d output)."""
+    """A tiny random CLIP text tower (real tokenizer, 2 layers, 32-d output), reproducible per seed."""
     import torch
 
     from .backbones.clip_text import ClipTextEncoder
-    torch.manual_seed(seed)
-    return ClipTextEncoder(TINY_CLIP)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        enc = ClipTextEncoder(TINY_CLIP)
+    enc.frozen_source = {"random": True, "seed": seed}
+    return enc
 
 
 def tiny_segmentor(method: str = "rein", *, vocab="cityscapes", **kw) -> Segmentor:

@@ -32,7 +32,12 @@ class ClipTextConfig:
     default_weights: str = "hf-hub:timm/vit_large_patch14_clip_336.openai/open_clip_model.safetensors"
 
 
-TEXT_ENCODERS = {"clip-l-336-text": ClipTextConfig()}
+TEXT_ENCODERS = {
+    "clip-l-336-text": ClipTextConfig(),
+    # tests and CPU demos: the real tokenizer, a 2-layer 64-wide tower, 32-d output
+    "tiny-clip-text": ClipTextConfig(name="tiny-clip-text", width=64, layers=2, heads=2, embed_dim=32,
+                                     default_weights=""),
+}
 _IGNORED = ("visual.", "logit_scale", "logit_bias", "input_resolution", "context_length", "vocab_size")
 
 

@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader
 
 from ..config import SYNTHETIC, RunConfig, segmentor_config_from
 from ..data.datasets import sample_seed
-from ..losses import Mask2FormerCriterion, Mask2FormerCriterionConfig, semantic_to_targets
+from ..losses import Mask2FormerCriterion, Mask2FormerCriterionConfig, prior_loss, semantic_to_targets
 from ..losses.matcher import HungarianMatcher
 from . import checkpointing as ck
 from .distributed import DistContext, all_gather_object, all_reduce_mean, barrier, no_sync, resolve_device, \
@@ -111,11 +111,37 @@ def build_model(cfg: RunConfig, *, load_weights: bool = True):
             raise FrozenWeightsError(f"no weights for the frozen {name}: set weights.{name}")
         load_encoder_weights(module, source, role="depth" if name == "depth_encoder" else "visual")
     model.check_frozen_weights()
+    if model.cfg.text is not None:
+        attach_text_encoder(model, build_text_encoder(model, w.text_encoder, random=w.random))
+        from ..models.vireo import use_vocabulary
+        use_vocabulary(model, cfg.model.vocab or "cityscapes", text_encoder=model.text_encoder)
     if w.init_from:
         from ..models.checkpoint import load_trained_state, read_checkpoint
         tensors, _ = read_checkpoint(w.init_from)
         load_trained_state(model, tensors, origin=w.init_from)
     return model
+
+
+def build_text_encoder(model, source: str | None, *, random: bool):
+    """The frozen CLIP text tower of an open-vocabulary model (random + reproducible when asked for)."""
+    from ..backbones.clip_text import TEXT_ENCODERS, ClipTextEncoder
+    from ..backbones.weights import FrozenWeightsError
+    cfg = TEXT_ENCODERS[model.cfg.text.clip]
+    if random:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            enc = ClipTextEncoder(cfg)
+        enc.frozen_source = {"random": True, "seed": 0}
+        return enc
+    source = source or cfg.default_weights
+    if not source:
+        raise FrozenWeightsError("no weights for the CLIP text encoder: set weights.text_encoder")
+    return ClipTextEncoder(cfg).load(source)
+
+
+def attach_text_encoder(model, encoder) -> None:
+    """Keep the text tower next to the model (not a submodule: never trained, never saved)."""
+    object.__setattr__(model, "text_encoder", encoder)
 
 
 def _resolve_root(data_root: str, root: str | None) -> str:
@@ -192,8 +218,12 @@ class Validator:
                 return model.slide_inference(x.to(device, dtype=dtype)).float()
 
         all_metrics = []
+        train_vocab = model.vocab if getattr(model.cfg, "text", None) is not None else None
         try:
             for v, ds in self.targets:
+                if v.vocab is not None:   # open-vocabulary target: its own vocabulary in encoder and head
+                    from ..models.vireo import use_vocabulary
+                    use_vocabulary(model, v.vocab, text_encoder=getattr(model, "text_encoder", None))
                 idx = self._subset(len(ds), v.max_images)
                 if isinstance(ds, SyntheticSegDataset):
                     metrics = DomainMetrics(model.num_classes, ds.ignore_index, self.class_names)
@@ -215,6 +245,9 @@ class Validator:
                 metrics.all_reduce()
                 all_metrics.append(metrics)
         finally:
+            if train_vocab and model.vocab != train_vocab:
+                from ..models.vireo import use_vocabulary
+                use_vocabulary(model, list(train_vocab), text_encoder=getattr(model, "text_encoder", None))
             model.train(was_training)
         out = {}
         for metrics in all_metrics:
@@ -255,6 +288,9 @@ class Trainer:
         self.dataset = train_dataset
         self.validate = validate
         self.criterion = criterion or build_criterion(cfg, model.num_classes, self.ctx.device, self.ctx.rank)
+        text = getattr(unwrap(model).cfg, "text", None)
+        self.prior_weight = 0.0 if text is None or not text.cmpe else (
+            cfg.loss.prior_weight if cfg.loss.prior_weight is not None else text.cmpe_loss_weight)
         self.show_progress = cfg.logging.progress if progress is None else progress
         self.optimizer = build_optimizer(self.model, cfg.optim)
         self.scheduler = Scheduler(self.optimizer, LRSchedule.from_config(cfg.schedule, cfg.optim.lr,
@@ -395,10 +431,12 @@ class Trainer:
                         with torch.autocast("cuda", dtype=torch.bfloat16) if amp else nullcontext():
                             outputs = ddp_model(x)
                         losses = self.criterion(outputs, targets)
+                        if self.prior_weight and "coarse_masks" in outputs:
+                            losses["loss_prior"] = self.prior_weight * prior_loss(outputs["coarse_masks"], labels)
                         loss = sum(losses.values())
                         (loss / tr.accumulate).backward()
                     loss_sum += loss.detach()
-                    for k in ("loss_cls", "loss_mask", "loss_dice"):  # summed over the decoder outputs
+                    for k in ("loss_cls", "loss_mask", "loss_dice", "loss_prior"):  # summed over the decoder outputs
                         vals = [v.detach() for name, v in losses.items() if name == k or name.endswith("." + k)]
                         if vals:
                             terms[k] = terms.get(k, 0) + torch.stack(vals).sum()

@@ -139,6 +139,13 @@ def _restore_vocabulary(model: Segmentor, meta: dict, clip_weights: str | None) 
     from .vireo import use_vocabulary
     rec = meta["frozen_sources"].get("clip") or {}
     encoder = None
+    cfg = TEXT_ENCODERS[model.cfg.text.clip]
     if clip_weights:
-        encoder = ClipTextEncoder(TEXT_ENCODERS[model.cfg.text.clip]).load(clip_weights)
+        encoder = ClipTextEncoder(cfg).load(clip_weights)
+    elif rec.get("random"):   # trained with a reproducible random text tower (tests, demos): rebuild it
+        import torch
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(rec.get("seed", 0)))
+            encoder = ClipTextEncoder(cfg)
+        encoder.frozen_source = {"random": True, "seed": int(rec.get("seed", 0))}
     use_vocabulary(model, list(meta["vocab"]), text_encoder=encoder, clip_id=None if encoder else rec.get("clip_id"))
