@@ -28,8 +28,9 @@ def meta_dinov2_state(seed=0, patch=14, grid=5, depth=DEPTH):
 
 
 def tiny_dinov2(patch=16, img=64, name="dinov2-s"):
+    """Tiny encoder whose 'public' weights are patch 14 on a 5x5 grid (70 px), like 518 -> 37x37."""
     return build_encoder(encoder_config(name).replace(embed_dim=C, depth=DEPTH, num_heads=HEADS,
-                                                      patch_size=patch, img_size=img))
+                                                      patch_size=patch, img_size=img, source_img_size=70))
 
 
 def expected_pos(pos, grid):
@@ -143,7 +144,8 @@ def test_missing_and_unexpected_keys_are_named(tmp_path):
 
 def test_wrong_width_is_refused(tmp_path):
     torch.save(meta_dinov2_state(), tmp_path / "vits.pth")
-    wide = build_encoder(encoder_config("dinov2-s").replace(embed_dim=64, depth=DEPTH, num_heads=HEADS, img_size=64))
+    wide = build_encoder(encoder_config("dinov2-s").replace(embed_dim=64, depth=DEPTH, num_heads=HEADS, img_size=64,
+                                                           source_img_size=70))
     with pytest.raises(FrozenWeightsError, match="width differs"):
         load_encoder_weights(wide, tmp_path / "vits.pth")
 
@@ -210,7 +212,8 @@ def test_depth_anything_hf_port_gives_identical_depth(tmp_path):
 
 def test_depth_anything_original_layout_maps_every_head_tensor(tmp_path):
     """Original depth_head.* names (written here from the DAv2 source layout) reach the DPT head."""
-    enc = build_encoder(encoder_config("dav2-s").replace(embed_dim=C, num_heads=HEADS, img_size=64))
+    enc = build_encoder(encoder_config("dav2-s").replace(embed_dim=C, num_heads=HEADS, img_size=64,
+                                                         source_img_size=70))
     model = DepthAnythingV2("s", encoder=enc)
     head = model.depth_head.state_dict()
     orig = {}
@@ -258,3 +261,13 @@ def test_promptda_checkpoint_feeds_depth_slot(tmp_path):
     enc = tiny_dinov2(name="promptda-l")
     load_encoder_weights(enc, tmp_path / "promptda_vitl.ckpt", role="depth")
     assert torch.equal(enc.vit.blocks[1].ls2.gamma, sd["pipeline.pretrained.blocks.1.ls2.gamma"])
+
+
+def test_grid_converted_for_another_crop_is_refused(tmp_path):
+    """weights.md §2: the public grid or this model's grid; a file converted for 1024 crops is not it."""
+    torch.save(meta_dinov2_state(patch=16, grid=8), tmp_path / "dinov2_converted_1024x1024.pth")
+    with pytest.raises(FrozenWeightsError, match="neither the public 5x5 nor this model's 4x4"):
+        load_encoder_weights(tiny_dinov2(), tmp_path / "dinov2_converted_1024x1024.pth")
+    torch.save(meta_dinov2_state(patch=12, grid=5), tmp_path / "odd.pth")
+    with pytest.raises(FrozenWeightsError, match="patch kernel 12x12"):
+        load_encoder_weights(tiny_dinov2(), tmp_path / "odd.pth")

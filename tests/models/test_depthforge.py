@@ -189,7 +189,7 @@ def test_config_round_trip():
     Segmentor(cfg)
 
 
-@pytest.mark.parametrize("ablation", ["full", "concat"])
+@pytest.mark.parametrize("ablation", ["full", "concatenation"])
 def test_recomputation_and_interleaving_change_no_gradient(ablation):
     """Activation recomputation of the frozen blocks and the interleaved depth branch are exact."""
     import dataclasses

@@ -57,10 +57,16 @@ def test_slide_on_1024x2048_equals_single_pass_when_window_covers_image():
     torch.manual_seed(0)
     model = tiny_segmentor("rein").eval()
     x = torch.randn(1, 3, 1024, 2048)
-    ours = model.slide_inference(x, window=2048, stride=1365)
+    ours = model.slide_inference(x, window=(1024, 2048), stride=(683, 1365))
     with torch.no_grad():
         single = model.predict_windows(x)
     torch.testing.assert_close(ours, single, rtol=0, atol=0)
+    # a square window larger than the image side: the image is padded up to the window (data.md §6)
+    small = x[..., :48, :80]
+    with torch.no_grad():
+        padded = torch.nn.functional.pad(small, (0, 0, 0, 80 - 48))
+        ref = model.predict_windows(padded)[..., :48, :]
+    torch.testing.assert_close(model.slide_inference(small, window=80, stride=53), ref, rtol=0, atol=0)
 
 
 def test_windows_not_divisible_by_patch_are_padded():

@@ -201,3 +201,18 @@ def test_tiny_vireo_overfits_real_image(fixtures_dir):
     assert acc >= 0.9, f"pixel accuracy {acc:.3f} after {step} steps"
     assert loss.item() < first
     assert all(torch.equal(v, frozen[k]) for k, v in model.state_dict().items() if k in frozen)
+
+
+def test_paper_switches_cls_proj_and_logit_scale():
+    import dataclasses
+    from dgss.heads.classifiers import MLPTextClassifier
+    from dgss.models.segmentor import Segmentor
+    base = tiny_segmentor("vireo")
+    cfg = dataclasses.replace(base.cfg, text=dataclasses.replace(base.cfg.text, cls_proj="mlp2", logit_scale="learnable"))
+    m = Segmentor(cfg)
+    assert isinstance(m.head.cls_embed, MLPTextClassifier) and m.head.cls_embed.logit_scale.item() == 0.0
+    m.set_vocabulary(base.vocab, base.encoder_table, base.head_table)
+    assert m(torch.randn(1, 3, 64, 64))["pred_logits"].shape == (1, 10, 20)
+    with pytest.raises(ValueError, match="link_queries"):
+        dataclasses.replace(base.cfg, head=dataclasses.replace(base.cfg.head, query_source="learned"),
+                            adapter=dataclasses.replace(base.cfg.adapter, link_queries=False))

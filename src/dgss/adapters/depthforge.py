@@ -57,13 +57,16 @@ class DepthForgeAdapter(ReinAdapter):
                 self.concat_proj.weight[:, :C].copy_(torch.eye(C))
                 self.concat_proj.bias.zero_()
         elif cfg.depth_fusion == "depth_token":
-            # a second low-rank token set that attends only to depth (shapes and init as A, B)
-            r = cfg.rank or C
-            self.depth_tokens_a = nn.Parameter(torch.empty(L, cfg.num_tokens, r))
-            self.depth_tokens_b = nn.Parameter(torch.empty(L, r, C))
+            # a second token set that attends only to depth (shapes and init as the visual tokens)
             b = self.token_init_bound()
-            nn.init.uniform_(self.depth_tokens_a, -b, b)
-            nn.init.uniform_(self.depth_tokens_b, -b, b)
+            if cfg.rank is None:
+                self.depth_tokens = nn.Parameter(torch.empty(L, cfg.num_tokens, C))
+                nn.init.uniform_(self.depth_tokens, -b, b)
+            else:
+                self.depth_tokens_a = nn.Parameter(torch.empty(L, cfg.num_tokens, cfg.rank))
+                self.depth_tokens_b = nn.Parameter(torch.empty(L, cfg.rank, C))
+                nn.init.uniform_(self.depth_tokens_a, -b, b)
+                nn.init.uniform_(self.depth_tokens_b, -b, b)
 
     def update(self, feats: torch.Tensor, layer: int, tokens: torch.Tensor, depth: torch.Tensor | None = None,
                **_) -> torch.Tensor:
@@ -89,6 +92,6 @@ class DepthForgeAdapter(ReinAdapter):
             return feats + self.scale * self.mlp_delta_f(weights @ t)
         agg = self.aggregate(weights, t)
         if mode == "depth_token":
-            td = self.depth_tokens_a[layer] @ self.depth_tokens_b[layer]
+            td = self.depth_tokens[layer] if cfg.rank is None else self.depth_tokens_a[layer] @ self.depth_tokens_b[layer]
             agg = agg + self.aggregate(self.token_weights(self.attention_logits(depth, td)), td)
         return self.refine(feats, agg)

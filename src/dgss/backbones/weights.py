@@ -205,11 +205,16 @@ def _convert_shapes(sd: dict, enc: ViTEncoder) -> tuple[dict, list[str]]:
     target = enc.vit.state_dict()
     notes: list[str] = []
     sd = dict(sd)
+    cfg = enc.cfg
     k = "patch_embed.proj.weight"
     if k in sd and k in target and sd[k].shape != target[k].shape:
         src, dst = sd[k].shape, target[k].shape
         if src[:2] != dst[:2]:
             raise FrozenWeightsError(f"{k}: checkpoint shape {tuple(src)} cannot become {tuple(dst)} (width differs)")
+        if cfg.family == "dinov2" and src[-1] != cfg.source_patch_size:
+            raise FrozenWeightsError(
+                f"{k}: patch kernel {src[-1]}x{src[-1]} is neither the public {cfg.source_patch_size}x"
+                f"{cfg.source_patch_size} nor this model's {dst[-1]}x{dst[-1]}")
         sd[k] = resample_patch_kernel(sd[k], dst[-1])
         notes.append(f"patch kernel {src[-1]}->{dst[-1]} bicubic")
     k = "pos_embed"
@@ -224,6 +229,13 @@ def _convert_shapes(sd: dict, enc: ViTEncoder) -> tuple[dict, list[str]]:
             nprefix = 1 if enc.cfg.family in ("dinov2", "clip", "eva02") else 0
             if src[-1] != dst[-1] or src[1] <= nprefix:
                 raise FrozenWeightsError(f"{k}: checkpoint shape {tuple(src)} cannot become {tuple(dst)}")
+            g_src = cfg.source_img_size // cfg.source_patch_size
+            if cfg.family == "dinov2" and src[1] != 1 + g_src * g_src:
+                # weights.md: the public grid (37x37) or an already converted one (handled above); a file
+                # converted for another crop (e.g. 64x64 for 1024) is not the reference's weights
+                raise FrozenWeightsError(
+                    f"{k}: position grid of {src[1] - 1} entries is neither the public {g_src}x{g_src} nor this "
+                    f"model's {cfg.grid}x{cfg.grid}; build the model for that grid (img_size) instead")
             g = int(round((dst[1] - nprefix) ** 0.5))
             sd[k] = resample_pos_embed(sd[k], (g, g), nprefix)
         notes.append(f"pos grid {tuple(src)}->{tuple(dst)} bicubic")
@@ -290,7 +302,13 @@ def load_encoder_state_dict(enc: ViTEncoder, sd: dict[str, torch.Tensor], *, rol
                 t.copy_(sd[k].to(t.dtype))
             else:
                 t.zero_()
-    conversion = CONVERSION if any("patch kernel" in n for n in notes) else ("resampled" if notes else "none")
+    kernel = [n for n in notes if n.startswith("patch kernel")]
+    if kernel and kernel[0].startswith("patch kernel 14->16"):
+        conversion = CONVERSION
+    elif kernel:
+        conversion = "bicubic-" + kernel[0].split()[2].replace("->", "to") + "/v1"
+    else:
+        conversion = "resampled" if notes else "none"
     return {"conversion": conversion, "notes": notes, "grid": [enc.cfg.grid, enc.cfg.grid]}
 
 

@@ -15,14 +15,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .classifiers import TextClassifier
+from .classifiers import MLPTextClassifier, TextClassifier
 from .cmpe import PriorGenerator
 from .mask2former import Mask2FormerHead, Mask2FormerHeadConfig
 
 
 class VireoHead(Mask2FormerHead):
     def __init__(self, cfg: Mask2FormerHeadConfig, text, *, embed_dim: int, refine: nn.Module | None = None):
-        classifier = TextClassifier(cfg.feat_channels, text.text_dim) if text.classifier == "text" else None
+        classifier = None
+        if text.classifier == "text":
+            cls = MLPTextClassifier if text.cls_proj == "mlp2" else TextClassifier
+            classifier = cls(cfg.feat_channels, text.text_dim, logit_scale=text.logit_scale == "learnable")
         super().__init__(cfg, classifier=classifier, refine=refine)
         self.text_cfg = text
         self.prior = PriorGenerator(embed_dim, text.text_dim, text.head_templates, cfg.feat_channels,

@@ -100,7 +100,7 @@ DEPTHFORGE_ABLATIONS: dict[str, dict] = {
     "drd": dict(depth_fusion="none", attention_opt=True, head_refine="aag"),
     "da-ao": dict(depth_fusion="logit_sum", attention_opt=True, head_refine="none"),
     "full": dict(depth_fusion="logit_sum", attention_opt=True, head_refine="aag"),
-    "concat": dict(depth_fusion="feature_concat", head_refine="aag"),
+    "concatenation": dict(depth_fusion="feature_concat", head_refine="aag"),   # Table 5 (Table 4 "concat": undetermined)
     "depth-token": dict(depth_fusion="depth_token", head_refine="aag"),
     "prob-mean": dict(depth_fusion="prob_mean", head_refine="aag"),
     "learned-mix": dict(depth_fusion="learned_mix", head_refine="aag"),

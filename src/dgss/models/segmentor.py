@@ -53,6 +53,8 @@ class TextSettings:
     cmpe_class_chunk: int | None = 32                   # classes per chunk of the coarse-mask einsum
     text_vocab: Literal["eval", "train"] = "eval"       # GeoText uses the evaluation vocabulary (reference)
     loss_mode: Literal["full_res_query_mean", "stock"] = "full_res_query_mean"
+    cls_proj: Literal["linear", "mlp2"] = "linear"     # DOV-VEH projection: Linear (code) / 2-layer MLP (paper)
+    logit_scale: Literal["none", "learnable"] = "none"  # optional learnable temperature on text logits
     clip: str = "clip-l-336-text"
     text_dim: int = 768
     encoder_templates: int = 32
@@ -100,6 +102,8 @@ class SegmentorConfig:
             raise ValueError("text.vocab (the training vocabulary) is empty")
         if isinstance(self.adapter, GeoTextConfig) and self.text is None:
             raise ValueError("a GeoText adapter needs text settings")
+        if self.text is not None and self.text.cmpe and self.head.query_source != "link":
+            raise ValueError("the CMPE query prior is added to the linked queries: it needs adapter.link_queries")
         fusion = getattr(self.adapter, "depth_fusion", "none")
         if fusion != "none":
             if self.depth_encoder is None:
@@ -336,11 +340,16 @@ class Segmentor(nn.Module):
             return self.head(feats, self.query_embed(), self.head_table)
         return self.head(feats, self.query_embed())
 
-    def predict_windows(self, x: torch.Tensor) -> torch.Tensor:
-        """Normalised windows (B, 3, h, w) -> per-class scores (B, K, h, w); pads to the patch size."""
+    def predict_windows(self, x: torch.Tensor, pad_to: tuple[int, int] | None = None) -> torch.Tensor:
+        """Normalised windows (B, 3, h, w) -> per-class scores (B, K, h, w).
+
+        Pads bottom/right with 0 (normalised) to at least ``pad_to`` and to a multiple of the patch
+        size, and crops the scores back (``data.md`` §6 robustness rule).
+        """
         h, w = x.shape[-2:]
         p = self.encoder.patch_size
-        ph, pw = math.ceil(h / p) * p - h, math.ceil(w / p) * p - w
+        th, tw = max(h, pad_to[0] if pad_to else 0), max(w, pad_to[1] if pad_to else 0)
+        ph, pw = math.ceil(th / p) * p - h, math.ceil(tw / p) * p - w
         if ph or pw:
             x = F.pad(x, (0, pw, 0, ph))
         out = self(x)
@@ -348,18 +357,19 @@ class Segmentor(nn.Module):
         return seg[..., :h, :w]
 
     @torch.no_grad()
-    def slide_inference(self, x: torch.Tensor, window: int | None = None, stride: int | None = None,
-                        batch: int | None = None) -> torch.Tensor:
+    def slide_inference(self, x: torch.Tensor, window: int | tuple[int, int] | None = None,
+                        stride: int | tuple[int, int] | None = None, batch: int | None = None) -> torch.Tensor:
         """Sliding-window scores for normalised images of any size (B, 3, H, W) -> (B, K, H, W).
 
-        Windows of ``window`` (512) every ``stride`` (341) pixels, the last one flush with the border;
-        scores of overlapping windows are averaged; up to ``batch`` windows run per forward.
+        Windows of ``window`` (512, or (h, w)) every ``stride`` (341) pixels, the last one flush with
+        the border; scores of overlapping windows are averaged; up to ``batch`` windows run per
+        forward. An image side smaller than the window is padded up to it (and cropped back).
         """
-        window = window or self.cfg.crop_size
-        stride = stride or self.cfg.slide_stride
+        wh, ww = _pair(window or self.cfg.crop_size)
+        sh, sw = _pair(stride or self.cfg.slide_stride)
         batch = batch or self.cfg.window_batch
         B, _, H, W = x.shape
-        boxes = window_boxes(H, W, window, stride)
+        boxes = window_boxes(H, W, (wh, ww), (sh, sw))
         scores = x.new_zeros(B, self.num_classes, H, W)
         counts = x.new_zeros(1, 1, H, W)
         # windows of the same size run together
@@ -371,12 +381,16 @@ class Segmentor(nn.Module):
             for s in range(0, len(crops), batch):
                 chunk = crops[s:s + batch]
                 inp = torch.stack([x[b, :, y1:y2, x1:x2] for b, (y1, y2, x1, x2) in chunk])
-                out = self.predict_windows(inp)
+                out = self.predict_windows(inp, pad_to=(wh, ww))
                 for (b, (y1, y2, x1, x2)), o in zip(chunk, out):
                     scores[b, :, y1:y2, x1:x2] += o
         for y1, y2, x1, x2 in boxes:
             counts[..., y1:y2, x1:x2] += 1
         return scores / counts
+
+
+def _pair(v) -> tuple[int, int]:
+    return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))
 
 
 class DepthStream:
@@ -435,15 +449,17 @@ def resample_token_grid(tokens: torch.Tensor, src: tuple[int, int], dst: tuple[i
     return m.flatten(2).transpose(1, 2)
 
 
-def window_boxes(H: int, W: int, window: int, stride: int) -> list[tuple[int, int, int, int]]:
-    """(y1, y2, x1, x2) of mmseg's sliding windows: a grid of ``stride`` steps, clamped to the image."""
-    rows = max(H - window + stride - 1, 0) // stride + 1
-    cols = max(W - window + stride - 1, 0) // stride + 1
+def window_boxes(H: int, W: int, window, stride) -> list[tuple[int, int, int, int]]:
+    """(y1, y2, x1, x2) of mmseg's sliding windows: a grid of ``stride`` steps, clamped to the image.
+    ``window`` / ``stride``: an int or (h, w)."""
+    (wh, ww), (sh, sw) = _pair(window), _pair(stride)
+    rows = max(H - wh + sh - 1, 0) // sh + 1
+    cols = max(W - ww + sw - 1, 0) // sw + 1
     boxes = []
     for r in range(rows):
         for c in range(cols):
-            y1, x1 = r * stride, c * stride
-            y2, x2 = min(y1 + window, H), min(x1 + window, W)
-            y1, x1 = max(y2 - window, 0), max(x2 - window, 0)
+            y1, x1 = r * sh, c * sw
+            y2, x2 = min(y1 + wh, H), min(x1 + ww, W)
+            y1, x1 = max(y2 - wh, 0), max(x2 - ww, 0)
             boxes.append((y1, y2, x1, x2))
     return boxes
