@@ -113,3 +113,28 @@ def test_eval_cli_tables_files_and_values(tmp_path, tiny_ckpt):
         s = torch.nn.functional.interpolate(s, size=lab.shape, mode="bilinear", align_corners=False)
         m.update("cityscapes", s[0].argmax(0), lab)
     assert res["mean"] == pytest.approx(round(100 * m.summary().mean, 2), abs=0.011)
+
+
+def test_train_then_eval_reproduces_the_validation_table(tmp_path):
+    """`dgss train` validates at its last step; `dgss eval` on that checkpoint gives the same mIoU."""
+    from pathlib import Path
+
+    from dgss.engine.logging import read_jsonl
+    config = Path(__file__).resolve().parents[2] / "configs" / "tiny" / "rein_cityscapes_layout.yaml"
+    data = tmp_path / "data"
+    write_cityscapes_tree(data / "cityscapes", n=2, seed=10)
+    for i in range(4):   # a train split too
+        s = make_scene(20 + i, 128, 256)
+        for sub, arr, suffix in (("leftImg8bit", s.image, "leftImg8bit"), ("gtFine", s.label, "gtFine_labelTrainIds")):
+            f = data / "cityscapes" / sub / "train" / "synth" / f"synth_{i:06d}_000019_{suffix}.png"
+            f.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(arr).save(f)
+    work = tmp_path / "run"
+    assert main(["train", str(config), f"data.root={data}", "train.max_iters=10", "train.val_interval=10",
+                 "train.ckpt_interval=10", "--work-dir", str(work), "--no-progress"]) == 0
+    val = read_jsonl(work / "log.jsonl", "val")[10]["cityscapes/mIoU"]
+    out = tmp_path / "eval"
+    assert main(["eval", str(work / "iter_000010.safetensors"), "--data", f"cityscapes={data / 'cityscapes'}",
+                 "--random-weights", "--resize", "128", "64", "--out", str(out), "--no-progress"]) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert res["domains"]["cityscapes"]["mIoU"] == pytest.approx(val, abs=0.006)

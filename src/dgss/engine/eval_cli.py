@@ -30,7 +30,7 @@ def parse_data(items: list[str]) -> list[tuple[str, str]]:
 
 
 def evaluate_model(model, data: list[tuple[str, str]], *, split: str = "val", conditions=None, device="cpu",
-                   progress: bool = True, clip_weights: str | None = None):
+                   progress: bool = True, clip_weights: str | None = None, resize: tuple[int, int] | None = None):
     """Evaluate on each dataset (all its domains); returns {dataset: DomainMetrics}."""
     results = {}
     for name, root in data:
@@ -44,7 +44,9 @@ def evaluate_model(model, data: list[tuple[str, str]], *, split: str = "val", co
             raise ValueError(f"{model.cfg.name} predicts {model.num_classes} classes but {name} has "
                              f"{ds.info.num_classes}")
         metrics = DomainMetrics(ds.info.num_classes, ds.info.ignore_index, list(ds.info.class_names) or None)
-        results[name] = evaluate(model.slide_inference, ds, metrics=metrics, device=device, progress=progress)
+        from ..data.transforms import EvalResize
+        results[name] = evaluate(model.slide_inference, ds, metrics=metrics, device=device, progress=progress,
+                                 resize=EvalResize(tuple(resize)) if resize else None)
     return results
 
 
@@ -52,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
     weights = parse_weights(args.weights)
     model = load_for_inference(args.model, weights, args.random_weights).eval().to(args.device)
     results = evaluate_model(model, parse_data(args.data), split=args.split, conditions=args.conditions,
-                             device=args.device, progress=not args.no_progress, clip_weights=weights.get("clip"))
+                             device=args.device, progress=not args.no_progress, clip_weights=weights.get("clip"),
+                             resize=args.resize)
     out = Path(args.out)
     for name, metrics in results.items():
         summary = metrics.summary()
@@ -70,6 +73,8 @@ def register(sub) -> None:
                    help=f"datasets to evaluate ({', '.join(DATASETS)})")
     p.add_argument("--split", default="val")
     p.add_argument("--conditions", nargs="*", help="ACDC / DELIVER conditions (default: all)")
+    p.add_argument("--resize", type=int, nargs=2, metavar=("W", "H"),
+                   help="test box instead of the protocol's per-dataset resize (as a run config's val resize)")
     p.add_argument("--weights", nargs="*", metavar="NAME=FILE", help="frozen weights: encoder=, depth_encoder=, clip=")
     p.add_argument("--random-weights", action="store_true", help="frozen encoders with random weights (tests)")
     p.add_argument("--out", default="eval_out")
