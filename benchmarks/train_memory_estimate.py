@@ -2,8 +2,9 @@
 of the real-size models under PyTorch's FakeTensorMode, tracked by torch's MemTracker.
 
 Rows: REIN, DepthForge and Vireo on DINOv2-L/16 (+ DAv2-L), 512², batch 8, for
-* ``reference-like``: fp32, frozen blocks keep their activations, all 24 depth tensors computed first,
-  the 4096-channel fusion materialised;
+* ``reference-like``: fp32, frozen blocks keep their activations, the depth encoder runs inside the
+  autograd graph with all 24 depth tensors computed first (so its activations are kept too), the
+  4096-channel fusion materialised;
 * ``dgss defaults``: bf16 autocast, recomputation of the frozen blocks, interleaved no-grad depth
   branch, split fusion.
 
@@ -90,11 +91,40 @@ def set_random_vocabulary(model) -> None:
                              F.normalize(torch.randn(K + 1, 80, D), dim=-1))
 
 
-def one_step(model, batch: int, size: int, bf16: bool):
+def reference_depth_with_autograd(model) -> None:
+    """Reference-like depth branch: the depth encoder takes part in autograd (out of the optimizer,
+    but with the full graph, as the issue describes the reference), so every depth activation is kept
+    until the backward pass."""
+    import dgss.models.segmentor as seg
+    if model.depth_encoder is None:
+        return
+    for p in model.depth_encoder.parameters():
+        p.requires_grad_(True)
+    base = seg.DepthStream
+
+    class GradDepthStream(base):
+        def __init__(self, encoder, x, grid, layer_map, interleave=True):
+            self.enc, self.grid, self.layer_map = encoder, grid, layer_map
+            self.tokens, self.state = encoder.embed(x)
+            self.done, self.cache = -1, {}
+            for j in range(encoder.depth):
+                self._advance(j)
+                self.cache[j] = self.tokens
+
+        def _advance(self, j):
+            while self.done < j:
+                self.done += 1
+                self.tokens = self.enc.forward_block(self.done, self.tokens, self.state)
+    seg.DepthStream = GradDepthStream
+
+
+def one_step(model, batch: int, size: int, bf16: bool, reference: bool = False):
     """Forward + loss + backward + AdamW step; returns nothing (memory is what we look at)."""
     from dgss.losses import build_loss
     loss_fn = build_loss(model)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    if reference:
+        reference_depth_with_autograd(model)
     model.train()
     x = torch.randn(batch, 3, size, size)
     labels = torch.randint(0, 19, (batch, size, size))
@@ -117,7 +147,8 @@ def estimate(method: str, variant: str, batch: int, size: int, small: bool = Fal
     with FakeTensorMode(allow_non_fake_inputs=True):
         model = meta_model.to_empty(device="cpu")
         set_random_vocabulary(model)
-        model, opt, x, labels, targets, loss_fn, ctx = one_step(model, batch, size, variant == "dgss")
+        model, opt, x, labels, targets, loss_fn, ctx = one_step(model, batch, size, variant == "dgss",
+                                                                reference=variant == "reference")
         mt = MemTracker()
         mt.track_external(model, opt, x)
         with mt:
@@ -141,7 +172,8 @@ def real_cpu_step(method: str, variant: str, batch: int, size: int) -> dict:
     patch_data_dependent_steps()
     torch.manual_seed(0)
     model = build(method, variant, size, small=True)
-    model, opt, x, labels, targets, loss_fn, ctx = one_step(model, batch, size, variant == "dgss")
+    model, opt, x, labels, targets, loss_fn, ctx = one_step(model, batch, size, variant == "dgss",
+                                                            reference=variant == "reference")
     base = rss_mb()
     with ctx:
         out = model(x)

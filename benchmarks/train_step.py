@@ -30,7 +30,8 @@ def child(method: str, variant: str, steps: int, batch: int, size: int) -> dict:
     patch_data_dependent_steps()
     torch.manual_seed(0)
     model = build(method, variant, size, small=True)
-    model, opt, x, labels, targets, loss_fn, _ = one_step(model, batch, size, bf16=False)
+    model, opt, x, labels, targets, loss_fn, _ = one_step(model, batch, size, bf16=False,
+                                                          reference=variant == "reference")
     base = rss_mb()
     times = []
     for _ in range(steps):

@@ -53,7 +53,7 @@ def test_predict_label_equals_model_output(tmp_path, tiny_ckpt):
     rgb = make_scene(4, 128, 256).image
     Image.fromarray(rgb).save(tmp_path / "a.png")
     assert main(["predict", str(tmp_path / "a.png"), "--model", str(tiny_ckpt), "--random-weights",
-                 "--out", str(tmp_path / "o")]) == 0
+                 "--precision", "fp32", "--out", str(tmp_path / "o")]) == 0
     model = load_checkpoint(tiny_ckpt, random_frozen=True).eval()
     with torch.no_grad():
         x = model.normalize(torch.from_numpy(rgb).permute(2, 0, 1).float()[None])
@@ -138,3 +138,19 @@ def test_train_then_eval_reproduces_the_validation_table(tmp_path):
                  "--random-weights", "--resize", "128", "64", "--out", str(out), "--no-progress"]) == 0
     res = json.loads((out / "results.json").read_text())
     assert res["domains"]["cityscapes"]["mIoU"] == pytest.approx(val, abs=0.006)
+
+
+def test_bf16_and_compiled_inference_match_fp32(tmp_path, tiny_ckpt):
+    """Inference options: bf16 autocast (close scores) and torch.compile (same scores)."""
+    from dgss.engine.predict import inference_context, maybe_compile
+    model = load_checkpoint(tiny_ckpt, random_frozen=True).eval()
+    x = torch.randn(1, 3, 64, 96)
+    with torch.inference_mode():
+        ref = model.slide_inference(x)
+        with inference_context(torch.device("cpu"), "bf16"):
+            bf = model.slide_inference(x).float()
+        assert (bf - ref).abs().max() < 0.05
+        compiled = maybe_compile(load_checkpoint(tiny_ckpt, random_frozen=True).eval(), True)
+        torch.testing.assert_close(compiled.slide_inference(x), ref, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="precision"):
+        inference_context(torch.device("cpu"), "fp8")

@@ -30,7 +30,8 @@ def parse_data(items: list[str]) -> list[tuple[str, str]]:
 
 
 def evaluate_model(model, data: list[tuple[str, str]], *, split: str = "val", conditions=None, device="cpu",
-                   progress: bool = True, clip_weights: str | None = None, resize: tuple[int, int] | None = None):
+                   progress: bool = True, clip_weights: str | None = None, resize: tuple[int, int] | None = None,
+                   precision: str = "fp32"):
     """Evaluate on each dataset (all its domains); returns {dataset: DomainMetrics}."""
     results = {}
     for name, root in data:
@@ -45,17 +46,24 @@ def evaluate_model(model, data: list[tuple[str, str]], *, split: str = "val", co
                              f"{ds.info.num_classes}")
         metrics = DomainMetrics(ds.info.num_classes, ds.info.ignore_index, list(ds.info.class_names) or None)
         from ..data.transforms import EvalResize
-        results[name] = evaluate(model.slide_inference, ds, metrics=metrics, device=device, progress=progress,
+        from .predict import inference_context
+
+        def predict_logits(x):
+            with inference_context(torch.device(device), precision):
+                return model.slide_inference(x).float()
+        results[name] = evaluate(predict_logits, ds, metrics=metrics, device=device, progress=progress,
                                  resize=EvalResize(tuple(resize)) if resize else None)
     return results
 
 
 def run(args: argparse.Namespace) -> int:
     weights = parse_weights(args.weights)
-    model = load_for_inference(args.model, weights, args.random_weights).eval().to(args.device)
+    from .predict import maybe_compile
+    model = maybe_compile(load_for_inference(args.model, weights, args.random_weights).eval().to(args.device),
+                          args.compile)
     results = evaluate_model(model, parse_data(args.data), split=args.split, conditions=args.conditions,
                              device=args.device, progress=not args.no_progress, clip_weights=weights.get("clip"),
-                             resize=args.resize)
+                             resize=args.resize, precision=args.precision)
     out = Path(args.out)
     for name, metrics in results.items():
         summary = metrics.summary()
@@ -77,6 +85,9 @@ def register(sub) -> None:
                    help="test box instead of the protocol's per-dataset resize (as a run config's val resize)")
     p.add_argument("--weights", nargs="*", metavar="NAME=FILE", help="frozen weights: encoder=, depth_encoder=, clip=")
     p.add_argument("--random-weights", action="store_true", help="frozen encoders with random weights (tests)")
+    p.add_argument("--precision", choices=["fp32", "bf16", "auto"], default="fp32",
+                   help="fp32 (default: the protocol's numbers), bf16 autocast, or auto")
+    p.add_argument("--compile", action="store_true", help="torch.compile the window forward")
     p.add_argument("--out", default="eval_out")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")

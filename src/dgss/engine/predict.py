@@ -109,7 +109,7 @@ def predict_image(model: Segmentor, rgb: np.ndarray, *, short_side: int | None =
         gh = x.shape[-2] // p if x.shape[-2] <= model.cfg.crop_size else model.cfg.crop_size // p
         gw = n // gh
         val, idx = w[0].max(dim=-1)
-        attention[layer] = np.stack([idx.view(gh, gw).cpu().numpy(), val.view(gh, gw).cpu().numpy()], -1)
+        attention[layer] = np.stack([idx.view(gh, gw).cpu().numpy(), val.float().view(gh, gw).cpu().numpy()], -1)
     return Prediction(label, attention)
 
 
@@ -184,4 +184,30 @@ def load_frozen(model: Segmentor, weights: dict[str, str], random_weights: bool)
             continue
         source = weights.get(name) or module.cfg.default_weights
         load_encoder_weights(module, source, role="depth" if name == "depth_encoder" else "visual")
+    return model
+
+
+def bf16_is_fast(device: torch.device) -> bool:
+    """bf16 pays off on CUDA and on CPUs with native bf16 instructions (AVX512-BF16 / AMX)."""
+    if device.type == "cuda":
+        return True
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def inference_context(device: torch.device, precision: str = "auto"):
+    """Autocast for inference: ``bf16``, ``fp32``, or ``auto`` (bf16 where it is fast)."""
+    from contextlib import nullcontext
+    if precision not in ("auto", "bf16", "fp32"):
+        raise ValueError(f"precision must be auto, bf16 or fp32, got {precision!r}")
+    use = precision == "bf16" or (precision == "auto" and bf16_is_fast(device))
+    return torch.autocast(device.type, dtype=torch.bfloat16) if use else nullcontext()
+
+
+def maybe_compile(model: Segmentor, enabled: bool) -> Segmentor:
+    """``torch.compile`` the per-window forward (one-off compile cost; fixed window shapes)."""
+    if enabled:
+        model.predict_windows = torch.compile(model.predict_windows, dynamic=False)
     return model
