@@ -154,3 +154,14 @@ def test_bf16_and_compiled_inference_match_fp32(tmp_path, tiny_ckpt):
         torch.testing.assert_close(compiled.slide_inference(x), ref, rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="precision"):
         inference_context(torch.device("cpu"), "fp8")
+
+
+def test_token_attention_covers_the_whole_image():
+    from dgss.engine.predict import token_attention
+    torch.manual_seed(0)
+    model = tiny_segmentor("depthforge").eval()
+    with torch.inference_mode():
+        att = token_attention(model, torch.randn(1, 3, 64, 96), [0, 3])
+    assert set(att) == {0, 3}
+    assert att[3].shape == (4, 6, 2)                                   # the full 64x96 image's patch grid
+    assert att[3][..., 0].max() < model.adapter.cfg.num_tokens and (att[3][..., 1] <= 1).all()

@@ -91,26 +91,32 @@ def predict_image(model: Segmentor, rgb: np.ndarray, *, short_side: int | None =
     if short_side:
         s = short_side / min(H, W)
         x = F.interpolate(x, size=(max(1, round(H * s)), max(1, round(W * s))), mode="bilinear", align_corners=False)
-    records: dict[int, torch.Tensor] = {}
-    if attention_layers and model.adapter is not None:
-        model.adapter.recorder = lambda layer, w: records.__setitem__(layer, w) if layer in attention_layers else None
-    try:
-        scores = model.slide_inference(x)
-    finally:
-        if model.adapter is not None:
-            model.adapter.recorder = None
+    scores = model.slide_inference(x)
     if scores.shape[-2:] != (H, W):
         scores = F.interpolate(scores, size=(H, W), mode="bilinear", align_corners=False)
     label = scores[0].argmax(0).cpu().numpy().astype(np.int32)
-    attention = {}
-    p = model.encoder.patch_size
-    for layer, w in records.items():   # last window's weights (B, N, T); shown on its grid
-        n = w.shape[1]
-        gh = x.shape[-2] // p if x.shape[-2] <= model.cfg.crop_size else model.cfg.crop_size // p
-        gw = n // gh
-        val, idx = w[0].max(dim=-1)
-        attention[layer] = np.stack([idx.view(gh, gw).cpu().numpy(), val.float().view(gh, gw).cpu().numpy()], -1)
+    attention = token_attention(model, x, attention_layers) if attention_layers and model.adapter else {}
     return Prediction(label, attention)
+
+
+def token_attention(model: Segmentor, x: torch.Tensor, layers) -> dict[int, np.ndarray]:
+    """Which adapter token each patch attends to most, per block in ``layers``: one encoder pass over
+    the whole (patch-padded) image -> {layer: (h, w, 2) [token index, weight]}."""
+    p = model.encoder.patch_size
+    h, w = x.shape[-2:]
+    xp = F.pad(x, (0, -w % p, 0, -h % p))
+    grid = (xp.shape[-2] // p, xp.shape[-1] // p)
+    records: dict[int, torch.Tensor] = {}
+    model.adapter.recorder = lambda layer, wts: records.__setitem__(layer, wts) if layer in layers else None
+    try:
+        model.extract_features(xp)
+    finally:
+        model.adapter.recorder = None
+    out = {}
+    for layer, wts in records.items():
+        val, idx = wts[0].float().max(dim=-1)
+        out[layer] = np.stack([idx.view(grid).cpu().numpy(), val.view(grid).cpu().numpy()], -1)
+    return out
 
 
 def depth_model_for(model: Segmentor, depth_weights: str | None):
