@@ -50,3 +50,15 @@ def machine() -> str:
     import platform
     return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
             f"{torch.get_num_threads()} threads")
+
+
+def run_child(script: str, *args) -> dict:
+    """Run ``script --child ...`` in a fresh process (so its peak RSS is its own) and return the JSON
+    object it prints last; a failing child raises with the end of its stderr."""
+    import json
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, script, "--child", *map(str, args)], capture_output=True, text=True)
+    if out.returncode:
+        raise RuntimeError(out.stderr[-3000:])
+    return json.loads(out.stdout.strip().splitlines()[-1])

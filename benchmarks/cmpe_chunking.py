@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -48,12 +47,10 @@ def main() -> None:
         chunk = None if a.child == "none" else int(a.child)
         print(json.dumps(child(a.classes, chunk, a.size)))
         return
-    from _util import machine
+    from _util import machine, run_child
     rows = []
     for c in a.chunks.split(","):
-        out = subprocess.run([sys.executable, __file__, "--child", c, "--classes", str(a.classes),
-                              "--size", str(a.size)], capture_output=True, text=True, check=True)
-        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        rows.append(run_child(__file__, c, "--classes", a.classes, "--size", a.size))
     print(f"# CMPE coarse masks + prior, K={a.classes}, X 1024x{a.size}x{a.size}, 80 templates; {machine()}")
     print("| class chunk | time (s) | peak memory (MB) | same result as unchunked |")
     print("|---|---:|---:|---|")

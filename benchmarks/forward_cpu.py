@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 
@@ -57,16 +56,14 @@ def main() -> None:
     if a.child:
         print(json.dumps(run_row(a.child, a.repeats, a.size)))
         return
-    from _util import machine
+    from _util import machine, run_child
     results = []
     for row in a.rows.split(","):
-        out = subprocess.run([sys.executable, __file__, "--child", row, "--repeats", str(a.repeats),
-                              "--size", str(a.size)], capture_output=True, text=True, check=True)
-        results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        results.append(run_child(__file__, row, "--repeats", a.repeats, "--size", a.size))
     ref = {r["row"]: r for r in results}
     base = ref.get("freeze-dinov2-l")
     print(f"# forward at {a.size}x{a.size}, batch 1, fp32, inference mode, median of {a.repeats}; {machine()}")
-    print(f"| model | params (M) | time (s) | peak memory above weights (MB) | time / frozen | memory / frozen |")
+    print("| model | params (M) | time (s) | peak memory above weights (MB) | time / frozen | memory / frozen |")
     print("|---|---:|---:|---:|---:|---:|")
     for r in results:
         tr = f"{r['time_s'] / base['time_s']:.2f}x" if base and r["row"] not in ("dinov2-l", "dav2-l") else ""

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import subprocess
 import sys
 from contextlib import nullcontext
 from pathlib import Path
@@ -198,14 +197,10 @@ def main() -> None:
         fn = real_cpu_step if kind == "real" else (lambda m, v, b, s: estimate(m, v, b, s, small=kind == "small"))
         print(json.dumps(fn(method, variant, a.batch, a.size)))
         return
-    from _util import machine
+    from _util import machine, run_child
 
     def run(kind, m, v, batch, size):
-        out = subprocess.run([sys.executable, __file__, "--child", f"{kind}:{m}:{v}", "--batch", str(batch),
-                              "--size", str(size)], capture_output=True, text=True)
-        if out.returncode:
-            raise RuntimeError(out.stderr[-3000:])
-        return json.loads(out.stdout.strip().splitlines()[-1])
+        return run_child(__file__, f"{kind}:{m}:{v}", "--batch", batch, "--size", size)
     methods = a.methods.split(",")
     print(f"# estimated training-step peak (FakeTensorMode + MemTracker), ViT-L/16 + DAv2-L, {a.size}², "
           f"batch {a.batch}; {machine()}")

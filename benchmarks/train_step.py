@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -57,18 +56,14 @@ def main() -> None:
         m, v = a.child.split(":")
         print(json.dumps(child(m, v, a.steps, a.batch, a.size)))
         return
-    from _util import machine
+    from _util import machine, run_child
     print(f"# training step, ViT-S/16 (+ DAv2-S), {a.size}², batch {a.batch}, fp32, median of {a.steps}; {machine()}")
     print("| method | reference-like s/step | dgss s/step | reference-like peak MB | dgss peak MB | memory saved |")
     print("|---|---:|---:|---:|---:|---:|")
     for m in a.methods.split(","):
         res = {}
         for v in ("reference", "dgss"):
-            out = subprocess.run([sys.executable, __file__, "--child", f"{m}:{v}", "--steps", str(a.steps),
-                                  "--batch", str(a.batch), "--size", str(a.size)], capture_output=True, text=True)
-            if out.returncode:
-                raise RuntimeError(out.stderr[-3000:])
-            res[v] = json.loads(out.stdout.strip().splitlines()[-1])
+            res[v] = run_child(__file__, f"{m}:{v}", "--steps", a.steps, "--batch", a.batch, "--size", a.size)
         r, d = res["reference"], res["dgss"]
         print(f"| {m} | {r['time_s']:.2f} | {d['time_s']:.2f} | {r['peak_mb']:.0f} | {d['peak_mb']:.0f} | "
               f"{100 * (1 - d['peak_mb'] / r['peak_mb']):.0f}% |")

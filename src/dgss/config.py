@@ -34,16 +34,11 @@ from typing import Any, Literal
 import yaml
 
 METHODS = ("rein", "freeze", "full", "depthforge", "vireo")
-BUILDABLE_METHODS = ("rein", "freeze", "full", "depthforge", "vireo")
 SYNTHETIC = "synthetic"
 
 
 class ConfigError(ValueError):
     """A run config that cannot be used; the message names the offending key."""
-
-
-class MethodNotBuildableError(ConfigError):
-    """The config is valid, but its method is not implemented in this version of dgss."""
 
 
 # ================================================================================================ schema
@@ -479,7 +474,7 @@ def validate(cfg: RunConfig) -> None:
     if m.tiny:
         if m.preset is not None:
             raise _err("model.preset", "give either a preset or tiny: true, not both")
-    elif m.method in BUILDABLE_METHODS:
+    else:
         from .models.presets import PRESETS
         if m.preset is None:
             raise _err("model.preset", f"required for method {m.method!r} (e.g. {m.method}-dinov2-l), "
@@ -567,8 +562,7 @@ def validate(cfg: RunConfig) -> None:
         raise _err("logging.interval", "must be >= 1")
     if cfg.data.mean_over is not None and not cfg.data.mean_over:
         raise _err("data.mean_over", "must list at least one domain (or be null)")
-    if m.method in BUILDABLE_METHODS:
-        segmentor_config_from(m)  # model overrides / tiny options: unknown keys and bad values fail here
+    segmentor_config_from(m)  # model overrides / tiny options: unknown keys and bad values fail here
 
 
 def _check_dataset(key: str, name: str, conditions, synthetic, known: list[str]) -> None:
@@ -604,15 +598,7 @@ def _merge_overrides(base: dict, overrides: dict, path: str) -> dict:
 
 
 def segmentor_config_from(model: ModelConfig):
-    """The :class:`~dgss.models.segmentor.SegmentorConfig` a model section describes.
-
-    Raises :class:`MethodNotBuildableError` for methods dgss does not implement.
-    """
-    if model.method not in BUILDABLE_METHODS:
-        raise MethodNotBuildableError(
-            f"method {model.method!r} is not implemented in this version of dgss (its configs document the "
-            f"paper's recipe and validate, but cannot be trained yet); buildable methods: "
-            f"{', '.join(BUILDABLE_METHODS)}")
+    """The :class:`~dgss.models.segmentor.SegmentorConfig` a model section describes."""
     from .backbones.zoo import ENCODERS
     from .models.presets import DEPTHFORGE_ABLATIONS, PRESETS, depthforge_config, preset_config
     from .models.segmentor import SegmentorConfig

@@ -60,14 +60,8 @@ def tiny_segmentor_config(method: str = "rein", *, num_classes: int = 19, embed_
 
 def tiny_text_encoder(seed: int = 0):
     """A tiny random CLIP text tower (real tokenizer, 2 layers, 32-d output), reproducible per seed."""
-    import torch
-
-    from .backbones.clip_text import ClipTextEncoder
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        enc = ClipTextEncoder(TINY_CLIP)
-    enc.frozen_source = {"random": True, "seed": seed}
-    return enc
+    from .backbones.clip_text import build_text_encoder
+    return build_text_encoder(TINY_CLIP.name, random_seed=seed)
 
 
 def tiny_segmentor(method: str = "rein", *, vocab="cityscapes", **kw) -> Segmentor:

@@ -216,3 +216,19 @@ def test_paper_switches_cls_proj_and_logit_scale():
     with pytest.raises(ValueError, match="link_queries"):
         dataclasses.replace(base.cfg, head=dataclasses.replace(base.cfg.head, query_source="learned"),
                             adapter=dataclasses.replace(base.cfg.adapter, link_queries=False))
+
+
+def test_text_vocab_train_keeps_the_encoder_table():
+    """Switch text_vocab=train: GeoText keeps the training table, the head takes the new vocabulary."""
+    import dataclasses
+    from dgss.models.segmentor import Segmentor
+    base = tiny_segmentor("vireo")
+    m = Segmentor(dataclasses.replace(base.cfg, text=dataclasses.replace(base.cfg.text, text_vocab="train")))
+    m.set_vocabulary(base.vocab, base.encoder_table, base.head_table)
+    train_table = m.encoder_table.clone()
+    use_vocabulary(m, "road, car, person, dog", text_encoder=tiny_text_encoder())
+    assert torch.equal(m.encoder_table, train_table) and m.encoder_table.shape[0] == 20
+    assert m.head_table.shape[0] == 5 and m.num_classes == 4
+    assert m.slide_inference(torch.randn(1, 3, 64, 64)).shape[1] == 4
+    with pytest.raises(ValueError, match="head text table"):
+        m.set_vocabulary(("a", "b"), train_table, base.head_table)

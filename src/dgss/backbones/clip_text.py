@@ -108,3 +108,22 @@ class ClipTextEncoder(nn.Module):
             h.update(k.encode())
             h.update(v.detach().cpu().contiguous().numpy().tobytes())
         return "tensors:" + h.hexdigest()
+
+
+def build_text_encoder(name: str, source: str | os.PathLike | None = None, *,
+                       random_seed: int | None = None) -> ClipTextEncoder:
+    """The frozen CLIP text tower ``name`` (a key of :data:`TEXT_ENCODERS`) loaded from ``source``
+    (file or ``hf-hub:`` id; default: its public weights), or, with ``random_seed``, reproducible
+    random weights for tests and demos (recorded in ``frozen_source``)."""
+    cfg = TEXT_ENCODERS[name]
+    if random_seed is not None:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(random_seed)
+            enc = ClipTextEncoder(cfg)
+        enc.frozen_source = {"random": True, "seed": random_seed}
+        return enc
+    source = source or cfg.default_weights
+    if not source:
+        raise FrozenWeightsError(f"no weights for the CLIP text encoder {name!r}: pass its file "
+                                 "(weights.text_encoder in a run config, --weights clip=... on the command line)")
+    return ClipTextEncoder(cfg).load(source)

@@ -5,8 +5,9 @@ import torch
 
 
 def _run(args):
-    from .run import parse_weights, run
-    args.weights = parse_weights(args.weights)
+    from ..engine.predict_cli import parse_weights
+    from .run import run
+    args.weights = parse_weights(args.weights, known=("encoder", "depth_encoder"))
     return run(args)
 
 

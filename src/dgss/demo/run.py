@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 
 from .. import viz
@@ -160,15 +159,3 @@ def run(args: argparse.Namespace) -> int:
     print("\n".join(report[: report.index("## Per-class IoU (%)")]))
     print(f"\nreport: {out / 'report.md'}")
     return 0
-
-
-def parse_weights(items):
-    out = []
-    for item in items or []:
-        if "=" not in item:
-            raise ValueError(f"--weights expects NAME=FILE (encoder, depth_encoder), got {item!r}")
-        k, v = item.split("=", 1)
-        if k not in ("encoder", "depth_encoder"):
-            raise ValueError(f"unknown frozen module {k!r}; known: encoder, depth_encoder")
-        out.append((k, v))
-    return out

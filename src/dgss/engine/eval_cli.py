@@ -34,13 +34,16 @@ def evaluate_model(model, data: list[tuple[str, str]], *, split: str = "val", co
                    precision: str = "fp32"):
     """Evaluate on each dataset (all its domains); returns {dataset: DomainMetrics}."""
     results = {}
+    open_vocab = model.cfg.text is not None and model.cfg.text.classifier == "text"
+    text_encoder = None
+    if open_vocab and clip_weights:   # loaded once, used for every dataset's vocabulary
+        from ..backbones.clip_text import build_text_encoder
+        text_encoder = build_text_encoder(model.cfg.text.clip, clip_weights)
     for name, root in data:
         ds = SegDataset.from_root(name, root, split, conditions if name in ("acdc", "deliver") else None)
-        if model.cfg.text is not None and model.cfg.text.classifier == "text":
-            from ..backbones.clip_text import TEXT_ENCODERS, ClipTextEncoder
+        if open_vocab:
             from ..models.vireo import use_vocabulary
-            enc = ClipTextEncoder(TEXT_ENCODERS[model.cfg.text.clip]).load(clip_weights) if clip_weights else None
-            use_vocabulary(model, DATASET_VOCAB[name], text_encoder=enc)
+            use_vocabulary(model, DATASET_VOCAB[name], text_encoder=text_encoder)
         if model.num_classes != ds.info.num_classes:
             raise ValueError(f"{model.cfg.name} predicts {model.num_classes} classes but {name} has "
                              f"{ds.info.num_classes}")

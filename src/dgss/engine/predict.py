@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
 from .. import viz
-from ..backbones.weights import load_encoder_weights, mark_random
+from ..backbones.weights import mark_random
 from ..models.segmentor import Segmentor
 
 IMAGE_EXT = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
@@ -179,18 +179,6 @@ def write_outputs(out_dir: Path, name: str, rgb: np.ndarray, pred: Prediction, c
         viz.save_png(np.concatenate([rgb, pic], axis=1), out_dir / f"{name}_tokens_l{layer}.png")
         written.append(out_dir / f"{name}_tokens_l{layer}.png")
     return written
-
-
-def load_frozen(model: Segmentor, weights: dict[str, str], random_weights: bool) -> Segmentor:
-    """Fill the frozen encoders of a freshly built preset (explicit files, the zoo's Hub defaults,
-    or random weights when asked for)."""
-    for seed, (name, module) in enumerate(model.frozen_modules().items()):
-        if random_weights:
-            mark_random(module, seed=seed)
-            continue
-        source = weights.get(name) or module.cfg.default_weights
-        load_encoder_weights(module, source, role="depth" if name == "depth_encoder" else "visual")
-    return model
 
 
 def bf16_is_fast(device: torch.device) -> bool:

@@ -6,22 +6,24 @@ from pathlib import Path
 
 import torch
 
-from ..backbones.clip_text import TEXT_ENCODERS, ClipTextEncoder
+from ..backbones.clip_text import build_text_encoder
 from ..models.checkpoint import load_checkpoint
 from ..models.presets import PRESETS, build_preset
-from .predict import (depth_model_for, inference_context, iter_inputs, load_frozen, maybe_compile, predict_depth,
-                      predict_image, write_outputs)
+from ..models.build import load_frozen_weights
+from .predict import (depth_model_for, inference_context, iter_inputs, maybe_compile, predict_depth, predict_image,
+                      write_outputs)
 
 
-def parse_weights(items: list[str] | None) -> dict[str, str]:
-    """``encoder=path`` / ``depth_encoder=path`` / ``clip=path`` pairs."""
+def parse_weights(items: list[str] | None, known: tuple[str, ...] = ("encoder", "depth_encoder", "clip")
+                  ) -> dict[str, str]:
+    """``NAME=FILE`` pairs of frozen modules (``encoder``, ``depth_encoder``, ``clip``) -> dict."""
     out = {}
     for item in items or []:
         if "=" not in item:
-            raise ValueError(f"--weights expects NAME=FILE (NAME: encoder, depth_encoder, clip), got {item!r}")
+            raise ValueError(f"--weights expects NAME=FILE (NAME: {', '.join(known)}), got {item!r}")
         k, v = item.split("=", 1)
-        if k not in ("encoder", "depth_encoder", "clip"):
-            raise ValueError(f"unknown frozen module {k!r} in --weights; known: encoder, depth_encoder, clip")
+        if k not in known:
+            raise ValueError(f"unknown frozen module {k!r} in --weights; known: {', '.join(known)}")
         out[k] = v
     return out
 
@@ -33,7 +35,7 @@ def load_for_inference(spec: str, weights: dict[str, str], random_weights: bool,
         model = load_checkpoint(spec, frozen_weights=weights, random_frozen=random_weights,
                                 allow_frozen_hash_mismatch=allow_hash_mismatch)
     elif spec in PRESETS:
-        model = load_frozen(build_preset(spec), weights, random_weights)
+        model = load_frozen_weights(build_preset(spec), weights, random=random_weights)
     else:
         raise ValueError(f"--model {spec!r} is neither a checkpoint file nor a preset")
     if not random_weights:
@@ -51,9 +53,7 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"{model.cfg.name} is a closed-vocabulary model ({model.num_classes} classes); "
                              "--classes/--vocab need an open-vocabulary (Vireo) model")
         from ..models.vireo import use_vocabulary
-        text_encoder = None
-        if weights.get("clip"):
-            text_encoder = ClipTextEncoder(TEXT_ENCODERS[model.cfg.text.clip]).load(weights["clip"])
+        text_encoder = build_text_encoder(model.cfg.text.clip, weights["clip"]) if weights.get("clip") else None
         use_vocabulary(model, args.classes or args.vocab, text_encoder=text_encoder)
     dav2 = depth_model_for(model, args.depth_weights) if args.depth else None
     out = Path(args.out)

@@ -14,6 +14,7 @@ closed-form, a schedule's whole state is the iteration, so resuming is exact.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -43,10 +44,8 @@ class LRSchedule:
 
     @classmethod
     def from_config(cls, cfg, base_lr: float, total_iters: int) -> "LRSchedule":
-        """From a :class:`dgss.config.ScheduleConfig`."""
-        return cls(type=cfg.type, base_lr=base_lr, total_iters=total_iters, power=cfg.power, eta_min=cfg.eta_min,
-                   warmup_iters=cfg.warmup_iters, warmup_start_factor=cfg.warmup_start_factor,
-                   pct_start=cfg.pct_start, div_factor=cfg.div_factor, final_div_factor=cfg.final_div_factor)
+        """From a :class:`dgss.config.ScheduleConfig` (the same fields, without the run's lr and length)."""
+        return cls(base_lr=base_lr, total_iters=total_iters, **dataclasses.asdict(cfg))
 
     def _poly(self, t: int, begin: int) -> float:
         span = self.total_iters - begin

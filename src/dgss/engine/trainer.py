@@ -95,24 +95,18 @@ def build_criterion(cfg: RunConfig, num_classes: int, device: torch.device, rank
 # ================================================================================================ model / data
 def build_model(cfg: RunConfig, *, load_weights: bool = True):
     """The segmentor of ``cfg.model`` with its frozen weights (``cfg.weights``) loaded or marked random."""
-    from ..backbones.weights import load_encoder_weights, mark_random
     from ..models.build import build_model as _build
+    from ..models.build import load_frozen_weights
     model = _build(segmentor_config_from(cfg.model))
     if not load_weights:
         return model
     w = cfg.weights
-    for seed, (name, module) in enumerate(model.frozen_modules().items()):
-        if w.random:
-            mark_random(module, seed=seed)   # reproducible random weights, recorded in checkpoints
-            continue
-        source = (w.depth_encoder if name == "depth_encoder" else w.encoder) or module.cfg.default_weights
-        if not source:
-            from ..backbones.weights import FrozenWeightsError
-            raise FrozenWeightsError(f"no weights for the frozen {name}: set weights.{name}")
-        load_encoder_weights(module, source, role="depth" if name == "depth_encoder" else "visual")
+    load_frozen_weights(model, {"encoder": w.encoder, "depth_encoder": w.depth_encoder}, random=w.random)
     model.check_frozen_weights()
     if model.cfg.text is not None:
-        attach_text_encoder(model, build_text_encoder(model, w.text_encoder, random=w.random))
+        from ..backbones.clip_text import build_text_encoder
+        attach_text_encoder(model, build_text_encoder(model.cfg.text.clip, w.text_encoder,
+                                                      random_seed=0 if w.random else None))
         from ..models.vireo import use_vocabulary
         use_vocabulary(model, cfg.model.vocab or "cityscapes", text_encoder=model.text_encoder)
     if w.init_from:
@@ -120,23 +114,6 @@ def build_model(cfg: RunConfig, *, load_weights: bool = True):
         tensors, _ = read_checkpoint(w.init_from)
         load_trained_state(model, tensors, origin=w.init_from)
     return model
-
-
-def build_text_encoder(model, source: str | None, *, random: bool):
-    """The frozen CLIP text tower of an open-vocabulary model (random + reproducible when asked for)."""
-    from ..backbones.clip_text import TEXT_ENCODERS, ClipTextEncoder
-    from ..backbones.weights import FrozenWeightsError
-    cfg = TEXT_ENCODERS[model.cfg.text.clip]
-    if random:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)
-            enc = ClipTextEncoder(cfg)
-        enc.frozen_source = {"random": True, "seed": 0}
-        return enc
-    source = source or cfg.default_weights
-    if not source:
-        raise FrozenWeightsError("no weights for the CLIP text encoder: set weights.text_encoder")
-    return ClipTextEncoder(cfg).load(source)
 
 
 def attach_text_encoder(model, encoder) -> None:
@@ -232,14 +209,13 @@ class Validator:
                         logits = predict(model.normalize(item["image"][None].to(device, dtype=dtype)))
                         metrics.update(item["domain"], logits[0].argmax(0).cpu(), item["label"])
                 else:
-                    from ..data import transforms as T
                     from ..data.datasets import SegDataset
+                    from ..data.transforms import EvalResize
                     from .evaluator import evaluate
-                    Resize = getattr(T, "EvalResize", None) or getattr(T, "TestResize")
                     info = ds.info
                     metrics = DomainMetrics(info.num_classes, info.ignore_index, list(info.class_names) or None)
                     shard = SegDataset([ds.samples[i] for i in idx], info)
-                    resize = Resize(tuple(v.resize), v.keep_ratio) if v.resize else None
+                    resize = EvalResize(tuple(v.resize), v.keep_ratio) if v.resize else None
                     evaluate(predict, shard, metrics=metrics, resize=resize, device=device, seed=self.cfg.seed,
                              num_workers=min(self.cfg.data.train.num_workers, 4))
                 metrics.all_reduce()

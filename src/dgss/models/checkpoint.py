@@ -135,17 +135,12 @@ def load_checkpoint(path: str | os.PathLike, *, frozen_weights: dict[str, str] |
 
 def _restore_vocabulary(model: Segmentor, meta: dict, clip_weights: str | None) -> None:
     """Open-vocabulary models: text tables of the training vocabulary, from the cache or from CLIP."""
-    from ..backbones.clip_text import ClipTextEncoder, TEXT_ENCODERS
+    from ..backbones.clip_text import build_text_encoder
     from .vireo import use_vocabulary
     rec = meta["frozen_sources"].get("clip") or {}
     encoder = None
-    cfg = TEXT_ENCODERS[model.cfg.text.clip]
     if clip_weights:
-        encoder = ClipTextEncoder(cfg).load(clip_weights)
+        encoder = build_text_encoder(model.cfg.text.clip, clip_weights)
     elif rec.get("random"):   # trained with a reproducible random text tower (tests, demos): rebuild it
-        import torch
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(rec.get("seed", 0)))
-            encoder = ClipTextEncoder(cfg)
-        encoder.frozen_source = {"random": True, "seed": int(rec.get("seed", 0))}
+        encoder = build_text_encoder(model.cfg.text.clip, random_seed=int(rec.get("seed", 0)))
     use_vocabulary(model, list(meta["vocab"]), text_encoder=encoder, clip_id=None if encoder else rec.get("clip_id"))

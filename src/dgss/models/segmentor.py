@@ -206,30 +206,30 @@ class Segmentor(nn.Module):
     def class_names(self) -> tuple[str, ...]:
         return self.vocab if self.cfg.text is not None and self.vocab else self.cfg.class_names
 
-    def set_vocabulary(self, names: tuple[str, ...], encoder_table: torch.Tensor, head_table: torch.Tensor,
-                       *, encoder_only: bool = False) -> None:
+    def set_vocabulary(self, names: tuple[str, ...], encoder_table: torch.Tensor, head_table: torch.Tensor) -> None:
         """Use a vocabulary (K names) with its text tables E_bb (K+1, 32, D) and E_hd (K+1, 80, D).
 
         Changes the number of output channels and nothing else (no parameter shape depends on K).
+        With ``text.text_vocab == "train"`` E_bb is the training vocabulary's table (any row count).
         With a linear classifier the vocabulary must keep the trained K.
         """
-        if self.cfg.text is None:
+        text = self.cfg.text
+        if text is None:
             raise RuntimeError(f"{self.cfg.name} is not an open-vocabulary model")
         K = len(names)
-        for name, t, p in (("encoder", encoder_table, self.cfg.text.encoder_templates),
-                           ("head", head_table, self.cfg.text.head_templates)):
-            if t.ndim != 3 or t.shape[0] != K + 1 or t.shape[1] != p or t.shape[2] != self.cfg.text.text_dim:
-                raise ValueError(f"{name} text table must be ({K + 1}, {p}, {self.cfg.text.text_dim}), "
-                                 f"got {tuple(t.shape)}")
-        if self.cfg.text.classifier == "linear" and K != self.cfg.head.num_classes:
+        enc_rows = encoder_table.shape[0] if text.text_vocab == "train" and encoder_table.ndim == 3 else K + 1
+        for name, t, rows, p in (("encoder", encoder_table, enc_rows, text.encoder_templates),
+                                 ("head", head_table, K + 1, text.head_templates)):
+            if t.ndim != 3 or t.shape[0] != rows or t.shape[1] != p or t.shape[2] != text.text_dim:
+                raise ValueError(f"{name} text table must be ({rows}, {p}, {text.text_dim}), got {tuple(t.shape)}")
+        if text.classifier == "linear" and K != self.cfg.head.num_classes:
             raise ValueError(f"this model has a linear classifier for {self.cfg.head.num_classes} classes; "
                              f"it cannot switch to a {K}-class vocabulary")
         dev = self.mean.device
         self.encoder_table = encoder_table.to(dev)
-        if not encoder_only:
-            self.head_table = head_table.to(dev)
-            self.vocab = tuple(names)
-            self.head.set_text(self.head_table)
+        self.head_table = head_table.to(dev)
+        self.vocab = tuple(names)
+        self.head.set_text(self.head_table)
 
     def param_groups(self) -> dict[str, nn.Module]:
         """Disjoint named modules for parameter reports."""

@@ -73,22 +73,13 @@ def use_vocabulary(model: Segmentor, vocab, *, text_encoder: ClipTextEncoder | N
     vocab = resolve_vocabulary(vocab)
     if clip_id is None and text_encoder is None:
         clip_id = (getattr(model, "text_source", None) or {}).get("clip_id")
-    e_bb = text_table(vocab, encoder_templates(), encoder=text_encoder, clip_id=clip_id)
-    e_hd = text_table(vocab, head_templates(), encoder=text_encoder, clip_id=clip_id)
     keep_train = model.cfg.text.text_vocab == "train" and model.encoder_table.numel() > 0
-    if keep_train:
-        model.set_vocabulary(vocab.names, model.encoder_table, e_hd, encoder_only=False) \
-            if model.encoder_table.shape[0] == vocab.num_classes + 1 else _set_keep_encoder(model, vocab, e_hd)
-    else:
-        model.set_vocabulary(vocab.names, e_bb, e_hd)
+    e_bb = model.encoder_table if keep_train else \
+        text_table(vocab, encoder_templates(), encoder=text_encoder, clip_id=clip_id)
+    e_hd = text_table(vocab, head_templates(), encoder=text_encoder, clip_id=clip_id)
+    model.set_vocabulary(vocab.names, e_bb, e_hd)
     if text_encoder is not None:
         model.text_source = {**(text_encoder.frozen_source or {"random": True}), "clip_id": text_encoder.fingerprint()}
     elif clip_id is not None:
         model.text_source = {**(getattr(model, "text_source", None) or {}), "clip_id": clip_id}
     return model
-
-
-def _set_keep_encoder(model: Segmentor, vocab: Vocabulary, e_hd):
-    model.head_table = e_hd.to(model.mean.device)
-    model.vocab = vocab.names
-    model.head.set_text(model.head_table)
