@@ -182,16 +182,21 @@ class ScheduleConfig:
 @dataclass
 class LossConfig:
     """Mask2Former criterion settings. ``points: fixed`` uses the same sample points for every image and
-    mask (deterministic and independent of how a batch is split; used by the DDP equivalence test)."""
+    mask (deterministic and independent of how a batch is split; used by the DDP equivalence test).
 
-    mode: Literal["stock", "full_res_query_mean"] = "stock"
+    ``mode`` and ``prior_weight`` default to what the model's method row specifies (Vireo full / +DOV-VEH
+    / +CMPE: ``full_res_query_mean``; every other row, REIN and DepthForge: ``stock``). Set, they switch
+    the model config's ``loss_mode`` / ``text.cmpe_loss_weight``, the one place the trainer reads them
+    from, so the checkpoint records the loss that ran."""
+
+    mode: Literal["stock", "full_res_query_mean"] | None = None
     points: Literal["random", "fixed"] = "random"
     num_points: int = 12544
     class_weight: float = 2.0
     mask_weight: float = 5.0
     dice_weight: float = 5.0
     no_object_weight: float = 0.1
-    prior_weight: float | None = None  # Vireo CMPE prior BCE weight (0.1); not used by REIN/DepthForge
+    prior_weight: float | None = None  # Vireo CMPE prior BCE weight (row default 0.1); not used by REIN/DepthForge
 
 
 @dataclass
@@ -562,7 +567,9 @@ def validate(cfg: RunConfig) -> None:
         raise _err("logging.interval", "must be >= 1")
     if cfg.data.mean_over is not None and not cfg.data.mean_over:
         raise _err("data.mean_over", "must list at least one domain (or be null)")
-    segmentor_config_from(m)  # model overrides / tiny options: unknown keys and bad values fail here
+    seg = segmentor_config_from(m, lo)  # model overrides / tiny options: unknown keys and bad values fail here
+    if lo.prior_weight is not None and seg.prior_loss_weight == 0.0:
+        raise _err("loss.prior_weight", f"model {seg.name!r} has no CMPE prior (ablation row without it)")
 
 
 def _check_dataset(key: str, name: str, conditions, synthetic, known: list[str]) -> None:
@@ -597,8 +604,10 @@ def _merge_overrides(base: dict, overrides: dict, path: str) -> dict:
     return out
 
 
-def segmentor_config_from(model: ModelConfig):
-    """The :class:`~dgss.models.segmentor.SegmentorConfig` a model section describes."""
+def segmentor_config_from(model: ModelConfig, loss: LossConfig | None = None):
+    """The :class:`~dgss.models.segmentor.SegmentorConfig` a model section describes; an explicit
+    ``loss.mode`` / ``loss.prior_weight`` is written into it (the model config is the one place the
+    training loss is read from)."""
     from .backbones.zoo import ENCODERS
     from .models.presets import DEPTHFORGE_ABLATIONS, PRESETS, depthforge_config, preset_config
     from .models.segmentor import SegmentorConfig
@@ -630,4 +639,8 @@ def segmentor_config_from(model: ModelConfig):
             cfg = SegmentorConfig.from_dict(merged)
         except (TypeError, ValueError) as e:
             raise _err("model.overrides", str(e)) from None
+    if loss is not None and loss.mode is not None:
+        cfg = dataclasses.replace(cfg, loss_mode=loss.mode)
+    if loss is not None and loss.prior_weight is not None and cfg.text is not None:
+        cfg = dataclasses.replace(cfg, text=dataclasses.replace(cfg.text, cmpe_loss_weight=loss.prior_weight))
     return cfg

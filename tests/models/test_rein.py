@@ -99,7 +99,11 @@ def test_query_link_is_interleaved_max_mean_last():
 
 
 def test_prefix_tokens_untouched_and_every_block_updated():
+    """The adapter sees the patch tokens of every block, and the prefix (cls) token each block receives is
+    exactly the previous block's output (the adapter never touches it; order-one version in test_formulas)."""
     model = tiny_segmentor("rein")
+    with torch.no_grad():
+        model.adapter.scale.fill_(1.0)
     seen = []
     orig = model.adapter.update
 
@@ -109,19 +113,25 @@ def test_prefix_tokens_untouched_and_every_block_updated():
 
     model.adapter.update = spy
     enc = model.encoder
-    outs = {}
+    inputs, outputs = {}, {}
     orig_block = enc.forward_block
 
     def block_spy(i, t, state):
+        inputs[i] = t.clone()
         r = orig_block(i, t, state)
-        outs[i] = r[:, :1].clone()
+        outputs[i] = r.clone()
         return r
 
     enc.forward_block = block_spy
     x = torch.randn(1, 3, 64, 64)
-    model.extract_features(x)
+    with torch.no_grad():
+        model.extract_features(x)
     assert [s[0] for s in seen] == list(range(enc.depth))
     assert all(s[1] == (1, 16, 64) for s in seen)   # patch tokens only (cls excluded)
+    P = enc.num_prefix_tokens
+    for i in range(1, enc.depth):
+        assert torch.equal(inputs[i][:, :P], outputs[i - 1][:, :P])          # prefix passed through
+        assert not torch.equal(inputs[i][:, P:], outputs[i - 1][:, P:])      # patch tokens were updated
 
 
 def test_gradient_reaches_first_block_tokens_and_frozen_stays_frozen():

@@ -56,7 +56,7 @@ def dry_run(cfg) -> int:
     sched = LRSchedule.from_config(cfg.schedule, cfg.optim.lr, cfg.train.max_iters)
     T = cfg.train.max_iters
     lrs = ", ".join(f"t={t}: {sched.lr_at(t):.3g}" for t in sorted({0, T // 10, T // 2, T - 1}))
-    seg_cfg = segmentor_config_from(cfg.model)
+    seg_cfg = segmentor_config_from(cfg.model, cfg.loss)
     with torch.device("meta"):
         model = build_model(seg_cfg)
         opt = build_optimizer(model, cfg.optim)

@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader
 
 from ..config import SYNTHETIC, RunConfig, segmentor_config_from
 from ..data.datasets import sample_seed
-from ..losses import Mask2FormerCriterion, Mask2FormerCriterionConfig, prior_loss, semantic_to_targets
+from ..losses import Mask2FormerCriterion, Mask2FormerCriterionConfig, SegmentationLoss
 from ..losses.matcher import HungarianMatcher
 from . import checkpointing as ck
 from .distributed import DistContext, all_gather_object, all_reduce_mean, barrier, no_sync, resolve_device, \
@@ -80,9 +80,12 @@ class FixedPointCriterion(Mask2FormerCriterion):
         return self.points.to(mask_logits.device)[None].expand(mask_logits.shape[0], -1, -1)
 
 
-def build_criterion(cfg: RunConfig, num_classes: int, device: torch.device, rank: int = 0) -> Mask2FormerCriterion:
+def build_criterion(cfg: RunConfig, model_cfg, num_classes: int, device: torch.device,
+                    rank: int = 0) -> Mask2FormerCriterion:
+    """The set criterion: weights and points from the run config, the loss mode from the model config
+    (``model_cfg.loss_mode``, decided by the method row; the only place it is read from)."""
     lo = cfg.loss
-    ccfg = Mask2FormerCriterionConfig(num_classes=num_classes, mode=lo.mode, class_weight=lo.class_weight,
+    ccfg = Mask2FormerCriterionConfig(num_classes=num_classes, mode=model_cfg.loss_mode, class_weight=lo.class_weight,
                                       mask_weight=lo.mask_weight, dice_weight=lo.dice_weight,
                                       no_object_weight=lo.no_object_weight, num_points=lo.num_points)
     if lo.points == "fixed":
@@ -97,7 +100,7 @@ def build_model(cfg: RunConfig, *, load_weights: bool = True):
     """The segmentor of ``cfg.model`` with its frozen weights (``cfg.weights``) loaded or marked random."""
     from ..models.build import build_model as _build
     from ..models.build import load_frozen_weights
-    model = _build(segmentor_config_from(cfg.model))
+    model = _build(segmentor_config_from(cfg.model, cfg.loss))
     if not load_weights:
         return model
     w = cfg.weights
@@ -263,10 +266,10 @@ class Trainer:
             train_dataset = StreamDataset(train_dataset, cfg.seed)
         self.dataset = train_dataset
         self.validate = validate
-        self.criterion = criterion or build_criterion(cfg, model.num_classes, self.ctx.device, self.ctx.rank)
-        text = getattr(unwrap(model).cfg, "text", None)
-        self.prior_weight = 0.0 if text is None or not text.cmpe else (
-            cfg.loss.prior_weight if cfg.loss.prior_weight is not None else text.cmpe_loss_weight)
+        model_cfg = unwrap(model).cfg
+        self.criterion = criterion or build_criterion(cfg, model_cfg, model.num_classes, self.ctx.device,
+                                                      self.ctx.rank)
+        self.loss = SegmentationLoss(self.criterion, model.num_classes, prior_weight=model_cfg.prior_loss_weight)
         self.show_progress = cfg.logging.progress if progress is None else progress
         self.optimizer = build_optimizer(self.model, cfg.optim)
         self.scheduler = Scheduler(self.optimizer, LRSchedule.from_config(cfg.schedule, cfg.optim.lr,
@@ -373,7 +376,6 @@ class Trainer:
             torch.use_deterministic_algorithms(True, warn_only=True)
             torch.backends.cudnn.benchmark = False
         normalized = bool(getattr(self.dataset, "normalized", False))
-        num_classes = raw.num_classes
         progress = ProgressDisplay(tr.max_iters, self.iteration, enabled=ctx.is_main, bar=self.show_progress,
                                    interval=cfg.logging.interval)
         if resumed_from:
@@ -402,13 +404,10 @@ class Trainer:
                     images = batch["image"].to(ctx.device, dtype=self.dtype, non_blocking=True)
                     labels = batch["label"].to(ctx.device, non_blocking=True).long()
                     x = images if normalized else raw.normalize(images)
-                    targets = semantic_to_targets(labels, num_classes)
                     with no_sync(ddp_model, micro < tr.accumulate - 1):
                         with torch.autocast("cuda", dtype=torch.bfloat16) if amp else nullcontext():
                             outputs = ddp_model(x)
-                        losses = self.criterion(outputs, targets)
-                        if self.prior_weight and "coarse_masks" in outputs:
-                            losses["loss_prior"] = self.prior_weight * prior_loss(outputs["coarse_masks"], labels)
+                        losses = self.loss(outputs, labels)
                         loss = sum(losses.values())
                         (loss / tr.accumulate).backward()
                     loss_sum += loss.detach()

@@ -28,7 +28,8 @@ class TextClassifier(nn.Linear):  # noqa: D101 (docstring below)
 
     def set_text(self, head_table: torch.Tensor) -> None:
         """E_hd (K+1, P, D) -> t_hd = normalise(mean_p normalise(E_hd))."""
-        t = F.normalize(F.normalize(head_table.float(), dim=-1).mean(dim=1), dim=-1)
+        e = head_table.to(torch.promote_types(head_table.dtype, torch.float32))   # at least fp32
+        t = F.normalize(F.normalize(e, dim=-1).mean(dim=1), dim=-1)
         self.text = t.to(self.weight.device, self.weight.dtype)
 
     def forward(self, q: torch.Tensor) -> torch.Tensor:

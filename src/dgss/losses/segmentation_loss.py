@@ -1,4 +1,8 @@
-"""The training loss of a segmentor: Mask2Former set criterion (+ Vireo's prior loss)."""
+"""The training loss of a segmentor: Mask2Former set criterion (+ Vireo's prior loss).
+
+Which loss a model trains with is part of its config (``SegmentorConfig.loss_mode`` and
+``prior_loss_weight``, set by the method row): :func:`build_loss` and the trainer both read it there.
+"""
 from __future__ import annotations
 
 import torch
@@ -9,14 +13,16 @@ from .prior_loss import prior_loss
 
 
 class SegmentationLoss(nn.Module):
-    """``loss(outputs, labels (B, H, W)) -> dict`` of weighted terms; the total is their sum."""
+    """``loss(outputs, labels (B, H, W)) -> dict`` of weighted terms; the total is their sum.
 
-    def __init__(self, num_classes: int, *, mode: str = "stock", prior_weight: float = 0.0, **criterion_kw):
+    ``criterion(outputs, targets) -> dict`` is the set criterion (any callable of that form).
+    """
+
+    def __init__(self, criterion: Mask2FormerCriterion, num_classes: int, prior_weight: float = 0.0):
         super().__init__()
+        self.criterion = criterion
         self.num_classes = num_classes
         self.prior_weight = prior_weight
-        self.criterion = Mask2FormerCriterion(Mask2FormerCriterionConfig(num_classes=num_classes, mode=mode,
-                                                                         **criterion_kw))
 
     def forward(self, outputs: dict, labels: torch.Tensor) -> dict[str, torch.Tensor]:
         losses = self.criterion(outputs, semantic_to_targets(labels, self.num_classes))
@@ -26,9 +32,8 @@ class SegmentationLoss(nn.Module):
 
 
 def build_loss(model, **criterion_kw) -> SegmentationLoss:
-    """The loss a model's method trains with (stock for REIN/DepthForge; Vireo's deviations)."""
-    text = model.cfg.text
-    if text is None:
-        return SegmentationLoss(model.num_classes, **criterion_kw)
-    return SegmentationLoss(model.num_classes, mode=text.loss_mode,
-                            prior_weight=text.cmpe_loss_weight if text.cmpe else 0.0, **criterion_kw)
+    """The loss the model's method row trains with (``model.cfg.loss_mode``, ``prior_loss_weight``)."""
+    cfg = model.cfg
+    criterion = Mask2FormerCriterion(Mask2FormerCriterionConfig(num_classes=model.num_classes, mode=cfg.loss_mode,
+                                                                **criterion_kw))
+    return SegmentationLoss(criterion, model.num_classes, prior_weight=cfg.prior_loss_weight)

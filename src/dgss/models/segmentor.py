@@ -52,7 +52,6 @@ class TextSettings:
     cmpe_loss_weight: float = 0.1
     cmpe_class_chunk: int | None = 32                   # classes per chunk of the coarse-mask einsum
     text_vocab: Literal["eval", "train"] = "eval"       # GeoText uses the evaluation vocabulary (reference)
-    loss_mode: Literal["full_res_query_mean", "stock"] = "full_res_query_mean"
     cls_proj: Literal["linear", "mlp2"] = "linear"     # DOV-VEH projection: Linear (code) / 2-layer MLP (paper)
     logit_scale: Literal["none", "learnable"] = "none"  # optional learnable temperature on text logits
     clip: str = "clip-l-336-text"
@@ -78,6 +77,9 @@ class SegmentorConfig:
     head_refine: Literal["none", "aag"] = "none"     # depth refinement decoder (gated level fusion) in the head
     refine_split_fusion: bool = True                 # fusion without the 4C concatenation (same result)
     text: TextSettings | None = None                 # open-vocabulary parts (Vireo)
+    loss_mode: Literal["stock", "full_res_query_mean"] = "stock"   # the training loss of the method row:
+    #   stock point-sampled Mask2Former loss, or Vireo's full-resolution loss (vireo.md §5). The one
+    #   place the trainer, build_loss and checkpoints read it from.
     grad_checkpoint_frozen: bool = True              # training: recompute frozen blocks in backward (memory)
     depth_interleave: bool = True                    # run depth block l just before visual block l
     taps: tuple[int, ...] = (7, 11, 15, 23)
@@ -91,6 +93,8 @@ class SegmentorConfig:
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ValueError(f"unknown method {self.method!r}; known: {', '.join(METHODS)}")
+        if self.loss_mode not in ("stock", "full_res_query_mean"):
+            raise ValueError(f"loss_mode must be 'stock' or 'full_res_query_mean', got {self.loss_mode!r}")
         needs_adapter = self.method in ("rein", "depthforge", "vireo")
         if (self.adapter is None) == needs_adapter:
             raise ValueError(f"method {self.method!r} {'needs' if needs_adapter else 'takes no'} adapter")
@@ -120,6 +124,8 @@ class SegmentorConfig:
             raise ValueError(f"head_refine must be 'none' or 'aag', got {self.head_refine!r}")
         if len(self.taps) != 4 or any(not 0 <= t < self.encoder.depth for t in self.taps):
             raise ValueError(f"taps must be 4 block indices in [0, {self.encoder.depth}), got {self.taps}")
+        if list(self.taps) != sorted(set(self.taps)):
+            raise ValueError(f"taps must be strictly increasing (they give s4, s8, s16, s32 in order), got {self.taps}")
         link = self.head.query_source == "link"
         if self.adapter is not None and self.adapter.link_queries:
             if not link or self.adapter.num_tokens != self.head.num_queries:
@@ -132,6 +138,11 @@ class SegmentorConfig:
         if d["adapter"] is not None:
             d["adapter"]["kind"] = adapter_kind(self.adapter)
         return d
+
+    @property
+    def prior_loss_weight(self) -> float:
+        """Weight of Vireo's CMPE prior loss (0 without the prior generator)."""
+        return self.text.cmpe_loss_weight if self.text is not None and self.text.cmpe else 0.0
 
     @property
     def depth_in_use(self) -> bool:
@@ -153,6 +164,8 @@ class SegmentorConfig:
         if d.get("text"):
             t = dict(d["text"])
             t["vocab"] = tuple(t.get("vocab", ()))
+            if "loss_mode" in t:  # checkpoints written before loss_mode moved to the top level
+                d.setdefault("loss_mode", t.pop("loss_mode"))
             d["text"] = TextSettings(**t)
         if d.get("depth_encoder"):
             d["depth_encoder"] = EncoderConfig.from_dict(d["depth_encoder"])

@@ -56,11 +56,12 @@ def vireo_config(encoder: EncoderConfig, depth: EncoderConfig | None, *, vocab: 
     elif row["adapter"] == "depthforge":
         adapter = DepthForgeConfig(**adapter.__dict__, depth_dim=depth_dim)
     text = TextSettings(vocab=vocab.names, classifier=row["classifier"], cmpe=row["cmpe"], **text_kw)
-    if not (row["cmpe"] or row["classifier"] == "text"):
-        text = dataclasses.replace(text, loss_mode="stock")
+    # Vireo's full-resolution loss (vireo.md §5) comes with its head (CMPE prior / DOV-VEH); the rows
+    # without them (and the REIN / DepthForge rows above) train with the stock loss
+    loss_mode = "full_res_query_mean" if row["cmpe"] or row["classifier"] == "text" else "stock"
     return SegmentorConfig(name=name, method="vireo", encoder=encoder, head=base.head, adapter=adapter,
                            depth_encoder=depth if row["depth"] else None, head_refine=row["refine"],
-                           taps=base.taps, class_names=vocab.names, text=text)
+                           taps=base.taps, class_names=vocab.names, text=text, loss_mode=loss_mode)
 
 
 def use_vocabulary(model: Segmentor, vocab, *, text_encoder: ClipTextEncoder | None = None,
