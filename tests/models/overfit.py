@@ -1,4 +1,4 @@
-"""Shared overfit routine: a tiny model must memorise one real fixture image."""
+"""Shared overfit routine: a tiny model must memorise one image (a real fixture or a generated scene)."""
 from __future__ import annotations
 
 import numpy as np
@@ -16,6 +16,30 @@ def load_cityscapes_fixture(fixtures_dir):
     label = cityscapes_ids_to_trainids(ids).astype(np.int64)
     image = torch.from_numpy(img.copy()).permute(2, 0, 1).float()[None]   # (1, 3, 128, 256) in [0, 255]
     return image, torch.from_numpy(label)[None]                            # (1, 128, 256)
+
+
+def load_generated_scene(seed: int = 0, height: int = 128, width: int = 256):
+    """A procedural street scene (``dgss.demo.scenes``, exact trainId labels), as ``load_cityscapes_fixture``."""
+    from dgss.demo.scenes import make_scene
+    s = make_scene(seed, height, width)
+    image = torch.from_numpy(s.image.copy()).permute(2, 0, 1).float()[None]   # (1, 3, H, W) in [0, 255]
+    return image, torch.from_numpy(s.label.astype(np.int64))[None]            # (1, H, W)
+
+
+def load_image(source: str, request, seed: int = 0):
+    """The overfit image of a parametrized test: ``generated`` needs nothing, ``cityscapes`` the real fixtures
+    (requested only then, so the generated variant runs, and the cityscapes one skips, without ../shared)."""
+    if source == "generated":
+        return load_generated_scene(seed)
+    if source == "cityscapes":
+        return load_cityscapes_fixture(request.getfixturevalue("fixtures_dir"))
+    raise ValueError(f"unknown image source {source!r}")
+
+
+def majority_share(label) -> float:
+    """Pixel accuracy of always predicting the most frequent class (the trivial baseline)."""
+    valid = label[label != 255]
+    return torch.bincount(valid.flatten()).max().item() / valid.numel()
 
 
 def overfit(model, image, label, *, max_steps=400, lr=2e-3, target=0.9, seed=0):

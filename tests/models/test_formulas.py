@@ -446,10 +446,18 @@ def test_dov_veh_logits_at_order_one(cls_proj, scale):
 
 
 # ------------------------------------------------------------------------------------------ Vireo head order
-def test_vireo_head_order_aag_then_cmpe_on_refined_s4_then_prior_on_query_positions():
-    """vireo.md §4: 1. s4 <- s4 + f_M; 2. CMPE on that s4; 3. query_pos = Q + prior, content = querys2feat(query_pos)."""
+@pytest.mark.parametrize("residual_level", [0, 3])
+def test_vireo_head_order_aag_then_cmpe_on_refined_s4_then_prior_on_query_positions(residual_level):
+    """vireo.md §4: 1. s4 <- s4 + f_M (switch cmpe.residual_level 3: bilinear(s32) + f_M); 2. CMPE on that
+    s4; 3. query_pos = Q + prior, content = querys2feat(query_pos); 4. decoder on the new pyramid."""
     torch.manual_seed(0)
     m = tiny_segmentor("vireo")
+    if residual_level:
+        from dgss.models.segmentor import Segmentor
+        cfg = dataclasses.replace(m.cfg, text=dataclasses.replace(m.cfg.text, cmpe_residual_level=residual_level))
+        tables = (m.vocab, m.encoder_table, m.head_table)
+        m = Segmentor(cfg)
+        m.set_vocabulary(*tables)
     head = order_one_(m.head.double())
     E = head_table(19, m.head_table.shape[1], m.head_table.shape[2], seed=50)
     head.set_text(E)
@@ -467,6 +475,9 @@ def test_vireo_head_order_aag_then_cmpe_on_refined_s4_then_prior_on_query_positi
     with torch.no_grad():
         out = head(feats, Q, E)
         s4 = level_fusion_ref(feats, head.refine)
+        if residual_level:
+            s4 = s4 - feats[0] + F.interpolate(feats[3], size=feats[0].shape[-2:], mode="bilinear",
+                                               align_corners=False)
         M, prior = cmpe_ref(s4, E, head.prior)
         torch.testing.assert_close(out["coarse_masks"], M, **TOL)
         torch.testing.assert_close(seen["query_pos"], Q[None] + prior, **TOL)
