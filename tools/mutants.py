@@ -1,0 +1,410 @@
+"""Catalogue of planted mistakes for ``tools/mutation_check.py``.
+
+Each :class:`Mutant` is one exact text edit: ``original`` (a line, part of a line, or a short block
+that is moved) must occur exactly once in ``file``; it is replaced by ``replacement``. The check
+refuses to run if any ``original`` is missing or ambiguous, so a refactor that touches a mutated line
+makes the catalogue fail loudly instead of silently testing nothing.
+
+``tests`` are the fast tests (files or node ids, run in this order with ``pytest -x``) expected to
+catch the mutant. Never list slow tests here (overfit, DDP, CLI end-to-end runs).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Mutant:
+    id: str
+    file: str            # relative to the repository root
+    original: str        # must occur exactly once in the file
+    replacement: str
+    description: str
+    tests: tuple[str, ...]
+
+    @property
+    def area(self) -> str:
+        parts = self.file.split("/")
+        return parts[2] if len(parts) > 3 else parts[-1].removesuffix(".py")
+
+
+# ------------------------------------------------------------------------------------------ test sets
+FORMULAS = "tests/models/test_formulas.py"          # the lead's O(1)-scale formula tests
+_F = FORMULAS + "::"
+F_REIN = (_F + "test_rein_update_at_order_one", _F + "test_rein_full_rank_tokens_at_order_one",
+          _F + "test_rein_query_link_interleaved_at_order_one")
+F_DEPTHFORGE = (_F + "test_depthforge_every_fusion_mode_at_order_one", _F + "test_depthforge_attention_opt_off_at_order_one")
+F_GEOTEXT = (_F + "test_geotext_text_context_fusion_and_alpha_mix_at_order_one",
+             _F + "test_geotext_depth_fusion_none_and_logit_sum_at_order_one")
+F_QUERY_LINK = (_F + "test_vireo_segmentor_query_link_uses_raw_tokens_at_order_one",)
+F_AAG = (_F + "test_aag_level_fusion_at_order_one",)
+F_CMPE = (_F + "test_cmpe_coarse_masks_and_prior_at_order_one",)
+F_DOV = (_F + "test_dov_veh_logits_at_order_one",)
+F_HEAD_ORDER = (_F + "test_vireo_head_order_aag_then_cmpe_on_refined_s4_then_prior_on_query_positions",)
+F_SEMANTIC = (_F + "test_semantic_score_aggregation_at_order_one",)
+F_TAPS = (_F + "test_segmentor_taps_after_adapter_scales_and_depth_map_at_order_one",)
+
+_R = "tests/models/test_rein.py::"
+REIN = (_R + "test_update_matches_formula", _R + "test_switches_change_what_they_say",
+        _R + "test_query_link_is_interleaved_max_mean_last", _R + "test_prefix_tokens_untouched_and_every_block_updated")
+_D = "tests/models/test_depthforge.py::"
+DEPTHFORGE = (_D + "test_zero_depth_gives_exactly_rein", _D + "test_logit_sum_formula",
+              _D + "test_narrow_shallow_depth_encoder_uses_projection_and_layer_map",
+              _D + "test_segmentor_with_zero_depth_features_equals_rein_segmentor")
+RESAMPLE = (_D + "test_depth_grid_resampling_hand_built",)
+GATE = (_D + "test_gate_and_split_fusion",)
+_V = "tests/models/test_vireo.py::"
+GEOTEXT = (_V + "test_geotext_update_formula_at_initial_scale",)
+CMPE = (_V + "test_cmpe_chunked_equals_unchunked",)
+PRIOR = ("tests/losses/test_loss_formulas.py", _V + "test_prior_loss_ignores_255_and_excludes_background")
+_S = "tests/models/test_segmentor.py::"
+PYRAMID = (_S + "test_pyramid_strides",)
+SLIDE = ("tests/models/test_sliding_window.py", _S + "test_window_grid_of_cityscapes",
+         _S + "test_slide_equals_naive_loop_on_uneven_sizes", _S + "test_windows_not_divisible_by_patch_are_padded")
+HEAD = ("tests/heads/test_m2f_head.py::test_semantic_inference_hand_computation", "tests/heads/test_m2f_vs_transformers.py")
+MSDA = ("tests/heads/test_m2f_components.py::test_msda_equals_naive_loop", "tests/heads/test_m2f_vs_transformers.py")
+LOSSES = ("tests/losses/test_loss_formulas.py", "tests/losses/test_m2f_criterion.py",
+          "tests/losses/test_m2f_matcher.py", "tests/losses/test_m2f_loss_vs_transformers.py")
+METRICS = ("tests/test_metric_formulas.py", "tests/test_metrics.py")
+LABELS = ("tests/data/test_data_label_maps.py",)
+_T = "tests/data/test_data_transforms.py::"
+TRANSFORMS = ("tests/data/test_transform_pairs.py", _T + "test_scales_and_sizes",
+              _T + "test_label_integrity_on_real_images", _T + "test_image_and_label_transformed_together",
+              _T + "test_small_and_odd_images")
+
+M = Mutant
+MUTANTS: tuple[Mutant, ...] = (
+    # ================================================================ adapters/rein.py
+    M("rein-no-discard", "src/dgss/adapters/rein.py",
+      "return weights[..., 1:] @ self.mlp_token2feat(tokens[1:])",
+      "return weights @ self.mlp_token2feat(tokens)",
+      "REIN discard trick off: token 0 kept as a value", F_REIN + REIN),
+    M("rein-no-inner-residual", "src/dgss/adapters/rein.py",
+      "return feats + self.scale * self.mlp_delta_f(agg + feats)",
+      "return feats + self.scale * self.mlp_delta_f(agg)",
+      "REIN inner residual (agg + F) dropped", F_REIN + REIN),
+    M("rein-softmax-over-patches", "src/dgss/adapters/rein.py",
+      "return logits.softmax(dim=-1) if self.cfg.use_softmax else logits",
+      "return logits.softmax(dim=1) if self.cfg.use_softmax else logits",
+      "REIN token softmax over patches instead of tokens", F_REIN + REIN),
+    M("rein-qlink-mean-max", "src/dgss/adapters/rein.py",
+      "[t.max(dim=0).values, t.mean(dim=0), t[-1]]",
+      "[t.mean(dim=0), t.max(dim=0).values, t[-1]]",
+      "query link pooling order [mean, max, last]", F_REIN + REIN),
+    M("rein-qlink-first-layer", "src/dgss/adapters/rein.py",
+      "[t.max(dim=0).values, t.mean(dim=0), t[-1]]",
+      "[t.max(dim=0).values, t.mean(dim=0), t[0]]",
+      "query link 'last' pooled from the first layer", F_REIN + REIN),
+    M("rein-qlink-concatenated", "src/dgss/adapters/rein.py",
+      "return self.merge(pooled.flatten(-2))",
+      "return self.merge(pooled.transpose(-1, -2).flatten(-2))",
+      "query link concatenated [max|mean|last], not interleaved", F_REIN + REIN),
+    # ================================================================ adapters/depthforge.py
+    M("df-depth-logits-unscaled", "src/dgss/adapters/depthforge.py",
+      "weights = self.token_weights(logits + self.attention_logits(depth, t))",
+      "weights = self.token_weights(logits + depth @ t.t())",
+      "DepthForge logit_sum: depth logits without 1/sqrt(C)", F_DEPTHFORGE + DEPTHFORGE),
+    M("df-learned-mix-no-sigmoid", "src/dgss/adapters/depthforge.py",
+      "a = torch.sigmoid(self.fusion_weights[layer])",
+      "a = self.fusion_weights[layer]",
+      "DepthForge learned_mix: raw weight instead of sigmoid", F_DEPTHFORGE + DEPTHFORGE),
+    # ================================================================ adapters/vireo.py (GeoText)
+    M("geo-alpha-on-depth", "src/dgss/adapters/vireo.py",
+      "logits = a * logits + (1 - a) * dl",
+      "logits = (1 - a) * logits + a * dl",
+      "GeoText alpha applied to the depth logits", F_GEOTEXT + GEOTEXT),
+    M("geo-text-temperature", "src/dgss/adapters/vireo.py",
+      "return tokens + (tokens @ text.t()).softmax(dim=-1) @ text",
+      "return tokens + (tokens @ text.t() * tokens.shape[-1] ** -0.5).softmax(dim=-1) @ text",
+      "GeoText text fusion with a 1/sqrt(C) temperature", F_GEOTEXT + GEOTEXT),
+    M("geo-text-softmax-over-tokens", "src/dgss/adapters/vireo.py",
+      "return tokens + (tokens @ text.t()).softmax(dim=-1) @ text",
+      "return tokens + (tokens @ text.t()).softmax(dim=0) @ text",
+      "GeoText text fusion softmax over tokens, not classes", F_GEOTEXT + GEOTEXT),
+    M("geo-text-context-unnormalised", "src/dgss/adapters/vireo.py",
+      "t = F.normalize(F.normalize(encoder_table, dim=-1).mean(dim=1), dim=-1)",
+      "t = F.normalize(encoder_table, dim=-1).mean(dim=1)",
+      "GeoText template mean not re-normalised", F_GEOTEXT + GEOTEXT),
+    M("geo-values-raw-tokens", "src/dgss/adapters/vireo.py",
+      "return self.refine(feats, self.aggregate(weights, p))",
+      "return self.refine(feats, self.aggregate(weights, tokens[layer]))",
+      "GeoText values from raw tokens instead of P'", F_GEOTEXT + GEOTEXT),
+    M("geo-depth-logits-unscaled", "src/dgss/adapters/vireo.py",
+      "dl = self.attention_logits(depth, p)",
+      "dl = depth @ p.t()",
+      "GeoText depth logits without 1/sqrt(C)", F_GEOTEXT + GEOTEXT),
+    # ================================================================ heads/refine.py (AAG, level fusion)
+    M("aag-gate-order", "src/dgss/heads/refine.py",
+      "        x = x * self.channel_attention(x)\n        return x * torch.sigmoid(self.spatial_attention(x))",
+      "        x = x * torch.sigmoid(self.spatial_attention(x))\n        return x * self.channel_attention(x)",
+      "AAG spatial gate before channel gate", F_AAG + GATE),
+    M("fusion-slice-reversed", "src/dgss/heads/refine.py",
+      "y = F.conv2d(g, w[:, i * C:(i + 1) * C])",
+      "y = F.conv2d(g, w[:, (3 - i) * C:(4 - i) * C])",
+      "split fusion: weight slices in reverse level order", F_AAG + GATE),
+    M("fusion-no-residual", "src/dgss/heads/refine.py",
+      "return [feats[0] + self.fuse(feats)] + list(feats[1:])",
+      "return [self.fuse(feats)] + list(feats[1:])",
+      "level fusion replaces s4 instead of adding to it", F_AAG + GATE),
+    M("fusion-align-corners", "src/dgss/heads/refine.py",
+      'F.interpolate(f, size=size, mode="bilinear", align_corners=False)',
+      'F.interpolate(f, size=size, mode="bilinear", align_corners=True)',
+      "level fusion resize with align_corners=True", F_AAG + GATE),
+    # ================================================================ heads/cmpe.py
+    M("cmpe-softmax-logits", "src/dgss/heads/cmpe.py",
+      's = torch.sigmoid(m) if self.spatial_weights == "softmax_sigmoid" else m',
+      "s = m",
+      "CMPE spatial weights softmax(M), not softmax(sigmoid(M))", F_CMPE + CMPE),
+    M("cmpe-assign-over-queries", "src/dgss/heads/cmpe.py",
+      "a = (e @ self.query_proto.t()).softmax(dim=1)",
+      "a = (e @ self.query_proto.t()).softmax(dim=-1)",
+      "CMPE class assignment normalised over queries", F_CMPE + CMPE),
+    M("cmpe-drops-first-row", "src/dgss/heads/cmpe.py",
+      "e = F.normalize(head_table[:-1], dim=-1)",
+      "e = F.normalize(head_table[1:], dim=-1)",
+      "CMPE drops the first text row, keeps background", F_CMPE + CMPE),
+    M("cmpe-spatial-over-classes", "src/dgss/heads/cmpe.py",
+      "w = s.flatten(2).softmax(dim=-1)",
+      "w = s.flatten(2).softmax(dim=1)",
+      "CMPE spatial softmax over classes, not positions", F_CMPE + CMPE),
+    # ================================================================ heads/classifiers.py (DOV-VEH)
+    M("dov-no-template-normalise", "src/dgss/heads/classifiers.py",
+      "t = F.normalize(F.normalize(e, dim=-1).mean(dim=1), dim=-1)",
+      "t = F.normalize(e.mean(dim=1), dim=-1)",
+      "DOV-VEH text rows not normalised per template", F_DOV),
+    M("dov-no-row-normalise", "src/dgss/heads/classifiers.py",
+      "t = F.normalize(F.normalize(e, dim=-1).mean(dim=1), dim=-1)",
+      "t = F.normalize(e, dim=-1).mean(dim=1)",
+      "DOV-VEH template mean not re-normalised", F_DOV),
+    # ================================================================ heads/vireo_head.py
+    M("vh-prior-before-aag", "src/dgss/heads/vireo_head.py",
+      "coarse, prior = self.prior(feats[0], head_table)",
+      "coarse, prior = self.prior(features[0], head_table)",
+      "CMPE prior computed on s4 before the AAG fusion", F_HEAD_ORDER),
+    M("vh-prior-replaces-link", "src/dgss/heads/vireo_head.py",
+      "query_embed.unsqueeze(0) + prior",
+      "prior",
+      "CMPE prior replaces the linked queries", F_HEAD_ORDER),
+    M("vh-decode-unrefined", "src/dgss/heads/vireo_head.py",
+      "out = self.decode(feats, query_embed)",
+      "out = self.decode(features, query_embed)",
+      "pixel decoder fed the unrefined pyramid", F_HEAD_ORDER),
+    # ================================================================ heads/mask2former.py
+    M("m2f-softmax-without-noobject", "src/dgss/heads/mask2former.py",
+      "probs = pred_logits.softmax(dim=-1)[..., :-1]",
+      "probs = pred_logits[..., :-1].softmax(dim=-1)",
+      "semantic inference: softmax over K, no-object dropped first", F_SEMANTIC + HEAD),
+    M("m2f-query-content-pos-swapped", "src/dgss/heads/mask2former.py",
+      "return self.querys2feat(query_embed), query_embed",
+      "return query_embed, self.querys2feat(query_embed)",
+      "link queries: content and position swapped", HEAD),
+    # ================================================================ heads/pixel_decoder.py
+    M("pd-level-order", "src/dgss/heads/pixel_decoder.py",
+      "x = features[-1 - e]",
+      "x = features[e + 1]",
+      "pixel decoder encoder levels fine-to-coarse", HEAD),
+    M("pd-ref-points-corner", "src/dgss/heads/pixel_decoder.py",
+      "ys = (torch.arange(h, dtype=dtype, device=device) + 0.5) / h",
+      "ys = torch.arange(h, dtype=dtype, device=device) / h",
+      "reference points at cell corners (y)", HEAD),
+    # ================================================================ heads/transformer_decoder.py
+    M("td-mask-inverted", "src/dgss/heads/transformer_decoder.py",
+      "m = m.flatten(2).sigmoid() < 0.5",
+      "m = m.flatten(2).sigmoid() > 0.5",
+      "masked attention mask inverted", HEAD),
+    M("td-self-attn-value-pos", "src/dgss/heads/transformer_decoder.py",
+      "out = self.self_attn(qp, qp, q, need_weights=False)[0]",
+      "out = self.self_attn(qp, qp, qp, need_weights=False)[0]",
+      "self-attention values carry the query position", HEAD),
+    # ================================================================ heads/ms_deform_attn.py
+    M("msda-normalizer-hw", "src/dgss/heads/ms_deform_attn.py",
+      "[[w, h] for h, w in spatial_shapes]",
+      "[[h, w] for h, w in spatial_shapes]",
+      "MSDeformAttn offsets normalised by (h, w) not (w, h)", MSDA),
+    # ================================================================ losses/mask2former_loss.py
+    M("loss-dice-no-smoothing", "src/dgss/losses/mask2former_loss.py",
+      "dice = 1 - (2 * (probs * labels).sum(1) + eps) / (probs.sum(1) + labels.sum(1) + eps)",
+      "dice = 1 - 2 * (probs * labels).sum(1) / (probs.sum(1) + labels.sum(1))",
+      "dice loss without the +1 smoothing", LOSSES),
+    M("loss-noobject-weight-index", "src/dgss/losses/mask2former_loss.py",
+      "weights[-1] = self.cfg.no_object_weight",
+      "weights[0] = self.cfg.no_object_weight",
+      "no-object weight put on class 0", LOSSES),
+    M("loss-noobject-target", "src/dgss/losses/mask2former_loss.py",
+      "target = torch.full((b, q), self.num_classes, dtype=torch.int64, device=device)",
+      "target = torch.full((b, q), self.num_classes - 1, dtype=torch.int64, device=device)",
+      "unmatched queries target class K-1, not no-object K", LOSSES),
+    M("loss-fullres-nearest", "src/dgss/losses/mask2former_loss.py",
+      'logits = F.interpolate(src, size=tgt.shape[-2:], mode="bilinear", align_corners=False).flatten(1)',
+      'logits = F.interpolate(src, size=tgt.shape[-2:], mode="nearest").flatten(1)',
+      "full-res mask loss upsamples with nearest", LOSSES),
+    # ================================================================ losses/matcher.py
+    M("matcher-class-cost-sign", "src/dgss/losses/matcher.py",
+      "c_cls = -logits.softmax(-1)[:, labels.to(logits.device)]",
+      "c_cls = logits.softmax(-1)[:, labels.to(logits.device)]",
+      "matcher class cost +p instead of -p", LOSSES),
+    M("matcher-bce-pos-neg-swapped", "src/dgss/losses/matcher.py",
+      "return (pos @ targets.T + neg @ (1 - targets).T) / p",
+      "return (pos @ (1 - targets).T + neg @ targets.T) / p",
+      "matcher BCE cost with positive/negative swapped", LOSSES),
+    M("matcher-dice-no-factor-2", "src/dgss/losses/matcher.py",
+      "numerator = 2 * probs @ targets.T",
+      "numerator = probs @ targets.T",
+      "matcher dice cost without the factor 2", LOSSES),
+    # ================================================================ losses/point_sampling.py
+    M("ps-align-corners", "src/dgss/losses/point_sampling.py",
+      "def point_sample(input: Tensor, points: Tensor, align_corners: bool = False) -> Tensor:",
+      "def point_sample(input: Tensor, points: Tensor, align_corners: bool = True) -> Tensor:",
+      "point_sample with align_corners=True", LOSSES),
+    M("ps-uncertainty-sign", "src/dgss/losses/point_sampling.py",
+      "return -logits.abs()",
+      "return logits.abs()",
+      "importance sampling prefers confident points", LOSSES),
+    # ================================================================ losses/prior_loss.py
+    M("prior-ignore-as-background", "src/dgss/losses/prior_loss.py",
+      "valid = lab != ignore_index",
+      "valid = lab >= 0",
+      "prior loss counts ignore pixels as background", PRIOR),
+    M("prior-out-of-vocab-off-by-one", "src/dgss/losses/prior_loss.py",
+      "target[lab[valid] >= K] = 0",
+      "target[lab[valid] > K] = 0",
+      "prior loss: label K (background) gets class K-1", PRIOR),
+    # ================================================================ metrics.py
+    M("metrics-union-no-minus-tp", "src/dgss/metrics.py",
+      "union = cm.sum(0) + cm.sum(1) - tp",
+      "union = cm.sum(0) + cm.sum(1)",
+      "IoU denominator TP counted twice", METRICS),
+    M("metrics-ignore-by-prediction", "src/dgss/metrics.py",
+      "keep = label != ignore_index",
+      "keep = pred != ignore_index",
+      "ignore mask taken from the prediction", METRICS),
+    M("metrics-cm-transposed", "src/dgss/metrics.py",
+      "torch.bincount(label * num_classes + pred,",
+      "torch.bincount(pred * num_classes + label,",
+      "confusion matrix rows = prediction", METRICS),
+    M("metrics-absent-classes-zero", "src/dgss/metrics.py",
+      "return float(iou[valid].mean()) if valid.any() else float(\"nan\")",
+      "return float(iou.nan_to_num(0.0).mean()) if valid.any() else float(\"nan\")",
+      "mIoU counts absent classes as 0", METRICS),
+    M("metrics-update-overwrites", "src/dgss/metrics.py",
+      "self.matrices[domain] += cm",
+      "self.matrices[domain] = cm",
+      "domain matrix overwritten, not accumulated", METRICS),
+    M("metrics-mean-pixel-weighted", "src/dgss/metrics.py",
+      'mean = sum(vals) / len(vals) if vals else float("nan")',
+      'mean = sum(doms[d].miou * doms[d].pixels for d in over) / sum(doms[d].pixels for d in over) if vals '
+      'else float("nan")',
+      "mean over domains weighted by their pixel counts", METRICS),
+    # ================================================================ data/label_maps.py
+    M("lm-cityscapes-id-off-by-one", "src/dgss/data/label_maps.py",
+      "CITYSCAPES_ID_TO_TRAINID[_lab.id] = _lab.trainId",
+      "CITYSCAPES_ID_TO_TRAINID[_lab.id + 1] = _lab.trainId",
+      "Cityscapes labelId -> trainId shifted by one", LABELS),
+    M("lm-deliver-off-by-one", "src/dgss/data/label_maps.py",
+      "_DELIVER_LUT[1:26] = np.arange(25, dtype=np.uint8)",
+      "_DELIVER_LUT[0:25] = np.arange(25, dtype=np.uint8)",
+      "DELIVER 0..24 -> 0..24 instead of 1..25 -> 0..24", LABELS),
+    M("lm-ade150-class0-lost", "src/dgss/data/label_maps.py",
+      "out[out < 0] = IGNORE_INDEX",
+      "out[out <= 0] = IGNORE_INDEX",
+      "ADE-150 class 0 (wall) mapped to ignore", LABELS),
+    M("lm-mapillary-hyphen", "src/dgss/data/label_maps.py",
+      'key = readable.lower().replace(" ", "").replace("-", "")',
+      'key = readable.lower().replace(" ", "")',
+      "Mapillary names keep '-' (Crosswalk - Plain lost)", LABELS),
+    M("lm-ade847-off-by-one", "src/dgss/data/label_maps.py",
+      "lut[np.asarray(ADE847_FULL_IDS)] = np.arange(847, dtype=np.uint16)",
+      "lut[np.asarray(ADE847_FULL_IDS)] = np.arange(1, 848, dtype=np.uint16)",
+      "ADE-847 trainIds start at 1", LABELS),
+    # ================================================================ data/transforms.py
+    M("tr-flip-image-only", "src/dgss/data/transforms.py",
+      "label = F.horizontal_flip(tv_tensors.Mask(label)).as_subclass(torch.Tensor)",
+      "label = label.as_subclass(torch.Tensor)",
+      "train flip mirrors the image but not the label", TRANSFORMS),
+    M("tr-pad-label-zero", "src/dgss/data/transforms.py",
+      "label = F.pad(tv_tensors.Mask(label), [0, 0, pw, ph], fill=ignore_index)",
+      "label = F.pad(tv_tensors.Mask(label), [0, 0, pw, ph], fill=0)",
+      "label padding with class 0 instead of ignore", TRANSFORMS),
+    M("tr-short-edge-truncates", "src/dgss/data/transforms.py",
+      "return int(new_h + 0.5), int(new_w + 0.5)",
+      "return int(new_h), int(new_w)",
+      "short-edge resize truncates instead of rounding", TRANSFORMS),
+    M("tr-fit-size-max", "src/dgss/data/transforms.py",
+      "scale = min(long_side / max(height, width), short_side / min(height, width))",
+      "scale = max(long_side / max(height, width), short_side / min(height, width))",
+      "keep-ratio test resize overflows the box (max)", TRANSFORMS),
+    M("tr-label-resize-wh", "src/dgss/data/transforms.py",
+      "label = F.resize(tv_tensors.Mask(label), list(size), interpolation=InterpolationMode.NEAREST)",
+      "label = F.resize(tv_tensors.Mask(label), list(size)[::-1], interpolation=InterpolationMode.NEAREST)",
+      "label resized to (w, h) instead of (h, w)", TRANSFORMS),
+    M("tr-cat-max-ratio-boundary", "src/dgss/data/transforms.py",
+      "float(counts.max()) / float(counts.sum()) < cat_max_ratio",
+      "float(counts.max()) / float(counts.sum()) <= cat_max_ratio",
+      "crop accepted when the largest class is exactly the ratio", TRANSFORMS),
+    # ================================================================ models/segmentor.py
+    M("seg-taps-before-adapter", "src/dgss/models/segmentor.py",
+      "            if after:\n"
+      "                kw = dict(const)\n"
+      "                if depth is not None:\n"
+      "                    kw[\"depth\"] = depth.get(i)\n"
+      "                t = torch.cat([t[:, :P], ad.update(t[:, P:], i, tokens, **kw)], dim=1)\n"
+      "            if i in self.cfg.taps:\n"
+      "                taps.append(enc.tokens_to_map(t, state.grid))\n",
+      "            if i in self.cfg.taps:\n"
+      "                taps.append(enc.tokens_to_map(t, state.grid))\n"
+      "            if after:\n"
+      "                kw = dict(const)\n"
+      "                if depth is not None:\n"
+      "                    kw[\"depth\"] = depth.get(i)\n"
+      "                t = torch.cat([t[:, :P], ad.update(t[:, P:], i, tokens, **kw)], dim=1)\n",
+      "pyramid taps read before the adapter update", F_TAPS + PYRAMID),
+    M("seg-query-link-fused", "src/dgss/models/segmentor.py",
+      "            return self.adapter.query_embed()\n",
+      "            return self.adapter.query_embed(self.adapter.fused_tokens(self.adapter.all_tokens(), "
+      "self.encoder_constants()[\"text\"]) if isinstance(self.adapter, GeoTextAdapter) else None)\n",
+      "Vireo query link built from text-fused tokens", F_QUERY_LINK),
+    M("seg-prefix-updated", "src/dgss/models/segmentor.py",
+      "t = torch.cat([t[:, :P], ad.update(t[:, P:], i, tokens, **kw)], dim=1)",
+      "t = ad.update(t, i, tokens, **kw)",
+      "adapter also updates the prefix (cls) tokens", F_TAPS + REIN),
+    M("seg-tap-scales-swapped", "src/dgss/models/segmentor.py",
+      "TAP_SCALES = (4.0, 2.0, 1.0, 0.5)",
+      "TAP_SCALES = (2.0, 4.0, 1.0, 0.5)",
+      "tap scales of s4 and s8 swapped", F_TAPS + PYRAMID),
+    M("seg-depth-map-off-by-one", "src/dgss/models/segmentor.py",
+      "return tuple(l * Ld // Lv for l in range(Lv))",
+      "return tuple((l + 1) * Ld // Lv - 1 for l in range(Lv))",
+      "proportional depth layer map takes the group's last block", F_TAPS + DEPTHFORGE),
+    M("seg-depth-previous-block", "src/dgss/models/segmentor.py",
+      'kw["depth"] = depth.get(i)',
+      'kw["depth"] = depth.get(max(i - 1, 0))',
+      "adapter of block l gets the depth tokens of block l-1", F_TAPS + DEPTHFORGE),
+    M("seg-window-not-flush", "src/dgss/models/segmentor.py",
+      "y1, x1 = max(y2 - wh, 0), max(x2 - ww, 0)",
+      "y1, x1 = max(y1, 0), max(x1, 0)",
+      "last sliding window not shifted flush with the border", SLIDE),
+    M("seg-window-rows-floor", "src/dgss/models/segmentor.py",
+      "rows = max(H - wh + sh - 1, 0) // sh + 1",
+      "rows = max(H - wh + sh - 1, 0) // sh",
+      "one window row too few", SLIDE),
+    M("seg-slide-not-averaged", "src/dgss/models/segmentor.py",
+      "return scores / counts",
+      "return scores / counts.clamp(max=1)",
+      "overlapping window scores summed, not averaged", SLIDE),
+    M("seg-pad-top-left", "src/dgss/models/segmentor.py",
+      "x = F.pad(x, (0, pw, 0, ph))",
+      "x = F.pad(x, (pw, 0, ph, 0))",
+      "window padded top/left but cropped bottom/right", SLIDE),
+    M("seg-resample-align-corners", "src/dgss/models/segmentor.py",
+      "m = F.interpolate(m, size=dst, mode=\"bilinear\", align_corners=False)",
+      "m = F.interpolate(m, size=dst, mode=\"bilinear\", align_corners=True)",
+      "depth token grid resampled with align_corners=True", RESAMPLE + DEPTHFORGE),
+    M("seg-slide-overwrite", "src/dgss/models/segmentor.py",
+      "scores[b, :, y1:y2, x1:x2] += o",
+      "scores[b, :, y1:y2, x1:x2] = o",
+      "window scores overwrite instead of accumulate", SLIDE),
+    M("seg-window-cols-stride-h", "src/dgss/models/segmentor.py",
+      "cols = max(W - ww + sw - 1, 0) // sw + 1",
+      "cols = max(W - ww + sw - 1, 0) // sh + 1",
+      "window columns counted with the vertical stride", SLIDE),
+)
