@@ -14,6 +14,8 @@ recipe, ``data.md`` §7)::
     loss:     mode, points, num_points, class/mask/dice/no_object weights, prior_weight
     train:    max_iters, accumulate, grad_clip, amp, device, val_interval, ckpt_interval, keep_last, work_dir
     logging:  interval, tensorboard, jsonl, progress
+    augment:  pasta {enabled, alpha, beta, k, ...}, advstyle {enabled, lr, ...}, gtr_ltr {enabled, style_dir,
+              weights, ...}: the augmentation baselines (baselines.md §5-7), all off by default
 
 Loading is strict: an unknown key fails with its dotted name (and a close match when there is one), a
 value of the wrong type fails with the key, the expected type and the value. ``key=value`` overrides use
@@ -33,7 +35,7 @@ from typing import Any, Literal
 
 import yaml
 
-METHODS = ("rein", "freeze", "full", "depthforge", "vireo")
+METHODS = ("rein", "freeze", "full", "depthforge", "vireo", "lora", "adaptformer", "vpt", "fada")
 SYNTHETIC = "synthetic"
 
 
@@ -53,7 +55,7 @@ class ModelConfig:
     ``{encoder: {img_size: 1024}, crop_size: 1024, slide_stride: 683}``).
     """
 
-    method: Literal["rein", "freeze", "full", "depthforge", "vireo"] = "rein"
+    method: Literal["rein", "freeze", "full", "depthforge", "vireo", "lora", "adaptformer", "vpt", "fada"] = "rein"
     preset: str | None = None
     num_classes: int = 19
     ablation: str | None = None
@@ -140,10 +142,11 @@ class ParamRule:
 
 def _default_param_rules() -> dict[str, ParamRule]:
     # data.md §7: substring rules on the full parameter name, the longest matching key wins.
-    # The reference's "reins.scale" / "depthforge.scale" / "vireo.scale" is "adapter.scale" in dgss.
+    # The reference's "reins.scale" / "depthforge.scale" / "vireo.scale" is "adapter.scale" in dgss
+    # (FADA: "learnable_tokens" covers its four token tensors). VPT prompts: no decay, as REIN tokens.
     embed = ParamRule(lr_mult=1.0, decay_mult=0.0)
     return {"norm": ParamRule(decay_mult=0.0), "query_embed": embed, "level_embed": embed,
-            "learnable_tokens": embed, "adapter.scale": embed}
+            "learnable_tokens": embed, "adapter.scale": embed, "prompt_embeddings": embed}
 
 
 @dataclass
@@ -225,6 +228,63 @@ class LoggingConfig:
 
 
 @dataclass
+class PastaConfig:
+    """PASTA (``baselines.md`` §5): per source image, before any geometric transform, the FFT amplitude is
+    multiplied by ε ~ N(1, σ²) per channel and frequency, σ = (alpha·ρ/ρ_max)^k + beta (``mode: const``:
+    σ = beta). ρ is the reference's frequency grid (with its off-by-one); ``exact_frequency_grid: true``
+    uses the true |fftfreq| radius. ``prob``: fraction of images augmented (reference: 1)."""
+
+    enabled: bool = False
+    alpha: float = 3.0
+    beta: float = 0.25
+    k: float = 2.0
+    mode: Literal["prop", "const"] = "prop"
+    prob: float = 1.0
+    exact_frequency_grid: bool = False
+
+
+@dataclass
+class AdvStyleConfig:
+    """AdvStyle (``baselines.md`` §6): one gradient-ascent step of rate ``lr`` on the per-image channel
+    mean/std of the batch (``stats_on``: the normalised network input or the raw 0..255 image), then
+    training on the doubled batch [x, x_adv]. ``prob``: fraction of micro-batches that get the step.
+    ``lr`` = 1.0 is our choice (the paper's value is not known)."""
+
+    enabled: bool = False
+    lr: float = 1.0
+    stats_on: Literal["normalized", "raw"] = "normalized"
+    prob: float = 1.0
+
+
+@dataclass
+class GtrLtrConfig:
+    """GTR-LTR interface (``baselines.md`` §7): NOT reproducible from public sources. The user supplies a
+    folder of style images (``style_dir``) and a style-transfer network (``weights``: a ``torch.export``
+    ``.pt2`` or TorchScript file, ``net(content, style) -> stylised``, images (1, 3, H, W) in [0, 1]).
+    Per image: with ``global_prob`` the whole image is stylised (GTR), else with ``local_prob`` only
+    ``num_regions`` random rectangles are (LTR). The CGL consistency loss is not implemented."""
+
+    enabled: bool = False
+    style_dir: str | None = None
+    weights: str | None = None
+    global_prob: float = 0.5
+    local_prob: float = 0.5
+    num_regions: int = 3
+    region_scale: tuple[float, float] = (0.1, 0.5)   # rectangle side as a fraction of the image side
+    style_size: int = 512                            # short edge of the style image fed to the network
+
+
+@dataclass
+class AugmentConfig:
+    """Augmentation baselines (0 trainable parameters), usable with every method; all off by default.
+    PASTA and GTR-LTR act in the data pipeline (GTR-LTR first), AdvStyle in the training step."""
+
+    pasta: PastaConfig = field(default_factory=PastaConfig)
+    advstyle: AdvStyleConfig = field(default_factory=AdvStyleConfig)
+    gtr_ltr: GtrLtrConfig = field(default_factory=GtrLtrConfig)
+
+
+@dataclass
 class RunConfig:
     name: str
     seed: int = 42
@@ -236,6 +296,7 @@ class RunConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainLoopConfig = field(default_factory=TrainLoopConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def to_dict(self) -> dict:
         return to_plain(self)
@@ -567,9 +628,41 @@ def validate(cfg: RunConfig) -> None:
         raise _err("logging.interval", "must be >= 1")
     if cfg.data.mean_over is not None and not cfg.data.mean_over:
         raise _err("data.mean_over", "must list at least one domain (or be null)")
+    _validate_augment(cfg.augment)
     seg = segmentor_config_from(m, lo)  # model overrides / tiny options: unknown keys and bad values fail here
     if lo.prior_weight is not None and seg.prior_loss_weight == 0.0:
         raise _err("loss.prior_weight", f"model {seg.name!r} has no CMPE prior (ablation row without it)")
+
+
+def _validate_augment(a: AugmentConfig) -> None:
+    """Ranges of the augmentation baselines (files of GTR-LTR are checked when the data pipeline is built)."""
+    probs = {"augment.pasta.prob": a.pasta.prob, "augment.advstyle.prob": a.advstyle.prob,
+             "augment.gtr_ltr.global_prob": a.gtr_ltr.global_prob, "augment.gtr_ltr.local_prob": a.gtr_ltr.local_prob}
+    for key, p in probs.items():
+        if not 0.0 <= p <= 1.0:
+            raise _err(key, f"must be in [0, 1], got {p}")
+    pa = a.pasta
+    if pa.alpha < 0 or pa.beta < 0:
+        raise _err("augment.pasta", f"alpha and beta must be >= 0, got alpha={pa.alpha}, beta={pa.beta}")
+    if pa.k <= 0:
+        raise _err("augment.pasta.k", f"must be > 0, got {pa.k}")
+    if a.advstyle.lr <= 0:
+        raise _err("augment.advstyle.lr", f"must be > 0 (the ascent step size), got {a.advstyle.lr}")
+    gl = a.gtr_ltr
+    if gl.enabled:
+        for key in ("style_dir", "weights"):
+            if not getattr(gl, key):
+                what = ("a folder of style (texture/painting) images" if key == "style_dir" else
+                        "a style-transfer network file (torch.export .pt2 or TorchScript)")
+                raise _err(f"augment.gtr_ltr.{key}", f"required when gtr_ltr is enabled: {what} that you supply "
+                                                     "(GTR-LTR cannot be reproduced from public sources)")
+    if gl.global_prob + gl.local_prob > 1.0 + 1e-9:
+        raise _err("augment.gtr_ltr", f"global_prob + local_prob must be <= 1, got {gl.global_prob + gl.local_prob}")
+    if gl.num_regions < 1 or gl.style_size < 1:
+        raise _err("augment.gtr_ltr", "num_regions and style_size must be >= 1")
+    lo, hi = gl.region_scale
+    if not 0 < lo <= hi <= 1:
+        raise _err("augment.gtr_ltr.region_scale", f"must satisfy 0 < min <= max <= 1, got {list(gl.region_scale)}")
 
 
 def _check_dataset(key: str, name: str, conditions, synthetic, known: list[str]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 
 from .backbones.weights import mark_random
+from .adapters.rein import ReinConfig
 from .backbones.zoo import encoder_config
 from .heads.mask2former import Mask2FormerHeadConfig
 from .models.presets import DEPTHFORGE_ABLATIONS, depthforge_config, segmentor_config
@@ -11,6 +12,7 @@ from .backbones.clip_text import TEXT_ENCODERS
 from .models.segmentor import Segmentor, SegmentorConfig
 
 TINY_CLIP = TEXT_ENCODERS["tiny-clip-text"]
+TINY_BLOCK_ADAPTERS = {"lora": {"rank": 4}, "adaptformer": {"bottleneck": 8}, "vpt": {"num_prompts": 6}}
 
 
 def tiny_segmentor_config(method: str = "rein", *, num_classes: int = 19, embed_dim: int = 64, depth: int = 4,
@@ -41,12 +43,16 @@ def tiny_segmentor_config(method: str = "rein", *, num_classes: int = 19, embed_
         cfg = depthforge_config(enc, dep, num_classes=num_classes, name="tiny-depthforge",
                                 **{**DEPTHFORGE_ABLATIONS[ablation], **adapter_kw})
     else:
-        cfg = segmentor_config(method, enc, num_classes=num_classes, name=f"tiny-{method}", **adapter_kw)
-    if cfg.adapter is not None:
+        cfg = segmentor_config(method, enc, num_classes=num_classes, name=f"tiny-{method}", crop_size=img_size,
+                               **adapter_kw)
+    if isinstance(cfg.adapter, ReinConfig):   # REIN family and FADA
         cfg.adapter = dataclasses.replace(cfg.adapter, num_tokens=num_tokens, rank=4 if cfg.adapter.rank else None,
                                           query_dim=32)
-        if cfg.method == "depthforge" and cfg.depth_encoder is None:
-            cfg.adapter = dataclasses.replace(cfg.adapter, depth_dim=None)
+    elif cfg.adapter is not None:             # LoRA / AdaptFormer / VPT: small rank, bottleneck, prompt count
+        tiny = {k: v for k, v in TINY_BLOCK_ADAPTERS[method].items() if k not in adapter_kw}
+        cfg.adapter = dataclasses.replace(cfg.adapter, **tiny)
+    if cfg.method == "depthforge" and cfg.depth_encoder is None:
+        cfg.adapter = dataclasses.replace(cfg.adapter, depth_dim=None)
     cfg.head = Mask2FormerHeadConfig(
         num_classes=cfg.head.num_classes, in_channels=[embed_dim] * 4, feat_channels=32, out_channels=32,
         num_queries=num_tokens, num_encoder_layers=1, num_decoder_layers=3, num_heads=4, num_points=2,

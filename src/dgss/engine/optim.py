@@ -3,8 +3,9 @@
 Only parameters with ``requires_grad`` enter the optimiser. Per parameter (full dotted name):
 
 1. the longest key of ``param_rules`` that is a substring of the name gives ``lr_mult``/``decay_mult``
-   (defaults: ``norm`` -> no decay; ``query_embed``, ``level_embed``, ``learnable_tokens``,
-   ``adapter.scale`` -> no decay, lr ×1);
+   (defaults: ``norm`` -> no decay; ``query_embed``, ``level_embed``, ``learnable_tokens`` (REIN family,
+   FADA's four token tensors), ``adapter.scale``, ``prompt_embeddings`` (VPT) -> no decay, lr ×1; LoRA
+   factors, AdaptFormer projections, FADA's MLPs and Haar kernels decay like any weight);
 2. otherwise parameters owned by a normalisation layer (LayerNorm, GroupNorm, BatchNorm, ...) get
    ``norm_decay_mult`` (0);
 3. otherwise ``lr_mult = decay_mult = 1`` (biases included: they decay, as in the reference).

@@ -10,6 +10,10 @@ integer (``samples_consumed``), which a checkpoint stores and a resumed run star
 **Augmentation randomness.** Sample ``i`` in epoch ``e`` is transformed with a generator seeded by
 ``(seed, i, e)`` (``dgss.data.datasets.sample_seed``), independent of workers, ranks and prefetching.
 
+**Image augmentation baselines.** An optional ``augment`` callable (PASTA, GTR-LTR:
+``dgss.data.augment.build_image_augment``) acts on the decoded image before the transform, drawing from the
+same per-sample generator first; in-memory datasets get it too (their images are quantised to uint8 by it).
+
 **Items.** ``{"image": (3, H, W) float32, "label": (H, W) int64}``. Real datasets go through
 ``dgss.data.transforms.TrainPipeline`` and come out ImageNet-normalised (``normalized = True``); the
 in-memory datasets here (and any dataset without a ``normalized`` attribute) hold images in [0, 255],
@@ -77,11 +81,12 @@ class StreamDataset(Dataset):
     """Index ``(i, epoch)`` -> transformed sample ``i`` with its per-(seed, i, epoch) generator.
 
     ``base`` is a ``dgss.data.datasets.SegDataset`` (raw ``load(i)`` + ``transform``) or any map-style
-    dataset returning ``{"image", "label"}`` (used as is).
+    dataset returning ``{"image", "label"}`` (used as is). ``augment(image 0..255, generator) -> uint8`` is
+    applied to the image first (image-level augmentation baselines), with the same generator.
     """
 
-    def __init__(self, base, seed: int, transform=None):
-        self.base, self.seed, self.transform = base, seed, transform
+    def __init__(self, base, seed: int, transform=None, augment=None):
+        self.base, self.seed, self.transform, self.augment = base, seed, transform, augment
         self.normalized = bool(getattr(base, "normalized", False)) if transform is None else True
 
     def __len__(self) -> int:
@@ -92,10 +97,14 @@ class StreamDataset(Dataset):
         if self.transform is not None:
             image, label = self.base.load(index)
             g = torch.Generator().manual_seed(sample_seed(self.seed, index, epoch))
+            if self.augment is not None:
+                image = self.augment(image, g)
             image, label = self.transform(image, label, g)
         else:
             item = self.base[index]
             image, label = item["image"], item["label"]
+            if self.augment is not None:
+                image = self.augment(image, torch.Generator().manual_seed(sample_seed(self.seed, index, epoch)))
         return {"image": torch.as_tensor(image).float(), "label": torch.as_tensor(label).long()}
 
 

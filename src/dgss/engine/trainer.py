@@ -9,7 +9,9 @@
   points), gradient accumulation, gradient clipping, bf16 autocast on GPU;
 * DDP over the trainable parameters when launched by torchrun; sharded, all-reduced validation;
 * checkpoints every ``ckpt_interval`` iterations (and at the end), exact resume, JSON lines +
-  TensorBoard + progress bar on rank 0.
+  TensorBoard + progress bar on rank 0;
+* augmentation baselines (``cfg.augment``): PASTA / GTR-LTR in the sample stream (per-sample generators),
+  AdvStyle as an extra style step per micro-batch that doubles the batch (``dgss.engine.advstyle``).
 
 Every iteration ``t`` (0-based) runs ``accumulate`` micro-batches, then one optimiser step with the
 learning rate of ``t``; the log, validation and checkpoint use the number of finished iterations ``t + 1``.
@@ -32,6 +34,7 @@ from ..data.datasets import sample_seed
 from ..losses import Mask2FormerCriterion, Mask2FormerCriterionConfig, SegmentationLoss
 from ..losses.matcher import HungarianMatcher
 from . import checkpointing as ck
+from .advstyle import AdvStyle
 from .distributed import DistContext, all_gather_object, all_reduce_mean, barrier, no_sync, resolve_device, \
     unwrap, wrap_ddp
 from .logging import ProgressDisplay, RunLogger
@@ -133,10 +136,12 @@ def _resolve_root(data_root: str, root: str | None) -> str:
 
 def build_train_dataset(cfg: RunConfig, model) -> StreamDataset:
     """The stream dataset of ``cfg.data.train`` (real data through ``TrainPipeline``, or synthetic)."""
+    from ..data.augment import build_image_augment
     t = cfg.data.train
+    augment = build_image_augment(cfg.augment)
     if t.dataset == SYNTHETIC:
         base = synthetic_from_config(t.synthetic, model.num_classes, default_size=t.crop_size, default_seed=cfg.seed)
-        return StreamDataset(base, cfg.seed)
+        return StreamDataset(base, cfg.seed, augment=augment)
     from ..data.datasets import SegDataset
     from ..data.transforms import TrainPipeline
     base = SegDataset.from_root(t.dataset, _resolve_root(cfg.data.root, t.root), t.split, t.conditions)
@@ -144,7 +149,7 @@ def build_train_dataset(cfg: RunConfig, model) -> StreamDataset:
     pipe = TrainPipeline(crop_size=(t.crop_size, t.crop_size), scales=scales, max_long=t.max_long,
                          cat_max_ratio=t.cat_max_ratio, flip_prob=t.flip_prob, photometric=t.photometric,
                          ignore_index=base.info.ignore_index, mean=tuple(model.cfg.mean), std=tuple(model.cfg.std))
-    return StreamDataset(base, cfg.seed, transform=pipe)
+    return StreamDataset(base, cfg.seed, transform=pipe, augment=augment)
 
 
 # ================================================================================================ validation
@@ -262,14 +267,21 @@ class Trainer:
         self.work_dir = Path(work_dir) if work_dir is not None else cfg.work_dir
         self.dtype = torch.float64 if cfg.train.precision == "fp64" else torch.float32
         self.model = model.to(self.ctx.device, dtype=self.dtype)
+        image_augments = [k for k in ("gtr_ltr", "pasta") if getattr(cfg.augment, k).enabled]
         if not isinstance(train_dataset, StreamDataset):
-            train_dataset = StreamDataset(train_dataset, cfg.seed)
+            from ..data.augment import build_image_augment
+            train_dataset = StreamDataset(train_dataset, cfg.seed, augment=build_image_augment(cfg.augment))
+        elif image_augments and train_dataset.augment is None:
+            raise TrainingError(f"cfg.augment enables {' and '.join(image_augments)} but the given StreamDataset has "
+                                "no augment: build it with dgss.engine.trainer.build_train_dataset (or pass augment=)")
         self.dataset = train_dataset
         self.validate = validate
         model_cfg = unwrap(model).cfg
         self.criterion = criterion or build_criterion(cfg, model_cfg, model.num_classes, self.ctx.device,
                                                       self.ctx.rank)
         self.loss = SegmentationLoss(self.criterion, model.num_classes, prior_weight=model_cfg.prior_loss_weight)
+        adv = cfg.augment.advstyle
+        self.advstyle = AdvStyle.from_config(adv, unwrap(self.model)) if adv.enabled else None
         self.show_progress = cfg.logging.progress if progress is None else progress
         self.optimizer = build_optimizer(self.model, cfg.optim)
         self.scheduler = Scheduler(self.optimizer, LRSchedule.from_config(cfg.schedule, cfg.optim.lr,
@@ -397,6 +409,7 @@ class Trainer:
                 loss_sum = torch.zeros((), device=ctx.device, dtype=self.dtype)
                 terms: dict[str, torch.Tensor] = {}
                 data_time = 0.0
+                style_losses: list[float] = []
                 for micro in range(tr.accumulate):
                     td = time.perf_counter()
                     batch = next(loader_iter)
@@ -404,6 +417,14 @@ class Trainer:
                     images = batch["image"].to(ctx.device, dtype=self.dtype, non_blocking=True)
                     labels = batch["label"].to(ctx.device, non_blocking=True).long()
                     x = images if normalized else raw.normalize(images)
+                    if self.advstyle is not None and self.advstyle.fires(cfg.seed, self.iteration * tr.accumulate
+                                                                         + micro):
+                        # style step on the unwrapped model: no parameter gradient, no DDP hooks
+                        x_adv, style_loss = self.advstyle.perturb(
+                            raw, self.loss, x, labels,
+                            autocast=(lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if amp else nullcontext)
+                        x, labels = torch.cat([x, x_adv]), torch.cat([labels, labels])
+                        style_losses.append(style_loss)
                     with no_sync(ddp_model, micro < tr.accumulate - 1):
                         with torch.autocast("cuda", dtype=torch.bfloat16) if amp else nullcontext():
                             outputs = ddp_model(x)
@@ -437,6 +458,8 @@ class Trainer:
                            **{k: float(v) for k, v in zip(terms, reduced[1:].tolist())}}
                     if grad_norm is not None:
                         rec["grad_norm"] = grad_norm
+                    if style_losses:  # loss of the style step before the ascent (this rank's micro-batches)
+                        rec["advstyle_loss"] = sum(style_losses) / len(style_losses)
                     if ctx.device.type == "cuda":
                         rec["max_mem_gb"] = torch.cuda.max_memory_allocated(ctx.device) / 2 ** 30
                     self.logger.scalars("train", it, rec)

@@ -58,3 +58,30 @@ def format_rows(title: str, rows: list[ParamRow]) -> str:
     for r in rows:
         lines.append(f"{r.module:<{w}}  {r.total:>15,}  {r.trainable:>13,}  {r.frozen:>15,}  {r.total / 1e6:>10.2f}")
     return "\n".join(lines)
+
+
+# Backbone-internal trainable parameters as the REIN / DepthForge / Vireo tables print them
+# (``baselines.md`` §8, ``rein.md`` §7): (method, encoder) -> published value.
+PUBLISHED_ADAPTER = {
+    **{("rein", e): "2.99M" for e in ("dinov2-l", "eva02-l", "clip-l")}, ("rein", "sam-h"): "4.51M",
+    ("lora", "dinov2-l"): "0.79M", ("lora", "eva02-l"): "1.18M",
+    **{(m, e): v for m, v in (("adaptformer", "3.17M"), ("vpt", "3.69M")) for e in ("dinov2-l", "eva02-l")},
+    **{("fada", e): "11.65M" for e in ("dinov2-l", "eva02-l", "clip-l")}, ("fada", "sam-h"): "16.59M",
+}
+FADA_DIFFERENCE = ("why they differ: the released FADA code (JingjunYi/FADA) builds exactly this count "
+                   "(2,061,825 on ViT-L, 3,107,841 on SAM-H); no released configuration or plausible variant gives "
+                   "the 11.65M / 16.59M that DepthForge and Vireo quote (baselines.md §1.7)")
+
+
+def published_notes(cfg, adapter_trainable: int) -> list[str]:
+    """Lines comparing the backbone adapter count of a preset with the papers' published value."""
+    key = (cfg.method, cfg.encoder.name)
+    if key not in PUBLISHED_ADAPTER or cfg.adapter is None:
+        return []
+    lines = [f"published (paper tables): {PUBLISHED_ADAPTER[key]} trainable in the backbone; "
+             f"this build (backbone.adapter): {adapter_trainable:,}"]
+    if cfg.method == "fada":
+        lines[0] = (f"published (DepthForge / Vireo tables): 11.65M (ViT-L) / 16.59M (SAM-H); "
+                    f"this build (backbone.adapter, released code): {adapter_trainable:,}")
+        lines.append(FADA_DIFFERENCE)
+    return lines

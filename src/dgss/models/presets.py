@@ -4,13 +4,21 @@
 * ``rein-fulltoken-<enc>``: REIN with full-rank tokens;
 * ``freeze-<enc>``: frozen encoder + the same head with learned queries (baseline);
 * ``full-<enc>``: encoder fine-tuned + the same head (baseline);
+* ``lora-<enc>``, ``adaptformer-<enc>``, ``vpt-<enc>``: the parameter-efficient baselines of the REIN /
+  DepthForge tables (``baselines.md`` §2-4; rank 8, bottleneck 64, 150 deep prompts) with the stock head
+  and learned queries, as ``freeze``; VPT on every encoder but SAM (windowed blocks);
+* ``fada-<enc>``: FADA (released code, ``baselines.md`` §1) with REIN's linked queries;
 * ``depthforge-<enc>``: DepthForge with the DAv2-L encoder (patch 16 converted, CC-BY-NC-4.0 weights);
   ``-dav2s``: DAv2-S (Apache-2.0; width 384 -> learned projection, 12 -> 24 blocks proportional map);
   ``-dav2l-p14``: the native patch-14 DAv2-L, its token grid resampled in 2-D onto the visual grid.
 """
 from __future__ import annotations
 
+from ..adapters.adaptformer import AdaptFormerConfig
+from ..adapters.fada import FADAConfig, window_problem
+from ..adapters.lora import LoRAConfig, default_targets
 from ..adapters.rein import ReinConfig
+from ..adapters.vpt import VPTConfig
 from ..backbones.config import EncoderConfig
 from ..backbones.zoo import ENCODERS, UnknownModelError
 from ..heads.mask2former import Mask2FormerHeadConfig
@@ -31,19 +39,33 @@ def default_taps(depth: int) -> tuple[int, ...]:
     return tuple(int(round(depth * f)) - 1 for f in (1 / 3, 1 / 2, 2 / 3, 1.0))
 
 
-def segmentor_config(method: str, encoder: EncoderConfig, *, num_classes: int = 19, rank: int | None = 16,
-                     name: str | None = None, **adapter_kw) -> SegmentorConfig:
-    """Config of one method on one encoder (the papers' settings)."""
-    link = method == "rein" and adapter_kw.get("link_queries", True)
+_DEFAULT = object()
+
+
+def segmentor_config(method: str, encoder: EncoderConfig, *, num_classes: int = 19, rank=_DEFAULT,
+                     name: str | None = None, crop_size: int = 512, **adapter_kw) -> SegmentorConfig:
+    """Config of one method on one encoder (the papers' settings). ``rank``: token rank of REIN / FADA
+    (default 16, None = full tokens) or LoRA rank (default 8). ``crop_size``: training crop / window."""
+    link = method in ("rein", "fada") and adapter_kw.get("link_queries", True)
     adapter = None
-    if method == "rein":
-        adapter = ReinConfig(num_layers=encoder.depth, embed_dim=encoder.embed_dim, patch_size=encoder.patch_size,
-                             rank=rank, **adapter_kw)
+    L, C = encoder.depth, encoder.embed_dim
+    if method in ("rein", "fada"):
+        cls = ReinConfig if method == "rein" else FADAConfig
+        adapter = cls(num_layers=L, embed_dim=C, patch_size=encoder.patch_size,
+                      rank=16 if rank is _DEFAULT else rank, **adapter_kw)
+    elif method == "lora":
+        adapter_kw.setdefault("targets", default_targets(encoder.family))
+        adapter = LoRAConfig(num_layers=L, embed_dim=C, rank=8 if rank is _DEFAULT else rank, **adapter_kw)
+    elif method == "adaptformer":
+        adapter = AdaptFormerConfig(num_layers=L, embed_dim=C, **adapter_kw)
+    elif method == "vpt":
+        adapter = VPTConfig(num_layers=L, embed_dim=C, patch_size=encoder.patch_size, **adapter_kw)
     head = Mask2FormerHeadConfig(num_classes=num_classes, in_channels=[encoder.embed_dim] * 4,
                                  query_source="link" if link else "learned")
     classes = CITYSCAPES_CLASSES if num_classes == 19 else ()
     return SegmentorConfig(name=name or f"{method}-{encoder.name}", method=method, encoder=encoder, head=head,
-                           adapter=adapter, taps=default_taps(encoder.depth), class_names=classes)
+                           adapter=adapter, taps=default_taps(encoder.depth), class_names=classes,
+                           crop_size=crop_size)
 
 
 def _presets() -> dict[str, dict]:
@@ -53,6 +75,13 @@ def _presets() -> dict[str, dict]:
         out[f"rein-fulltoken-{enc}"] = dict(method="rein", encoder=enc, rank=None)
         out[f"freeze-{enc}"] = dict(method="freeze", encoder=enc)
         out[f"full-{enc}"] = dict(method="full", encoder=enc)
+        out[f"lora-{enc}"] = dict(method="lora", encoder=enc)
+        out[f"adaptformer-{enc}"] = dict(method="adaptformer", encoder=enc)
+        e = ENCODERS[enc]
+        if e.family != "sam":     # VPT: prompts need global token-sequence blocks
+            out[f"vpt-{enc}"] = dict(method="vpt", encoder=enc)
+        if window_problem((e.grid, e.grid), e.embed_dim) is None:   # FADA: square grid, 2w | C at the crop
+            out[f"fada-{enc}"] = dict(method="fada", encoder=enc)
     return out
 
 

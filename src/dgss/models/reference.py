@@ -1,7 +1,9 @@
 """Reference-code checkpoints (mmengine layout) <-> dgss names (``weights.md`` §5).
 
-Reference ``state_dict`` keys: ``backbone.<adapter>.*`` (``reins`` for REIN) and ``decode_head.*``
-(MMDetection names, mapped by :mod:`dgss.heads.reference_keys`). Frozen encoders are never in them.
+Reference ``state_dict`` keys: ``backbone.<adapter>.*`` (``reins`` for REIN and for FADA, whose
+released code keeps REIN's module name) and ``decode_head.*`` (MMDetection names, mapped by
+:mod:`dgss.heads.reference_keys`). Frozen encoders are never in them. A ``backbone.reins.*`` checkpoint
+is FADA's when it holds FADA's high-frequency tokens or Haar kernels (``baselines.md`` §1.2).
 """
 from __future__ import annotations
 
@@ -9,7 +11,9 @@ import torch
 
 from ..heads.reference_keys import head_from_reference, head_to_reference
 
-ADAPTER_PREFIX = {"rein": "backbone.reins.", "depthforge": "backbone.depthforge.", "vireo": "backbone.vireo."}
+ADAPTER_PREFIX = {"rein": "backbone.reins.", "depthforge": "backbone.depthforge.", "vireo": "backbone.vireo.",
+                  "fada": "backbone.reins."}
+FADA_MARKERS = ("learnable_tokens_a2", "learnable_tokens_b2", "learnable_tokens2", "wavepool.")
 # DepthForge's depth refinement decoder and Vireo's CMPE prior generator
 HEAD_EXTRA_PREFIXES = {"refine.": "DQCM.", "prior.": "prior."}
 IGNORED_PREFIXES = ("decode_head.vpt_transforms.", "decode_head.feat_conv.", "decode_head.out_conv.")
@@ -20,6 +24,9 @@ class ReferenceFormatError(ValueError):
 
 
 def detect_method(sd: dict[str, torch.Tensor]) -> str:
+    fada = tuple(ADAPTER_PREFIX["fada"] + m for m in FADA_MARKERS)
+    if any(k.startswith(fada) for k in sd):
+        return "fada"
     for method, prefix in ADAPTER_PREFIX.items():
         if any(k.startswith(prefix) for k in sd):
             return method

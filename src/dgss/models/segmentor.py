@@ -4,6 +4,7 @@ them, tap four blocks into a stride 4/8/16/32 pyramid, decode with Mask2Former; 
 Data flow (512 crop, ViT-L/16)::
 
     image (B,3,512,512) -> embed -> for l in blocks: x = block_l(x); F = adapter(F, l)  (patch tokens)
+        [LoRA / AdaptFormer / VPT act inside the blocks instead: x = adapter.run_block(encoder, l, x)]
     taps after blocks [7,11,15,23] -> (B,1024,32,32) -> bilinear x4, x2, x1, x0.5
     -> [s4 (128²), s8 (64²), s16 (32²), s32 (16²)] -> Mask2Former(query_embed = adapter query link)
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Literal
 
 import torch
@@ -19,9 +21,14 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from ..adapters.adaptformer import AdaptFormerAdapter, AdaptFormerConfig
+from ..adapters.base import BlockAdapter
 from ..adapters.depthforge import DepthForgeAdapter, DepthForgeConfig
+from ..adapters.fada import FADAAdapter, FADAConfig, window_problem
+from ..adapters.lora import LoRAAdapter, LoRAConfig
 from ..adapters.rein import ReinAdapter, ReinConfig
 from ..adapters.vireo import GeoTextAdapter, GeoTextConfig
+from ..adapters.vpt import VPTAdapter, VPTConfig
 from ..backbones.config import EncoderConfig
 from ..backbones.vit_encoder import ViTEncoder, build_encoder
 from ..backbones.weights import FrozenWeightsError
@@ -29,15 +36,21 @@ from ..heads.mask2former import Mask2FormerHead, Mask2FormerHeadConfig
 from ..heads.refine import GatedLevelFusion
 from ..heads.vireo_head import VireoHead
 
-Method = Literal["rein", "freeze", "full", "depthforge", "vireo"]
-METHODS = ("rein", "freeze", "full", "depthforge", "vireo")
-ADAPTER_KINDS = {"rein": ReinConfig, "depthforge": DepthForgeConfig, "geotext": GeoTextConfig}
+Method = Literal["rein", "freeze", "full", "depthforge", "vireo", "lora", "adaptformer", "vpt", "fada"]
+METHODS = ("rein", "freeze", "full", "depthforge", "vireo", "lora", "adaptformer", "vpt", "fada")
+AdapterConfig = ReinConfig | LoRAConfig | AdaptFormerConfig | VPTConfig   # FADAConfig is a ReinConfig
+ADAPTER_KINDS = {"rein": ReinConfig, "depthforge": DepthForgeConfig, "geotext": GeoTextConfig, "fada": FADAConfig,
+                 "lora": LoRAConfig, "adaptformer": AdaptFormerConfig, "vpt": VPTConfig}
+ADAPTER_MODULES = {"rein": ReinAdapter, "depthforge": DepthForgeAdapter, "geotext": GeoTextAdapter,
+                   "fada": FADAAdapter, "lora": LoRAAdapter, "adaptformer": AdaptFormerAdapter, "vpt": VPTAdapter}
+# the baselines' adapter kind per method (REIN, DepthForge and Vireo: see __post_init__)
+BASELINE_ADAPTERS = {"lora": LoRAConfig, "adaptformer": AdaptFormerConfig, "vpt": VPTConfig, "fada": FADAConfig}
 
 
-def adapter_kind(cfg: ReinConfig | None) -> str | None:
+def adapter_kind(cfg: AdapterConfig | None) -> str | None:
     if cfg is None:
         return None
-    return {GeoTextConfig: "geotext", DepthForgeConfig: "depthforge", ReinConfig: "rein"}[type(cfg)]
+    return {cls: kind for kind, cls in ADAPTER_KINDS.items()}[type(cfg)]
 
 
 @dataclass
@@ -71,7 +84,7 @@ class SegmentorConfig:
     method: Method
     encoder: EncoderConfig
     head: Mask2FormerHeadConfig
-    adapter: ReinConfig | None = None
+    adapter: AdapterConfig | None = None
     depth_encoder: EncoderConfig | None = None       # frozen depth encoder (DepthForge)
     depth_layer_map: tuple[int, ...] | None = None   # depth block feeding each visual block (None: proportional)
     head_refine: Literal["none", "aag"] = "none"     # depth refinement decoder (gated level fusion) in the head
@@ -95,11 +108,30 @@ class SegmentorConfig:
             raise ValueError(f"unknown method {self.method!r}; known: {', '.join(METHODS)}")
         if self.loss_mode not in ("stock", "full_res_query_mean"):
             raise ValueError(f"loss_mode must be 'stock' or 'full_res_query_mean', got {self.loss_mode!r}")
-        needs_adapter = self.method in ("rein", "depthforge", "vireo")
+        needs_adapter = self.method not in ("freeze", "full")
         if (self.adapter is None) == needs_adapter:
             raise ValueError(f"method {self.method!r} {'needs' if needs_adapter else 'takes no'} adapter")
         if self.method == "depthforge" and not isinstance(self.adapter, DepthForgeConfig):
             raise ValueError("method 'depthforge' needs a DepthForgeConfig adapter")
+        if self.method in BASELINE_ADAPTERS and type(self.adapter) is not BASELINE_ADAPTERS[self.method]:
+            raise ValueError(f"method {self.method!r} needs a {BASELINE_ADAPTERS[self.method].__name__} adapter, "
+                             f"got {type(self.adapter).__name__}")
+        if self.method in ("rein", "depthforge", "vireo") and (
+                not isinstance(self.adapter, ReinConfig) or isinstance(self.adapter, FADAConfig)):
+            raise ValueError(f"method {self.method!r} needs a REIN-family adapter, got {type(self.adapter).__name__}")
+        if self.method in BASELINE_ADAPTERS:
+            a, e = self.adapter, self.encoder
+            if a.num_layers != e.depth or a.embed_dim != e.embed_dim:
+                raise ValueError(f"the {self.method} adapter is built for {a.num_layers} blocks of width "
+                                 f"{a.embed_dim}, encoder {e.name!r} has {e.depth} of width {e.embed_dim}")
+        if self.method == "vpt" and self.encoder.family == "sam":
+            raise ValueError("VPT needs global token-sequence blocks; SAM's windowed blocks have no place for prompts")
+        if self.method == "fada":
+            p = self.encoder.patch_size
+            problem = window_problem((self.crop_size // p, self.crop_size // p), self.encoder.embed_dim)
+            if problem is not None or self.crop_size % p:
+                raise ValueError(f"FADA cannot run on the {self.crop_size}x{self.crop_size} crop: "
+                                 f"{problem or f'not a multiple of the patch size {p}'}")
         if (self.method == "vireo") != (self.text is not None):
             raise ValueError("method 'vireo' and only it takes text settings")
         if self.text is not None and not self.text.vocab:
@@ -127,7 +159,7 @@ class SegmentorConfig:
         if list(self.taps) != sorted(set(self.taps)):
             raise ValueError(f"taps must be strictly increasing (they give s4, s8, s16, s32 in order), got {self.taps}")
         link = self.head.query_source == "link"
-        if self.adapter is not None and self.adapter.link_queries:
+        if self.adapter is not None and getattr(self.adapter, "link_queries", False):
             if not link or self.adapter.num_tokens != self.head.num_queries:
                 raise ValueError("with link_queries the head needs query_source='link' and num_queries == num_tokens")
         elif link:
@@ -158,7 +190,7 @@ class SegmentorConfig:
             kind = a.pop("kind", "depthforge" if d.get("method") == "depthforge" else "rein")
             if kind not in ADAPTER_KINDS:
                 raise ValueError(f"unknown adapter kind {kind!r}; known: {', '.join(ADAPTER_KINDS)}")
-            d["adapter"] = ADAPTER_KINDS[kind](**a)
+            d["adapter"] = ADAPTER_KINDS[kind](**{k: tuple(v) if isinstance(v, list) else v for k, v in a.items()})
         else:
             d["adapter"] = None
         if d.get("text"):
@@ -190,8 +222,9 @@ class Segmentor(nn.Module):
         self.cfg = cfg
         self.encoder: ViTEncoder = build_encoder(cfg.encoder, frozen=cfg.method != "full")
         kind = adapter_kind(cfg.adapter)
-        adapter_cls = {"rein": ReinAdapter, "depthforge": DepthForgeAdapter, "geotext": GeoTextAdapter}.get(kind)
-        self.adapter = adapter_cls(cfg.adapter) if adapter_cls is not None else None
+        self.adapter = ADAPTER_MODULES[kind](cfg.adapter) if kind is not None else None
+        if isinstance(self.adapter, BlockAdapter):
+            self.adapter.check_encoder(self.encoder)
         self.depth_encoder: ViTEncoder | None = None
         if cfg.depth_in_use:
             self.depth_encoder = build_encoder(cfg.depth_encoder, frozen=True)
@@ -306,22 +339,31 @@ class Segmentor(nn.Module):
 
         During training the frozen blocks are recomputed in the backward pass instead of storing
         their activations (``grad_checkpoint_frozen``); gradients still flow through them.
+        Token adapters (REIN family, FADA) update the patch tokens after every block; block adapters
+        (LoRA, AdaptFormer, VPT) run the blocks themselves (``run_block``) and hand back prefix + patch
+        tokens only.
         """
         enc, ad = self.encoder, self.adapter
         t, state = enc.embed(x)
         P = enc.num_prefix_tokens
-        tokens = ad.all_tokens() if ad is not None else None
-        const = self.encoder_constants() if ad is not None else {}
-        depth = self.depth_stream(x, state.grid) if ad is not None and self.depth_encoder is not None else None
+        inside = isinstance(ad, BlockAdapter)
+        after = ad is not None and not inside
+        tokens = ad.all_tokens() if after else None
+        const = self.encoder_constants() if after else {}
+        if isinstance(ad, FADAAdapter):
+            ad.check_window(state.grid)
+            const["grid"] = state.grid
+        depth = self.depth_stream(x, state.grid) if after and self.depth_encoder is not None else None
         recompute = (self.cfg.grad_checkpoint_frozen and self.training and torch.is_grad_enabled()
                      and self.cfg.method != "full")
+        run_block = partial(ad.run_block, enc) if inside else enc.forward_block
         taps = []
         for i in range(enc.depth):
-            if recompute and t.requires_grad:
-                t = checkpoint(enc.forward_block, i, t, state, use_reentrant=False)
+            if recompute and (t.requires_grad or inside):
+                t = checkpoint(run_block, i, t, state, use_reentrant=False)
             else:
-                t = enc.forward_block(i, t, state)
-            if ad is not None:
+                t = run_block(i, t, state)
+            if after:
                 kw = dict(const)
                 if depth is not None:
                     kw["depth"] = depth.get(i)
@@ -340,7 +382,7 @@ class Segmentor(nn.Module):
         return {}
 
     def query_embed(self) -> torch.Tensor | None:
-        if self.adapter is not None and self.adapter.cfg.link_queries:
+        if self.adapter is not None and getattr(self.adapter.cfg, "link_queries", False):
             return self.adapter.query_embed()
         return None
 

@@ -1,0 +1,22 @@
+"""Adapters that act *inside* the frozen blocks (LoRA, AdaptFormer, VPT; ``baselines.md`` §2-4).
+
+The REIN family (REIN, DepthForge, Vireo, FADA) updates the patch tokens *between* blocks
+(``update(F, l, tokens)``). The parameter-efficient fine-tuning baselines instead change what a frozen
+block computes; the segmentor then runs ``adapter.run_block(encoder, l, x, state)`` in place of
+``encoder.forward_block(l, x, state)``. The frozen weights themselves are never modified.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class BlockAdapter(nn.Module):
+    """Base of the adapters that run block ``l`` themselves: tokens (B, P + N, C) -> (B, P + N, C)."""
+
+    def run_block(self, encoder, layer: int, tokens: torch.Tensor, state) -> torch.Tensor:
+        raise NotImplementedError
+
+    def check_encoder(self, encoder) -> None:
+        """Raise ``ValueError`` when this adapter cannot act on ``encoder``'s blocks (called when the segmentor
+        is built; depth and width are checked by ``SegmentorConfig``)."""
