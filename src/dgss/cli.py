@@ -1,4 +1,4 @@
-"""`dgss` command line: params, convert, predict, data, demo (see the README for examples)."""
+"""`dgss` command line: params, convert, predict, data, demo, app (see the README for examples)."""
 from __future__ import annotations
 
 import argparse
@@ -37,6 +37,10 @@ def cmd_params(args: argparse.Namespace) -> int:
     enc = model if hasattr(model, "embed") else getattr(model, "encoder", None)
     size = enc.cfg.img_size if enc is not None else "?"
     print(format_rows(f"{name} (built on the meta device; {size}x{size} input)", rows))
+    if name in PRESETS and model.adapter is not None:
+        from .models.param_report import count, published_notes
+        for line in published_notes(model.cfg, count(model.adapter).trainable):
+            print(line)
     if enc is not None and enc.cfg.keep_mask_token:
         print(f"note: counts include the public checkpoint's unused DINOv2 mask token ({enc.cfg.embed_dim:,} "
               "parameters), so that public files load strictly")
@@ -56,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 SUBCOMMAND_MODULES = ("dgss.engine.train_cli", "dgss.engine.eval_cli", "dgss.engine.predict_cli",
-                      "dgss.models.convert_cli", "dgss.models.export", "dgss.data.cli", "dgss.demo.cli")
+                      "dgss.models.convert_cli", "dgss.models.export", "dgss.data.cli", "dgss.demo.cli",
+                      "dgss.app.cli")
 
 
 def _registrars():

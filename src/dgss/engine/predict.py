@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,12 +43,28 @@ def iter_inputs(paths: list[str | os.PathLike], every_nth_frame: int = 1) -> Ite
             raise InputError(f"unsupported input type {p.suffix!r}: {p}")
 
 
-def read_rgb(path: Path) -> np.ndarray:
+def read_rgb(path: Path, max_pixels: int | None = None, *, name: str | None = None) -> np.ndarray:
+    """RGB uint8 (H, W, 3) of an image file; ``max_pixels`` refuses larger images before decoding them.
+    ``name``: how messages call the file (default: its path)."""
+    name = name or str(path)
     try:
         with Image.open(path) as im:
+            if max_pixels is not None:
+                check_image_size(im.width, im.height, max_pixels, name)
             return np.asarray(im.convert("RGB")).copy()
-    except (UnidentifiedImageError, OSError) as e:
-        raise InputError(f"cannot read image {path}: {e}") from None
+    except UnidentifiedImageError:
+        raise InputError(f"cannot read image {name}: not an image file (PNG, JPEG, BMP, TIFF or WebP expected)") \
+            from None
+    except Image.DecompressionBombError as e:
+        raise InputError(f"cannot read image {name}: {e}") from None
+    except OSError as e:
+        raise InputError(f"cannot read image {name}: damaged or truncated file ({e})") from None
+
+
+def check_image_size(width: int, height: int, max_pixels: int, name: str = "image") -> None:
+    if width * height > max_pixels:
+        raise InputError(f"{name} is {width}x{height} ({width * height / 1e6:.1f} MP), over the limit of "
+                         f"{max_pixels / 1e6:.1f} MP: downscale it (or use `dgss predict --short-side`)")
 
 
 def _video_frames(path: Path, every: int) -> Iterator[tuple[str, np.ndarray]]:
@@ -80,18 +97,54 @@ def _to_tensor(rgb: np.ndarray, device) -> torch.Tensor:
     return torch.from_numpy(rgb).permute(2, 0, 1).float()[None].to(device)
 
 
-@torch.inference_mode()
-def predict_image(model: Segmentor, rgb: np.ndarray, *, short_side: int | None = None,
-                  attention_layers: list[int] = ()) -> Prediction:
-    """Sliding-window prediction at the image's size (or resized so its short side is ``short_side``),
-    labels back at the original size."""
-    device = model.mean.device
+def prepare_input(model: Segmentor, rgb: np.ndarray, short_side: int | None = None) -> torch.Tensor:
+    """RGB uint8 (H, W, 3) -> normalised (1, 3, h, w), resized so its short side is ``short_side`` if given."""
     H, W = rgb.shape[:2]
-    x = model.normalize(_to_tensor(rgb, device))
+    x = model.normalize(_to_tensor(rgb, model.mean.device))
     if short_side:
         s = short_side / min(H, W)
         x = F.interpolate(x, size=(max(1, round(H * s)), max(1, round(W * s))), mode="bilinear", align_corners=False)
-    scores = model.slide_inference(x)
+    return x
+
+
+@contextmanager
+def window_progress(model: Segmentor, x: torch.Tensor, callback):
+    """Call ``callback(done, total)`` after every window forward of ``model.slide_inference(x)``."""
+    if callback is None:
+        yield
+        return
+    from ..models.segmentor import window_boxes
+    total = len(window_boxes(x.shape[-2], x.shape[-1], model.cfg.crop_size, model.cfg.slide_stride)) * x.shape[0]
+    had_own = "predict_windows" in model.__dict__     # e.g. a torch.compile'd forward (maybe_compile)
+    inner = model.predict_windows
+    done = 0
+
+    def counted(windows, pad_to=None):
+        nonlocal done
+        out = inner(windows, pad_to=pad_to)
+        done += windows.shape[0]
+        callback(done, total)
+        return out
+
+    model.predict_windows = counted
+    try:
+        yield
+    finally:
+        if had_own:
+            model.predict_windows = inner
+        else:
+            del model.predict_windows
+
+
+@torch.inference_mode()
+def predict_image(model: Segmentor, rgb: np.ndarray, *, short_side: int | None = None,
+                  attention_layers: list[int] = (), progress=None) -> Prediction:
+    """Sliding-window prediction at the image's size (or resized so its short side is ``short_side``),
+    labels back at the original size. ``progress(done, total)`` is called after every window."""
+    H, W = rgb.shape[:2]
+    x = prepare_input(model, rgb, short_side)
+    with window_progress(model, x, progress):
+        scores = model.slide_inference(x)
     if scores.shape[-2:] != (H, W):
         scores = F.interpolate(scores, size=(H, W), mode="bilinear", align_corners=False)
     label = scores[0].argmax(0).cpu().numpy().astype(np.int32)
@@ -99,6 +152,7 @@ def predict_image(model: Segmentor, rgb: np.ndarray, *, short_side: int | None =
     return Prediction(label, attention)
 
 
+@torch.inference_mode()
 def token_attention(model: Segmentor, x: torch.Tensor, layers) -> dict[int, np.ndarray]:
     """Which adapter token each patch attends to most, per block in ``layers``: one encoder pass over
     the whole (patch-padded) image -> {layer: (h, w, 2) [token index, weight]}."""
@@ -117,6 +171,26 @@ def token_attention(model: Segmentor, x: torch.Tensor, layers) -> dict[int, np.n
         val, idx = wts[0].float().max(dim=-1)
         out[layer] = np.stack([idx.view(grid).cpu().numpy(), val.view(grid).cpu().numpy()], -1)
     return out
+
+
+def text_encoder_for(model: Segmentor, weights: dict[str, str]):
+    """The CLIP text tower of ``weights["clip"]`` for an open-vocabulary model (None: text tables from the cache)."""
+    if model.cfg.text is None or not weights.get("clip"):
+        return None
+    from ..backbones.clip_text import build_text_encoder
+    return build_text_encoder(model.cfg.text.clip, weights["clip"])
+
+
+def set_classes(model: Segmentor, spec, text_encoder=None) -> tuple[str, ...]:
+    """Point an open-vocabulary model at new classes (``"road, car, dog"``, ``;`` between entries with
+    ", " synonyms, a built-in vocabulary or a JSON file); text tables come from the cache or
+    ``text_encoder``. Returns the class names."""
+    if model.cfg.text is None:
+        raise ValueError(f"{model.cfg.name} is a closed-vocabulary model ({model.num_classes} classes); "
+                         "class names (--classes, --vocab) need an open-vocabulary (Vireo) model")
+    from ..models.vireo import use_vocabulary
+    use_vocabulary(model, spec, text_encoder=text_encoder)
+    return model.class_names
 
 
 def depth_model_for(model: Segmentor, depth_weights: str | None):
@@ -154,28 +228,51 @@ def predict_depth(dav2, model: Segmentor, rgb: np.ndarray) -> np.ndarray:
     return F.interpolate(d[:, None], size=(H, W), mode="bilinear", align_corners=False)[0, 0].cpu().numpy()
 
 
+def label_image(label: np.ndarray) -> Image.Image:
+    """Class ids as a PNG-ready image (8-bit, 16-bit past 255 classes)."""
+    return Image.fromarray(label.astype(np.uint8 if label.max(initial=0) < 256 else np.uint16))
+
+
+def render_overlay(rgb: np.ndarray, label: np.ndarray, class_names, *, legend: bool = True) -> np.ndarray:
+    """Prediction over the image in the vocabulary's palette, with a legend column of the classes present."""
+    pal = viz.palette_for(class_names)
+    ov = viz.overlay(rgb, label, pal)
+    if legend:
+        present = np.bincount(label.ravel(), minlength=len(class_names)) > 0
+        ov = viz.add_legend(ov, list(class_names), pal, present=present)
+    return ov
+
+
+def class_shares(label: np.ndarray, class_names) -> list[tuple[int, str, float]]:
+    """(class id, name, share of the image) of every class present, largest first."""
+    counts = np.bincount(label.ravel(), minlength=len(class_names))
+    total = max(int(counts.sum()), 1)
+    rows = [(int(k), str(class_names[k]) if k < len(class_names) else str(k), float(counts[k]) / total)
+            for k in np.flatnonzero(counts)]
+    return sorted(rows, key=lambda r: -r[2])
+
+
+def token_picture(att: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(h, w, 2) [token, weight] map -> colour picture (hue = token, brightness = weight) at ``size`` (H, W)."""
+    pic = viz.colorize_tokens(att[..., 0].astype(np.int64), att[..., 1], int(att[..., 0].max()) + 1)
+    return np.asarray(Image.fromarray(pic).resize((size[1], size[0]), Image.NEAREST))
+
+
 def write_outputs(out_dir: Path, name: str, rgb: np.ndarray, pred: Prediction, class_names, *,
                   depth: np.ndarray | None = None) -> list[Path]:
-    """``<name>_label.png`` (class ids), ``<name>_overlay.png`` (+ legend unless Cityscapes colours),
+    """``<name>_label.png`` (class ids), ``<name>_overlay.png`` (+ legend of the classes present),
     ``<name>_depth.png``, ``<name>_tokens_l<k>.png``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    lab = pred.label
-    lab_img = Image.fromarray(lab.astype(np.uint8 if lab.max(initial=0) < 256 else np.uint16))
-    lab_img.save(out_dir / f"{name}_label.png")
+    label_image(pred.label).save(out_dir / f"{name}_label.png")
     written.append(out_dir / f"{name}_label.png")
-    pal = viz.palette_for(class_names)
-    ov = viz.overlay(rgb, lab, pal)
-    present = np.bincount(lab.ravel(), minlength=len(class_names)) > 0
-    ov = viz.add_legend(ov, list(class_names), pal, present=present)
-    viz.save_png(ov, out_dir / f"{name}_overlay.png")
+    viz.save_png(render_overlay(rgb, pred.label, class_names), out_dir / f"{name}_overlay.png")
     written.append(out_dir / f"{name}_overlay.png")
     if depth is not None:
         viz.save_png(viz.colorize_depth(depth), out_dir / f"{name}_depth.png")
         written.append(out_dir / f"{name}_depth.png")
     for layer, att in pred.attention.items():
-        pic = viz.colorize_tokens(att[..., 0].astype(np.int64), att[..., 1], int(att[..., 0].max()) + 1)
-        pic = np.asarray(Image.fromarray(pic).resize((rgb.shape[1], rgb.shape[0]), Image.NEAREST))
+        pic = token_picture(att, rgb.shape[:2])
         viz.save_png(np.concatenate([rgb, pic], axis=1), out_dir / f"{name}_tokens_l{layer}.png")
         written.append(out_dir / f"{name}_tokens_l{layer}.png")
     return written

@@ -6,12 +6,11 @@ from pathlib import Path
 
 import torch
 
-from ..backbones.clip_text import build_text_encoder
 from ..models.checkpoint import load_checkpoint
 from ..models.presets import PRESETS, build_preset
 from ..models.build import load_frozen_weights
 from .predict import (depth_model_for, inference_context, iter_inputs, maybe_compile, predict_depth, predict_image,
-                      write_outputs)
+                      set_classes, text_encoder_for, write_outputs)
 
 
 def parse_weights(items: list[str] | None, known: tuple[str, ...] = ("encoder", "depth_encoder", "clip")
@@ -49,12 +48,7 @@ def run(args: argparse.Namespace) -> int:
     device = torch.device(args.device)
     model.to(device)
     if args.classes or args.vocab:
-        if model.cfg.text is None:
-            raise ValueError(f"{model.cfg.name} is a closed-vocabulary model ({model.num_classes} classes); "
-                             "--classes/--vocab need an open-vocabulary (Vireo) model")
-        from ..models.vireo import use_vocabulary
-        text_encoder = build_text_encoder(model.cfg.text.clip, weights["clip"]) if weights.get("clip") else None
-        use_vocabulary(model, args.classes or args.vocab, text_encoder=text_encoder)
+        set_classes(model, args.classes or args.vocab, text_encoder_for(model, weights))
     dav2 = depth_model_for(model, args.depth_weights) if args.depth else None
     out = Path(args.out)
     n = 0
