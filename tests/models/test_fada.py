@@ -17,6 +17,7 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
+from order_one import SENSITIVE, TOL, assert_sensitive, linear, query_link_ref, randn, rel, softmax  # noqa: E402
 from overfit import load_generated_scene, majority_share, overfit  # noqa: E402
 
 from dgss.adapters.fada import FADAAdapter, FADAConfig, FADAWindowError  # noqa: E402
@@ -29,8 +30,6 @@ from dgss.models.reference import detect_method, from_reference, to_reference  #
 from dgss.models.segmentor import Segmentor  # noqa: E402
 from dgss.testing import tiny_segmentor, tiny_segmentor_config  # noqa: E402
 
-TOL = dict(rtol=1e-9, atol=1e-9)
-SENSITIVE = 1e-2
 C = 32            # width of the standalone adapter tests: c = 8; N = 16 tokens (w = 4, 2w = 8 | 32)
 HAAR = {"LL": [[0.5, 0.5], [0.5, 0.5]], "LH": [[-0.5, 0.5], [-0.5, 0.5]],
         "HL": [[-0.5, -0.5], [0.5, 0.5]], "HH": [[0.5, -0.5], [-0.5, 0.5]]}   # baselines.md §1.2 table
@@ -45,28 +44,6 @@ def _one_thread():
 
 
 # ------------------------------------------------------------------------------------------ helpers
-def randn(*shape, seed=1, scale=1.0):
-    return scale * torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-
-
-def softmax(x, dim=-1):
-    e = torch.exp(x - x.amax(dim=dim, keepdim=True))
-    return e / e.sum(dim=dim, keepdim=True)
-
-
-def linear(x, lin):
-    return torch.einsum("...i,oi->...o", x, lin.weight) + lin.bias
-
-
-def rel(a, b) -> float:
-    return float((a - b).detach().norm() / b.detach().norm())
-
-
-def assert_sensitive(ref, **wrong):
-    for what, w in wrong.items():
-        assert rel(w, ref) > SENSITIVE, f"the test cannot see '{what}' ({rel(w, ref):.2e} relative)"
-
-
 def order_one_(ad: FADAAdapter, seed: int = 0, perturb_haar: bool = True) -> FADAAdapter:
     """Float64, tokens A@B ~ N(0, 1), matrices N(0, 1/fan_in), biases N(0, 0.25), scale 0.9, and (trainable
     kernels) Haar kernels + N(0, 0.25) per channel."""
@@ -231,17 +208,6 @@ def test_fada_trained_kernels_depend_on_the_batch_size():
 
 
 # ------------------------------------------------------------------------------------------ query link
-def query_link_ref(low_tokens, ad):
-    """§1.4 = rein.md §5 on the low-frequency tokens: transform, max/mean/last over layers, interleaved, merge."""
-    t = linear(low_tokens, ad.transform)
-    L, Tn, D = t.shape
-    m, a, z = t.max(dim=0).values, t.sum(dim=0) / L, t[L - 1]
-    q = torch.empty(Tn, 3 * D, dtype=t.dtype)
-    for d in range(D):
-        q[:, 3 * d], q[:, 3 * d + 1], q[:, 3 * d + 2] = m[:, d], a[:, d], z[:, d]
-    return linear(q, ad.merge)
-
-
 def test_fada_query_link_from_the_low_frequency_tokens_at_order_one():
     ad = adapter(seed=9)
     with torch.no_grad():

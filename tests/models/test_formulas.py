@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -28,9 +30,8 @@ from dgss.heads.mask2former import Mask2FormerHead
 from dgss.heads.refine import GatedLevelFusion
 from dgss.testing import tiny_segmentor, tiny_segmentor_config
 
-TOL = dict(rtol=1e-9, atol=1e-9)   # float64 re-derivations: only rounding may differ
-SENSITIVE = 1e-2                   # a wrong formula must move the output by at least this (relative)
-
+sys.path.insert(0, str(Path(__file__).parent))
+from order_one import TOL, assert_sensitive, linear, query_link_ref, randn, softmax, unit  # noqa: E402
 
 # ------------------------------------------------------------------------------------------ helpers
 def order_one_(module: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
@@ -55,33 +56,6 @@ def order_one_(module: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
                 v = 0.5 * torch.randn(p.shape, generator=g, dtype=p.dtype)
             p.copy_(v)
     return module
-
-
-def randn(*shape, seed=1, scale=1.0):
-    return scale * torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-
-
-def softmax(x, dim):
-    e = torch.exp(x - x.amax(dim=dim, keepdim=True))
-    return e / e.sum(dim=dim, keepdim=True)
-
-
-def linear(x, lin):
-    return torch.einsum("...i,oi->...o", x, lin.weight) + lin.bias
-
-
-def unit(x):
-    return x / torch.sqrt((x * x).sum(-1, keepdim=True))
-
-
-def rel(a, b) -> float:
-    return float((a - b).norm() / b.norm())
-
-
-def assert_sensitive(ref, **wrong):
-    """Each plausible mistake must change the reference output by >= SENSITIVE (relative)."""
-    for what, w in wrong.items():
-        assert rel(w, ref) > SENSITIVE, f"the test cannot see '{what}' ({rel(w, ref):.2e} relative)"
 
 
 C = 32
@@ -125,17 +99,6 @@ def test_rein_full_rank_tokens_at_order_one():
     Fm = randn(1, 4, C)
     with torch.no_grad():
         torch.testing.assert_close(ad.update(Fm, 1, ad.all_tokens()), rein_ref(Fm, ad.learnable_tokens[1], ad), **TOL)
-
-
-def query_link_ref(raw_tokens, ad):
-    """rein.md §5: transform every layer's tokens, pool max/mean/last over layers, INTERLEAVE per channel."""
-    t = linear(raw_tokens, ad.transform)                      # (L, T, D)
-    L, Tn, D = t.shape
-    m, a, z = t.max(dim=0).values, t.sum(dim=0) / L, t[L - 1]
-    q = torch.empty(Tn, 3 * D, dtype=t.dtype)
-    for d in range(D):
-        q[:, 3 * d], q[:, 3 * d + 1], q[:, 3 * d + 2] = m[:, d], a[:, d], z[:, d]
-    return linear(q, ad.merge)
 
 
 def test_rein_query_link_interleaved_at_order_one():

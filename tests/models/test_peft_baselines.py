@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).parent))
+from order_one import SENSITIVE, TOL, assert_sensitive, randn, rel  # noqa: E402
 from overfit import load_generated_scene, majority_share, overfit  # noqa: E402
 
 from dgss.adapters.lora import substituted_weights  # noqa: E402
@@ -32,8 +33,6 @@ from dgss.models.presets import PRESETS, build_preset, preset_config  # noqa: E4
 from dgss.models.segmentor import Segmentor, SegmentorConfig  # noqa: E402
 from dgss.testing import tiny_segmentor, tiny_segmentor_config  # noqa: E402
 
-TOL = dict(rtol=1e-9, atol=1e-9)
-SENSITIVE = 1e-2
 STOCK_HEAD = 20_565_204           # Mask2Former with learned queries, K = 19, ViT-L width (baselines.md §8)
 
 
@@ -45,19 +44,6 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-def randn(*shape, seed=1, scale=1.0):
-    return scale * torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-
-
-def rel(a, b) -> float:
-    return float((a - b).detach().norm() / b.detach().norm())
-
-
-def assert_sensitive(ref, **wrong):
-    for what, w in wrong.items():
-        assert rel(w, ref) > SENSITIVE, f"the test cannot see '{what}' ({rel(w, ref):.2e} relative)"
 
 
 def assert_all_close(got, ref):
