@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .rein import ReinConfig
+from .rein import ReinConfig, add_scale
 
 # 2x2 Haar kernels [[K00, K01], [K10, K11]] (row offset, column offset), outer products of
 # L = (1, 1)/√2 and H = (-1, 1)/√2: every entry is ±1/2
@@ -126,12 +126,7 @@ class FADAAdapter(nn.Module):
             self.learnable_tokens_b = _uniform(nn.Parameter(torch.empty(L, r, c)), v1)
             self.learnable_tokens_a2 = _uniform(nn.Parameter(torch.empty(L, T, r)), v2)
             self.learnable_tokens_b2 = _uniform(nn.Parameter(torch.empty(L, r, 3 * c)), v2)
-        if cfg.scale == "learnable":
-            self.scale = nn.Parameter(torch.tensor(cfg.scale_init))
-        elif cfg.scale == "fixed_one":
-            self.register_buffer("scale", torch.tensor(1.0), persistent=False)
-        else:
-            raise ValueError(f"adapter.scale must be 'learnable' or 'fixed_one', got {cfg.scale!r}")
+        add_scale(self, cfg)
         self.mlp_token2feat = nn.Linear(c, c)
         self.mlp_delta_f = nn.Linear(c, c)
         self.mlp_token2feat2 = nn.Linear(3 * c, 3 * c)

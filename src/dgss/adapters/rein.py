@@ -38,6 +38,16 @@ class ReinConfig:
     link_queries: bool = True
 
 
+def add_scale(module: nn.Module, cfg) -> None:
+    """The outer-residual scalar ``s``: learnable (init ``cfg.scale_init``) or a constant 1 buffer."""
+    if cfg.scale == "learnable":
+        module.scale = nn.Parameter(torch.tensor(cfg.scale_init))
+    elif cfg.scale == "fixed_one":
+        module.register_buffer("scale", torch.tensor(1.0), persistent=False)
+    else:
+        raise ValueError(f"adapter.scale must be 'learnable' or 'fixed_one', got {cfg.scale!r}")
+
+
 class ReinAdapter(nn.Module):
     """Shared-MLP token refinement of REIN. ``update(F, l, tokens)`` -> refined F (B, N, C)."""
 
@@ -54,12 +64,7 @@ class ReinAdapter(nn.Module):
             self.learnable_tokens_b = nn.Parameter(torch.empty(L, r, C))
             nn.init.uniform_(self.learnable_tokens_a, -bound, bound)
             nn.init.uniform_(self.learnable_tokens_b, -bound, bound)
-        if cfg.scale == "learnable":
-            self.scale = nn.Parameter(torch.tensor(cfg.scale_init))
-        elif cfg.scale == "fixed_one":
-            self.register_buffer("scale", torch.tensor(1.0), persistent=False)
-        else:
-            raise ValueError(f"adapter.scale must be 'learnable' or 'fixed_one', got {cfg.scale!r}")
+        add_scale(self, cfg)
         self.mlp_token2feat = nn.Linear(C, C)
         self.mlp_delta_f = nn.Linear(C, C)
         if cfg.scale == "fixed_one":
