@@ -96,8 +96,8 @@ MUTANTS: tuple[Mutant, ...] = (
       "[t.max(dim=0).values, t.mean(dim=0), t[0]]",
       "query link 'last' pooled from the first layer", F_REIN + REIN),
     M("rein-qlink-concatenated", "src/dgss/adapters/rein.py",
-      "return self.merge(pooled.flatten(-2))",
-      "return self.merge(pooled.transpose(-1, -2).flatten(-2))",
+      "return merge(pooled.flatten(-2))",
+      "return merge(pooled.transpose(-1, -2).flatten(-2))",
       "query link concatenated [max|mean|last], not interleaved", F_REIN + REIN),
     # ================================================================ adapters/depthforge.py
     M("df-depth-logits-unscaled", "src/dgss/adapters/depthforge.py",

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .rein import ReinConfig, add_scale
+from .rein import ReinConfig, add_scale, query_link
 
 # 2x2 Haar kernels [[K00, K01], [K10, K11]] (row offset, column offset), outer products of
 # L = (1, 1)/√2 and H = (-1, 1)/√2: every entry is ±1/2
@@ -204,9 +204,7 @@ class FADAAdapter(nn.Module):
         """Query link on the low-frequency tokens (T, query_dim), REIN's interleaved max/mean/last."""
         if not self.cfg.link_queries:
             raise RuntimeError("this adapter was built with link_queries=False")
-        t = self.transform(self.all_tokens()[0] if tokens is None else tokens)     # (L, T, D)
-        pooled = torch.stack([t.max(dim=0).values, t.mean(dim=0), t[-1]], dim=-1)  # (T, D, 3)
-        return self.merge(pooled.flatten(-2))
+        return query_link(self.transform, self.merge, self.all_tokens()[0] if tokens is None else tokens)
 
 
 def _uniform(p: nn.Parameter, bound: float) -> nn.Parameter:

@@ -38,6 +38,14 @@ class ReinConfig:
     link_queries: bool = True
 
 
+def query_link(transform: nn.Module, merge: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
+    """``rein.md`` §5: tokens of all layers (L, T, C) -> queries (T, D): ``transform``, then max / mean / last
+    over layers, INTERLEAVED per channel ([m0, a0, z0, m1, ...], the reference's column order of ``merge``)."""
+    t = transform(tokens)                                                      # (L, T, D)
+    pooled = torch.stack([t.max(dim=0).values, t.mean(dim=0), t[-1]], dim=-1)  # (T, D, 3)
+    return merge(pooled.flatten(-2))
+
+
 def add_scale(module: nn.Module, cfg) -> None:
     """The outer-residual scalar ``s``: learnable (init ``cfg.scale_init``) or a constant 1 buffer."""
     if cfg.scale == "learnable":
@@ -122,6 +130,4 @@ class ReinAdapter(nn.Module):
         """Query link: (T, query_dim), independent of the image."""
         if not self.cfg.link_queries:
             raise RuntimeError("this adapter was built with link_queries=False")
-        t = self.transform(self.all_tokens() if tokens is None else tokens)   # (L, T, D)
-        pooled = torch.stack([t.max(dim=0).values, t.mean(dim=0), t[-1]], dim=-1)  # (T, D, 3)
-        return self.merge(pooled.flatten(-2))  # interleaved [m0, a0, z0, m1, ...] as the reference
+        return query_link(self.transform, self.merge, self.all_tokens() if tokens is None else tokens)
