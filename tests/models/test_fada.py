@@ -17,7 +17,7 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from order_one import SENSITIVE, TOL, assert_sensitive, linear, query_link_ref, randn, rel, softmax  # noqa: E402
+from order_one import SENSITIVE, TOL, one_thread, assert_sensitive, linear, query_link_ref, randn, rel, softmax  # noqa: E402, F401 (one_thread: fixture)
 from overfit import load_generated_scene, majority_share, overfit  # noqa: E402
 
 from dgss.adapters.fada import FADAAdapter, FADAConfig, FADAWindowError  # noqa: E402
@@ -30,17 +30,13 @@ from dgss.models.reference import detect_method, from_reference, to_reference  #
 from dgss.models.segmentor import Segmentor  # noqa: E402
 from dgss.testing import tiny_segmentor, tiny_segmentor_config  # noqa: E402
 
+pytestmark = pytest.mark.usefixtures("one_thread")   # tiny tensors: one torch thread
+
 C = 32            # width of the standalone adapter tests: c = 8; N = 16 tokens (w = 4, 2w = 8 | 32)
 HAAR = {"LL": [[0.5, 0.5], [0.5, 0.5]], "LH": [[-0.5, 0.5], [-0.5, 0.5]],
         "HL": [[-0.5, -0.5], [0.5, 0.5]], "HH": [[0.5, -0.5], [-0.5, 0.5]]}   # baselines.md §1.2 table
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 # ------------------------------------------------------------------------------------------ helpers

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).parent))
-from order_one import SENSITIVE, TOL, assert_sensitive, randn, rel  # noqa: E402
+from order_one import SENSITIVE, TOL, one_thread, assert_sensitive, randn, rel  # noqa: E402, F401 (one_thread: fixture)
 from overfit import load_generated_scene, majority_share, overfit  # noqa: E402
 
 from dgss.adapters.lora import substituted_weights  # noqa: E402
@@ -33,17 +33,12 @@ from dgss.models.presets import PRESETS, build_preset, preset_config  # noqa: E4
 from dgss.models.segmentor import Segmentor, SegmentorConfig  # noqa: E402
 from dgss.testing import tiny_segmentor, tiny_segmentor_config  # noqa: E402
 
+pytestmark = pytest.mark.usefixtures("one_thread")   # tiny tensors: one torch thread
+
 STOCK_HEAD = 20_565_204           # Mask2Former with learned queries, K = 19, ViT-L width (baselines.md §8)
 
 
 # ------------------------------------------------------------------------------------------ helpers
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread is faster, and robust on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def assert_all_close(got, ref):

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .rein import ReinConfig, add_scale, query_link
+from .rein import ReinConfig, TokenAttentionRecorder, add_scale, query_link
 
 # 2x2 Haar kernels [[K00, K01], [K10, K11]] (row offset, column offset), outer products of
 # L = (1, 1)/√2 and H = (-1, 1)/√2: every entry is ±1/2
@@ -105,7 +105,7 @@ class WavePool(nn.Module):
         return tuple(F.conv2d(x, getattr(self, n).weight.to(x.dtype), stride=2, groups=x.shape[1]) for n in BANDS)
 
 
-class FADAAdapter(nn.Module):
+class FADAAdapter(TokenAttentionRecorder, nn.Module):   # records the low-branch weights
     """``update(F, l, tokens, grid=(h, w))`` -> refined patch tokens (B, N, C); ``tokens = all_tokens()``."""
 
     def __init__(self, cfg: FADAConfig):
@@ -193,12 +193,6 @@ class FADAAdapter(nn.Module):
         self.record(layer, weights.reshape(N, B, -1).transpose(0, 1))
         Y = X + self.scale * torch.cat([d_low, d_high], dim=-1)
         return Y.reshape(N, B, C).transpose(0, 1)
-
-    recorder = None  # optional callable(layer, low-branch weights (B, N, T)) for token-attention pictures
-
-    def record(self, layer: int, weights: torch.Tensor) -> None:
-        if self.recorder is not None:
-            self.recorder(layer, weights.detach())
 
     def query_embed(self, tokens: torch.Tensor | None = None) -> torch.Tensor:
         """Query link on the low-frequency tokens (T, query_dim), REIN's interleaved max/mean/last."""

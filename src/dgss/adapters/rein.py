@@ -56,7 +56,18 @@ def add_scale(module: nn.Module, cfg) -> None:
         raise ValueError(f"adapter.scale must be 'learnable' or 'fixed_one', got {cfg.scale!r}")
 
 
-class ReinAdapter(nn.Module):
+class TokenAttentionRecorder:
+    """Mixin: ``recorder``, an optional callable(layer, weights (B, N, T)), receives the token-attention
+    weights of every block (token-attention pictures); ``record`` is called by the adapter's update."""
+
+    recorder = None
+
+    def record(self, layer: int, weights: torch.Tensor) -> None:
+        if self.recorder is not None:
+            self.recorder(layer, weights.detach())
+
+
+class ReinAdapter(TokenAttentionRecorder, nn.Module):
     """Shared-MLP token refinement of REIN. ``update(F, l, tokens)`` -> refined F (B, N, C)."""
 
     def __init__(self, cfg: ReinConfig):
@@ -119,12 +130,6 @@ class ReinAdapter(nn.Module):
         weights = self.token_weights(self.attention_logits(feats, t))
         self.record(layer, weights)
         return self.refine(feats, self.aggregate(weights, t))
-
-    recorder = None  # optional callable(layer, weights (B, N, T)) for token-attention pictures
-
-    def record(self, layer: int, weights: torch.Tensor) -> None:
-        if self.recorder is not None:
-            self.recorder(layer, weights.detach())
 
     def query_embed(self, tokens: torch.Tensor | None = None) -> torch.Tensor:
         """Query link: (T, query_dim), independent of the image."""
