@@ -7,6 +7,7 @@ import sys
 import torch
 
 from .backbones.zoo import ENCODERS, UnknownModelError
+from .errors import DgssError
 
 
 def _known_models() -> list[str]:
@@ -79,7 +80,7 @@ def _registrars():
     return regs
 
 
-class CLIError(Exception):
+class CLIError(DgssError):
     """An error the CLI reports as one clear line (no traceback)."""
 
 

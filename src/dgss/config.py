@@ -23,6 +23,7 @@ dotted paths (list items by index: ``data.val.0.split=val``); values are parsed 
 (``optim.lr=2e-4``, ``data.val=[{dataset: cityscapes}]``, ``train.grad_clip=null``).
 """
 from __future__ import annotations
+from .errors import DgssError
 
 import copy
 import dataclasses
@@ -39,7 +40,7 @@ METHODS = ("rein", "freeze", "full", "depthforge", "vireo", "lora", "adaptformer
 SYNTHETIC = "synthetic"
 
 
-class ConfigError(ValueError):
+class ConfigError(DgssError, ValueError):
     """A run config that cannot be used; the message names the offending key."""
 
 

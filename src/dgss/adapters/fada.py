@@ -22,6 +22,7 @@ Query link: REIN's, on the low-frequency tokens only (``transform``: c -> 256). 
 the reference ``backbone.reins.*`` names; 2,061,825 parameters on ViT-L, 3,107,841 on SAM-H.
 """
 from __future__ import annotations
+from ..errors import DgssError
 
 import math
 from dataclasses import dataclass
@@ -40,7 +41,7 @@ HAAR = {"LL": ((0.5, 0.5), (0.5, 0.5)), "LH": ((-0.5, 0.5), (-0.5, 0.5)),
 BANDS = ("LL", "LH", "HL", "HH")
 
 
-class FADAWindowError(ValueError):
+class FADAWindowError(DgssError, ValueError):
     """A window whose patch grid FADA's channel-grid Haar layout cannot handle."""
 
 

@@ -5,6 +5,7 @@ app has no inference path of its own. Errors a user can cause raise :class:`User
 naming the problem and what to do); the web layer shows them on the page.
 """
 from __future__ import annotations
+from ..errors import DgssError
 
 import html
 import shutil
@@ -25,7 +26,7 @@ SCENE_COUNT = 4
 KEEP_LABEL_FILES = 256                    # label PNGs kept for download (older ones are deleted)
 
 
-class UserError(ValueError):
+class UserError(DgssError, ValueError):
     """Something the user can fix (bad file, empty class list, ...): shown on the page, never a traceback."""
 
 

@@ -5,6 +5,7 @@ The papers use OpenAI CLIP ViT-L/14@336px: width 768, 12 layers, 12 heads, conte
 open_clip / timm checkpoints (the same key names); the visual tower in those files is ignored.
 """
 from __future__ import annotations
+from ..errors import DgssError
 
 import os
 from dataclasses import dataclass
@@ -41,7 +42,7 @@ TEXT_ENCODERS = {
 _IGNORED = ("visual.", "logit_scale", "logit_bias", "input_resolution", "context_length", "vocab_size")
 
 
-class TooLongPromptError(ValueError):
+class TooLongPromptError(DgssError, ValueError):
     """A prompt longer than CLIP's 77-token context."""
 
 

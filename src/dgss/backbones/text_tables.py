@@ -7,6 +7,7 @@ re-encodes text, and a model can be built without CLIP when its tables are cache
 fallback to random text: no cache and no CLIP is an error.
 """
 from __future__ import annotations
+from ..errors import DgssError
 
 import hashlib
 import json
@@ -21,7 +22,7 @@ from ..data.vocab import Vocabulary, synonyms
 from .clip_text import ClipTextEncoder
 
 
-class TextTableError(RuntimeError):
+class TextTableError(DgssError, RuntimeError):
     """Text tables that can be neither loaded from the cache nor computed."""
 
 

@@ -5,6 +5,7 @@ followed by the ``N = h * w`` patch tokens in row-major order. Adapters run betw
 sequence; SAM's NHWC blocks are wrapped so they see the same layout.
 """
 from __future__ import annotations
+from ..errors import DgssError
 
 import math
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from torch import nn
 from .config import EncoderConfig
 
 
-class InputSizeError(ValueError):
+class InputSizeError(DgssError, ValueError):
     """Input image sides are not multiples of the encoder's patch size."""
 
 

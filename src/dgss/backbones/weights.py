@@ -15,6 +15,7 @@ checkpoint filters). Every frozen tensor must be filled from the file: anything 
 or of an unresamplable shape raises :class:`FrozenWeightsError` naming the keys.
 """
 from __future__ import annotations
+from ..errors import DgssError
 
 import hashlib
 import os
@@ -31,7 +32,7 @@ Role = Literal["visual", "depth"]
 CONVERSION = "bicubic-14to16/v1"
 
 
-class FrozenWeightsError(RuntimeError):
+class FrozenWeightsError(DgssError, RuntimeError):
     """A frozen encoder could not be filled completely and correctly from its declared source."""
 
 

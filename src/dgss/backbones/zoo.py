@@ -4,6 +4,7 @@ Names without a suffix run at patch 16 on 512 crops (32x32 grid), as the referen
 ``-p14`` names are the native patch-14 encoders at 518 (37x37 grid).
 """
 from __future__ import annotations
+from ..errors import DgssError
 
 from .config import EncoderConfig
 
@@ -67,7 +68,7 @@ def _build_zoo() -> dict[str, EncoderConfig]:
 ENCODERS: dict[str, EncoderConfig] = _build_zoo()
 
 
-class UnknownModelError(KeyError):
+class UnknownModelError(DgssError, KeyError):
     """A model or encoder name that dgss does not know; the message lists the known names."""
 
     def __str__(self) -> str:  # KeyError quotes its message; keep it readable

@@ -13,6 +13,7 @@ Roots: every function takes the dataset's own directory (e.g. `data/cityscapes`)
 root that contains it under its default name (`data/`) works too (`resolve_root`).
 """
 from __future__ import annotations
+from ..errors import DgssError
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from PIL import Image
 from . import label_maps as lm
 
 
-class DataError(Exception):
+class DataError(DgssError):
     """A data problem the user has to fix; the message names the file or directory.
 
     `values` lists offending label values when the problem is a label value outside the class set.

@@ -9,6 +9,7 @@ Label conventions after conversion ("trainId" maps):
 - ADE20K-847: 0..846, **65535** = ignore, always uint16 (ids > 255 exist, never cast to 8 bits).
 """
 from __future__ import annotations
+from ..errors import DgssError
 
 import json
 from collections.abc import Mapping, Sequence
@@ -44,7 +45,7 @@ for _lab in _CS_LABELS:
 CITYSCAPES_ID_TO_TRAINID.setflags(write=False)
 
 
-class LabelValueError(ValueError):
+class LabelValueError(DgssError, ValueError):
     """A label holds values outside the set its format allows; `values` lists them."""
 
     def __init__(self, message: str, values: Sequence[int]):

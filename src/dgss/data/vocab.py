@@ -6,6 +6,7 @@ list ("bicycle, bike"): each synonym is encoded with every template and the embe
 A bare comma ("person with clothes,people,human") is part of the name.
 """
 from __future__ import annotations
+from ..errors import DgssError
 
 import json
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ BUILTIN_VOCABULARIES = ("cityscapes", "deliver", "ade150", "ade847")
 MAX_TOKENS = 77  # CLIP context
 
 
-class VocabularyError(ValueError):
+class VocabularyError(DgssError, ValueError):
     """An empty, duplicated, unknown or malformed vocabulary."""
 
 

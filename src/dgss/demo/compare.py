@@ -18,6 +18,7 @@ Seconds per iteration: mean wall time of iterations 2..N (the first one warms up
 training minus its size just before the model was built (weights, optimiser state and activations).
 """
 from __future__ import annotations
+from ..errors import DgssError
 
 import json
 import math
@@ -34,7 +35,7 @@ AUGMENTS = ("pasta", "advstyle")
 CONDITION_COLUMNS = ("clean", "night", "fog", "rain", "snow")
 
 
-class CompareError(ValueError):
+class CompareError(DgssError, ValueError):
     """A bad ``--methods`` list or option (one line, names the problem)."""
 
 

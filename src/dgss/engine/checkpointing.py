@@ -14,6 +14,7 @@ checkpoint counts as complete exactly when its train state exists (a crash betwe
 an orphan weights file, which is ignored and later pruned).
 """
 from __future__ import annotations
+from ..errors import DgssError
 
 import json
 import random
@@ -31,7 +32,7 @@ _STATE_RE = re.compile(r"^iter_(\d+)\.train_state\.pt$")
 _WEIGHTS_RE = re.compile(r"^iter_(\d+)\.safetensors$")
 
 
-class ResumeError(RuntimeError):
+class ResumeError(DgssError, RuntimeError):
     """No usable checkpoint to resume from, or one that does not fit this run."""
 
 

@@ -1,5 +1,6 @@
 """Prediction on users' images, folders or videos: labels, overlays, depth maps, token attention."""
 from __future__ import annotations
+from ..errors import DgssError
 
 import os
 from collections.abc import Iterator
@@ -20,7 +21,7 @@ IMAGE_EXT = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 VIDEO_EXT = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
 
 
-class InputError(ValueError):
+class InputError(DgssError, ValueError):
     """An input path that is missing, unreadable or of an unsupported type."""
 
 

@@ -17,6 +17,7 @@ Every iteration ``t`` (0-based) runs ``accumulate`` micro-batches, then one opti
 learning rate of ``t``; the log, validation and checkpoint use the number of finished iterations ``t + 1``.
 """
 from __future__ import annotations
+from ..errors import DgssError
 
 import math
 import random
@@ -46,7 +47,7 @@ ValidateFn = Callable[[torch.nn.Module], dict]
 """validate(model) -> {"<domain>/mIoU": %, ..., "mean_mIoU": %}; called on every rank (collective)."""
 
 
-class TrainingError(RuntimeError):
+class TrainingError(DgssError, RuntimeError):
     """Training cannot continue (non-finite loss, work directory conflicts, ...)."""
 
 

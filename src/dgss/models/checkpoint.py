@@ -6,6 +6,7 @@ file, sha256, conversion, grid per frozen module), ``vocab`` (JSON list), ``iter
 atomic (temporary file, fsync, rename), so a crash never leaves a truncated checkpoint behind.
 """
 from __future__ import annotations
+from ..errors import DgssError
 
 import json
 import os
@@ -22,7 +23,7 @@ from .segmentor import Segmentor, SegmentorConfig
 FORMAT = "dgss/1"
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(DgssError, RuntimeError):
     """A checkpoint that cannot be read or does not fit the model."""
 
 

@@ -6,6 +6,7 @@ released code keeps REIN's module name) and ``decode_head.*`` (MMDetection names
 is FADA's when it holds FADA's high-frequency tokens or Haar kernels (``baselines.md`` §1.2).
 """
 from __future__ import annotations
+from ..errors import DgssError
 
 import torch
 
@@ -19,7 +20,7 @@ HEAD_EXTRA_PREFIXES = {"refine.": "DQCM.", "prior.": "prior."}
 IGNORED_PREFIXES = ("decode_head.vpt_transforms.", "decode_head.feat_conv.", "decode_head.out_conv.")
 
 
-class ReferenceFormatError(ValueError):
+class ReferenceFormatError(DgssError, ValueError):
     """A reference checkpoint with keys dgss cannot place."""
 
 

@@ -22,6 +22,7 @@ U(``region_scale``) of the image sides); else unchanged. It runs on the decoded 
 geometric transform (like PASTA; before PASTA when both are on). The CGL loss is not implemented.
 """
 from __future__ import annotations
+from ...errors import DgssError
 
 from collections.abc import Callable
 from pathlib import Path
@@ -35,7 +36,7 @@ STYLE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 NOT_REPRODUCIBLE = "GTR-LTR cannot be reproduced from public sources; dgss only provides the interface"
 
 
-class GtrLtrError(ValueError):
+class GtrLtrError(DgssError, ValueError):
     """The user-supplied style folder or style-transfer network cannot be used."""
 
 
