@@ -5,7 +5,7 @@ CONSTRAINTS ?= constraints/local-torch.txt
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.dgss-installed
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench bench-full clean
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
@@ -21,8 +21,24 @@ demo: $(STAMP)
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest -q
 
+# The scripts that print the README's Performance tables. `make bench`: a quick pass (a few minutes on
+# 2 cores: default-setting memory estimates, FLOP projection, the main inference rows, agreement on random
+# weights); `make bench-full`: every row (about an hour here), agreement on the `dgss demo` checkpoint.
+BENCH_DEMO ?= bench_demo
 bench: $(STAMP)
-	$(BIN)/python benchmarks/backbone_forward.py
+	$(BIN)/python benchmarks/train_memory_estimate.py --methods depthforge,vireo
+	$(BIN)/python benchmarks/flop_projection.py --methods depthforge
+	$(BIN)/python benchmarks/inference_throughput.py --quick
+
+bench-full: $(STAMP)
+	test -f $(BENCH_DEMO)/run/iter_000600.safetensors || HF_HUB_OFFLINE=1 $(BIN)/dgss demo --out $(BENCH_DEMO)
+	$(BIN)/python benchmarks/forward_cpu.py --repeats 2
+	$(BIN)/python benchmarks/cmpe_chunking.py --chunks none,64,16
+	$(BIN)/python benchmarks/train_memory_estimate.py --all --check
+	$(BIN)/python benchmarks/flop_projection.py
+	$(BIN)/python benchmarks/train_step.py
+	$(BIN)/python benchmarks/inference_throughput.py --trained $(BENCH_DEMO)/run/iter_000600.safetensors
+	$(BIN)/python benchmarks/data_loading.py
 
 clean:
-	rm -rf $(VENV) demo_out
+	rm -rf $(VENV) demo_out $(BENCH_DEMO)

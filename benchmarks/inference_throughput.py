@@ -1,27 +1,49 @@
-"""Inference on a 1024x2048 image with sliding windows (512 / 341, 18 windows): naive pipeline vs dgss.
+"""CPU inference on a 1024x2048 image with sliding windows: the naive pipeline vs dgss's backends.
 
-* ``naive``: one window at a time, fp32, ``torch.no_grad`` (what the reference's test loop does);
-* ``dgss fp32``: ``slide_inference`` (inference mode; one window per forward on CPU, batched on GPU),
-  and with windows batched as on GPU;
-* ``dgss bf16``: the same under CPU bf16 autocast (GPU users get bf16 the same way);
-* the depth branch's share of the time (DepthForge): the depth encoder timed alone on the same windows.
+Rows (one process, same input):
+* ``naive``: one 512 window at a time, fp32, ``torch.no_grad`` (what the reference's test loop does);
+* ``dgss fp32``: ``slide_inference`` in inference mode;
+* ``dgss bf16 autocast, fp32 weights`` (the issue-8 default);
+* ``dgss bf16`` (``dgss predict`` default on bf16 CPUs): autocast over the encoders + adapter, the head
+  in fp32, frozen weights stored in bf16;
+* ``+ torch.compile`` of the window forward (compile time reported apart; inductor caches it on disk);
+* ``int8`` (``--precision int8``): dynamic int8 frozen Linear layers, the rest fp32;
+* ``onnxruntime fp32`` / ``onnxruntime int8`` (``--backend onnxruntime``; export time reported apart).
 
-Same random weights for all rows; the table reports images/s, the speed-up over naive, the max abs
-difference of the averaged scores and the share of identical labels.
+Speed: ``--model`` (default ``depthforge-dinov2-s-dav2s``, random weights: timing does not depend on
+values). Agreement: random weights give meaningless margins, so max |diff| of the scores and the share
+of identical labels (each row vs fp32) are measured on a *trained* model: the checkpoint ``dgss demo``
+writes (``--trained /tmp/demo/run/iter_000600.safetensors``; its frozen encoders are the demo's seeded
+random ones) on a generated 1024x2048 scene. Without ``--trained`` the columns compare on the speed model.
 
-    python benchmarks/inference_throughput.py [--model depthforge-dinov2-s-dav2s] [--repeats 1]
+    python benchmarks/inference_throughput.py [--trained CKPT] [--rows naive,fp32,...] [--quick]
 """
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
+import tempfile
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).parent))
+
+ROWS = {
+    "naive": "naive (one window at a time, fp32, no_grad)",
+    "fp32": "dgss fp32 (inference mode)",
+    "bf16-autocast": "dgss bf16 autocast, fp32 weights (issue-8 default)",
+    "bf16": "**dgss bf16** (autocast over encoders + adapter, head fp32, bf16 frozen weights; `dgss predict` default here)",
+    "bf16-compile": "dgss bf16 + `--compile`",
+    "int8": "dgss `--precision int8` (int8 frozen Linear, rest fp32)",
+    "ort-fp32": "`--backend onnxruntime` fp32",
+    "ort-int8": "`--backend onnxruntime --precision int8`",
+}
+QUICK_ROWS = "naive,fp32,bf16,int8,ort-fp32"
 
 
 def naive_slide(model, x, window=512, stride=341):
@@ -44,60 +66,95 @@ def naive_slide(model, x, window=512, stride=341):
     return acc / cnt
 
 
+def prepared(model, row: str, cache: Path):
+    """(model ready for ``row``, context factory, one-off setup seconds)."""
+    from dgss.engine.backends import configure_inference
+    m = copy.deepcopy(model).eval()
+    t = time.perf_counter()
+    if row in ("naive", "fp32"):
+        ctx = nullcontext
+    elif row == "bf16-autocast":
+        ctx = lambda: torch.autocast("cpu", dtype=torch.bfloat16)   # noqa: E731
+    else:
+        backend = "onnxruntime" if row.startswith("ort") else "torch"
+        precision = {"bf16": "bf16", "bf16-compile": "bf16", "int8": "int8", "ort-fp32": "fp32",
+                     "ort-int8": "int8"}[row]
+        ctx = configure_inference(m, backend=backend, precision=precision, compile=row == "bf16-compile",
+                                  device=torch.device("cpu"), onnx_cache=cache)
+    return m, ctx, time.perf_counter() - t
+
+
+def run_row(model, row: str, x: torch.Tensor, cache: Path) -> tuple[torch.Tensor, float, float]:
+    """(scores, seconds for the image, setup seconds incl. export / compile on a first window)."""
+    m, ctx, setup = prepared(model, row, cache)
+    if row == "naive":
+        t = time.perf_counter()
+        out = naive_slide(m, x, m.cfg.crop_size, m.cfg.slide_stride)
+        return out, time.perf_counter() - t, 0.0
+    with torch.inference_mode(), ctx():
+        if row == "bf16-compile":   # the first call compiles: timed as setup
+            t = time.perf_counter()
+            m.predict_windows(x[:, :, :m.cfg.crop_size, :m.cfg.crop_size], pad_to=(m.cfg.crop_size,) * 2)
+            setup += time.perf_counter() - t
+        t = time.perf_counter()
+        out = m.slide_inference(x).float()
+        return out, time.perf_counter() - t, setup
+
+
+def trained_model(path: str):
+    from dgss.models.checkpoint import load_checkpoint
+    return load_checkpoint(path, random_frozen=True).eval()
+
+
 def main() -> None:
     from _util import machine, materialize
 
+    from dgss.demo.scenes import make_scene
     from dgss.models.presets import build_preset
-    from dgss.models.segmentor import window_boxes
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="depthforge-dinov2-s-dav2s")
-    ap.add_argument("--repeats", type=int, default=1)
-    ap.add_argument("--batch", type=int, default=4, help="windows per forward in the batched row")
+    ap.add_argument("--trained", help="dgss demo checkpoint for the agreement columns")
+    ap.add_argument("--rows", default=",".join(ROWS))
+    ap.add_argument("--quick", action="store_true", help=f"rows {QUICK_ROWS} only")
+    ap.add_argument("--height", type=int, default=1024)
+    ap.add_argument("--width", type=int, default=2048)
+    ap.add_argument("--cache", help="ONNX export cache (default: a temporary folder, so export time is measured)")
     a = ap.parse_args()
+    rows = (QUICK_ROWS if a.quick else a.rows).split(",")
+    unknown = [r for r in rows if r not in ROWS]
+    if unknown:
+        sys.exit(f"unknown rows {unknown}; known: {', '.join(ROWS)}")
     torch.set_num_threads(2)
+    cache = Path(a.cache) if a.cache else Path(tempfile.mkdtemp(prefix="dgss-onnx-"))
     with torch.device("meta"):
         model = build_preset(a.model)
     model = materialize(model).eval()
     torch.manual_seed(0)
-    x = model.normalize(torch.rand(1, 3, 1024, 2048) * 255)
+    x = model.normalize(torch.rand(1, 3, a.height, a.width) * 255)
+    timing = {r: run_row(model, r, x, cache) for r in rows}
 
-    def timed(fn):
-        best, out = float("inf"), None
-        for _ in range(a.repeats):
-            t = time.perf_counter()
-            out = fn()
-            best = min(best, time.perf_counter() - t)
-        return best, out
+    agree_model, agree_x, agree_name = model, x, f"{a.model} (random weights)"
+    if a.trained:
+        agree_model = trained_model(a.trained)
+        scene = make_scene(7, height=a.height, width=a.width)
+        agree_x = agree_model.normalize(torch.from_numpy(scene.image).permute(2, 0, 1).float()[None])
+        agree_name = f"trained `dgss demo` checkpoint ({agree_model.cfg.name}) on a generated {a.height}x{a.width} scene"
+    ref = run_row(agree_model, "fp32", agree_x, cache)[0]
 
-    t_naive, ref = timed(lambda: naive_slide(model, x))
-    rows = [("naive (per window, fp32, no_grad)", t_naive, ref)]
-    with torch.inference_mode():
-        rows.append(("dgss fp32 default (inference mode; 1 window per forward on CPU)",
-                     *timed(lambda: model.slide_inference(x))))
-        rows.append((f"dgss fp32, {a.batch} windows per forward (the GPU default)",
-                     *timed(lambda: model.slide_inference(x, batch=a.batch))))
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            rows.append(("dgss bf16 autocast", *timed(lambda: model.slide_inference(x).float())))
-    labels = ref.argmax(1)
-    print(f"# {a.model}, 1024x2048, 18 windows of 512 (stride 341), random weights; {machine()}")
-    print("| pipeline | s / image | images/s | speed-up | max abs diff of scores | identical labels |")
+    t_naive = timing["naive"][1] if "naive" in timing else None
+    print(f"# speed: {a.model}, {a.height}x{a.width}, sliding windows {model.cfg.crop_size}/{model.cfg.slide_stride}; "
+          f"agreement vs fp32: {agree_name}; {machine()}")
+    print("| pipeline | s / image | speed-up vs naive | one-off setup (s) | max abs diff of scores | identical labels |")
     print("|---|---:|---:|---:|---:|---:|")
-    for name, t, out in rows:
-        diff = (out.float() - ref).abs().max().item()
-        same = (out.float().argmax(1) == labels).float().mean().item()
-        print(f"| {name} | {t:.2f} | {1 / t:.3f} | {t_naive / t:.2f}x | {diff:.2e} | {100 * same:.3f}% |")
-    if model.depth_encoder is not None:
-        boxes = window_boxes(1024, 2048, 512, 341)
-        dep = model.depth_encoder
-        with torch.inference_mode():
-            t0 = time.perf_counter()
-            for y1, y2, x1, x2 in boxes:
-                t, st = dep.embed(x[:, :, y1:y2, x1:x2])
-                for i in range(dep.depth):
-                    t = dep.forward_block(i, t, st)
-            t_depth = time.perf_counter() - t0
-        print(f"\ndepth branch (frozen {dep.cfg.name} on the 18 windows): {t_depth:.2f} s = "
-              f"{100 * t_depth / rows[1][1]:.0f}% of the dgss fp32 inference time")
+    for r in rows:
+        _, t, setup = timing[r]
+        out = ref if r in ("naive", "fp32") else run_row(agree_model, r, agree_x, cache)[0]
+        if r == "naive":
+            out = naive_slide(agree_model, agree_x, agree_model.cfg.crop_size, agree_model.cfg.slide_stride)
+        diff = (out - ref).abs().max().item()
+        same = (out.argmax(1) == ref.argmax(1)).float().mean().item()
+        speed = f"{t_naive / t:.2f}x" if t_naive else "-"
+        print(f"| {ROWS[r]} | {t:.2f} | {speed} | {setup:.1f} | {diff:.1e} | {100 * same:.3f}% |")
 
 
 if __name__ == "__main__":

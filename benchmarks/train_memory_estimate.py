@@ -5,7 +5,8 @@ Rows: REIN, DepthForge and Vireo on DINOv2-L/16 (+ DAv2-L), 512², batch 8, for
 * ``reference-like``: fp32, frozen blocks keep their activations, the depth encoder runs inside the
   autograd graph with all 24 depth tensors computed first (so its activations are kept too), the
   4096-channel fusion materialised;
-* ``dgss defaults``: bf16 autocast, recomputation of the frozen blocks, interleaved no-grad depth
+* ``dgss defaults``: bf16 autocast, frozen Linear/Conv weights stored in bf16, recomputation of the
+  frozen blocks, of the level fusion and of the pixel decoder, interleaved no-grad depth
   branch, split fusion.
 
 Fake tensors carry shapes, dtypes and storages but no data, so data-dependent steps are replaced by
@@ -14,7 +15,11 @@ tensors as any assignment), targets are G = 10 class masks per image, and the pr
 over all pixels. The estimate is cross-checked against the real peak RSS of a CPU step at a size that
 fits this machine (``--check``).
 
-    python benchmarks/train_memory_estimate.py [--batch 8] [--size 512] [--check]
+    python benchmarks/train_memory_estimate.py [--methods ...] [--baselines] [--ablations] [--fits] [--all] [--check]
+
+Prints the dgss-default peak with its breakdown by kind and by module; ``--baselines`` adds the
+reference-like and issue-8 columns, ``--ablations`` each issue-15 switch turned off alone, ``--fits`` the
+largest batch for 12 / 16 / 24 GiB (each estimate is a child process of 1-3 minutes here).
 """
 from __future__ import annotations
 
@@ -30,6 +35,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 
 GIB = 2**30
+# the issue-15 switches (SegmentorConfig); the issue-8 ones are grad_checkpoint_frozen, depth_interleave,
+# refine_split_fusion
+NEW_SWITCHES = ("frozen_bf16", "recompute_level_fusion", "recompute_pixel_decoder", "recompute_cmpe")
 
 
 def patch_data_dependent_steps() -> None:
@@ -69,7 +77,10 @@ def build(method: str, variant: str, size: int, small: bool, fake: bool = False)
         cfg = vireo_config(ENCODERS["dinov2-s"], ENCODERS["dav2-s"], name="vireo-dinov2-s-dav2s")
     ref = variant == "reference"
     cfg = dataclasses.replace(cfg, crop_size=size, grad_checkpoint_frozen=not ref, depth_interleave=not ref,
-                              refine_split_fusion=not ref)
+                              refine_split_fusion=not ref, **{k: False for k in NEW_SWITCHES})
+    if variant.startswith("dgss"):   # "dgss": all defaults; "dgss-<switch>": defaults with that switch off
+        off = variant[5:]
+        cfg = dataclasses.replace(cfg, **{k: k != off for k in NEW_SWITCHES})
     cfg = dataclasses.replace(cfg, encoder=cfg.encoder.replace(img_size=size))
     if cfg.depth_encoder is not None:
         cfg = dataclasses.replace(cfg, depth_encoder=cfg.depth_encoder.replace(img_size=size))
@@ -135,21 +146,28 @@ def one_step(model, batch: int, size: int, bf16: bool, reference: bool = False):
 
 def estimate(method: str, variant: str, batch: int, size: int, small: bool = False) -> dict:
     from torch._subclasses.fake_tensor import FakeTensorMode
-    from torch.distributed._tools.mem_tracker import MemTracker
+    from torch.distributed._tools.mem_tracker import _MemRefType
+    from mem_breakdown import BreakdownMemTracker
     patch_data_dependent_steps()
-    # MemTracker installs gradient hooks on every parameter; frozen ones cannot take hooks. Gradients are
-    # still counted (as tensors created under the tracker), only not labelled "Grad".
-    orig = MemTracker._track_module_params_and_buffers
-    MemTracker._track_module_params_and_buffers = lambda self, module, install_grad_hooks=True: orig(
+    # MemTracker installs gradient hooks on every parameter; frozen ones cannot take hooks, so the hooks
+    # go on the trainable parameters only (below).
+    orig = BreakdownMemTracker._track_module_params_and_buffers
+    BreakdownMemTracker._track_module_params_and_buffers = lambda self, module, install_grad_hooks=True: orig(
         self, module, install_grad_hooks=False)
     meta_model = build(method, variant, size, small, fake=True)
     with FakeTensorMode(allow_non_fake_inputs=True):
         model = meta_model.to_empty(device="cpu")
         set_random_vocabulary(model)
-        model, opt, x, labels, targets, loss_fn, ctx = one_step(model, batch, size, variant == "dgss",
+        if model.cfg.frozen_bf16:
+            model.store_frozen_bf16()
+        model, opt, x, labels, targets, loss_fn, ctx = one_step(model, batch, size, variant != "reference",
                                                                 reference=variant == "reference")
-        mt = MemTracker()
+        mt = BreakdownMemTracker()
         mt.track_external(model, opt, x)
+        for p in model.parameters():
+            if p.requires_grad:
+                p.register_post_accumulate_grad_hook(
+                    lambda q: (mt._update_and_maybe_create_winfos(q.grad, _MemRefType.GRAD), None)[1])
         with mt:
             with ctx:
                 out = model(x)
@@ -162,7 +180,12 @@ def estimate(method: str, variant: str, batch: int, size: int, small: bool = Fal
             opt.zero_grad()
         peak = mt.get_tracker_snapshot("peak")
     total = sum(v.get("Total", 0) for v in peak.values())
-    return {"method": method, "variant": variant, "peak_gib": total / GIB}
+    params = {name: sum(p.numel() * p.element_size() for p in mod.parameters()) / GIB
+              for name, mod in model.param_groups().items()}
+    return {"method": method, "variant": variant, "peak_gib": total / GIB, "phase": mt.peak_phase,
+            "by_kind": {k: v / GIB for k, v in mt.by_kind().items()},
+            "by_module": {k: v / GIB for k, v in mt.by_group().items()},
+            "params_by_module": params}
 
 
 def real_cpu_step(method: str, variant: str, batch: int, size: int) -> dict:
@@ -183,11 +206,32 @@ def real_cpu_step(method: str, variant: str, batch: int, size: int) -> dict:
     return {"method": method, "variant": variant, "peak_above_start_mb": peak_rss_mb() - base, "params_mb": params}
 
 
+def fit_batches(run, method: str, size: int, at8: float, targets_gib=(12.0, 16.0, 24.0)) -> dict:
+    """Largest batch whose estimated peak fits each target: peak is affine in the batch (fitted on
+    batch 8 and 16), the chosen batch is then estimated for real (and lowered while it does not fit)."""
+    at16 = run("fake", method, "dgss", 16, size)["peak_gib"]
+    per, fixed = (at16 - at8) / 8, at8 - 8 * (at16 - at8) / 8
+    out = {}
+    for t in targets_gib:
+        b = max(1, int((t - fixed) // per))
+        while b > 1:
+            got = {8: at8, 16: at16}.get(b) or run("fake", method, "dgss", b, size)["peak_gib"]
+            if got <= t:
+                break
+            b -= 1
+        out[t] = (b, got if b > 1 else None)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--methods", default="rein,depthforge,vireo")
+    ap.add_argument("--baselines", action="store_true", help="also the reference-like and issue-8 columns")
+    ap.add_argument("--ablations", action="store_true", help="also each issue-15 switch turned off alone")
+    ap.add_argument("--fits", action="store_true", help="also the largest batch for 12 / 16 / 24 GiB")
+    ap.add_argument("--all", action="store_true", help="--baselines --ablations --fits")
     ap.add_argument("--check", action="store_true", help="cross-check against a real CPU step (small models)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -204,11 +248,51 @@ def main() -> None:
     methods = a.methods.split(",")
     print(f"# estimated training-step peak (FakeTensorMode + MemTracker), ViT-L/16 + DAv2-L, {a.size}², "
           f"batch {a.batch}; {machine()}")
-    print("| method | reference-like (fp32, no recompute) GiB | dgss defaults GiB | ratio |")
-    print("|---|---:|---:|---:|")
+    dgss = {m: run("fake", m, "dgss", a.batch, a.size) for m in methods}
+    heavy = [m for m in methods if m != "rein"]
+    if a.baselines or a.all:
+        print("| method | reference-like GiB | issue-8 defaults GiB | dgss defaults GiB | saved vs reference |")
+        print("|---|---:|---:|---:|---:|")
+        for m in methods:
+            r, i8 = run("fake", m, "reference", a.batch, a.size), run("fake", m, "issue8", a.batch, a.size)
+            d = dgss[m]["peak_gib"]
+            print(f"| {m} | {r['peak_gib']:.1f} | {i8['peak_gib']:.1f} | **{d:.1f}** | {r['peak_gib'] / d:.2f}x |")
+    else:
+        print("| method | dgss defaults GiB |\n|---|---:|")
+        for m in methods:
+            print(f"| {m} | {dgss[m]['peak_gib']:.1f} |")
+    if a.ablations or a.all:
+        print("\n# each issue-15 switch turned off alone (GiB; in brackets: what the switch saves)")
+        print("| switch off | " + " | ".join(heavy) + " |\n|---|" + "---:|" * len(heavy))
+        for sw in NEW_SWITCHES:
+            cells = []
+            for m in heavy:
+                if sw == "recompute_cmpe" and m != "vireo":
+                    cells.append("n/a")
+                    continue
+                v = run("fake", m, f"dgss-{sw}", a.batch, a.size)["peak_gib"]
+                cells.append(f"{v:.1f} ({v - dgss[m]['peak_gib']:.1f})")
+            print(f"| `{sw}` | " + " | ".join(cells) + " |")
+    if a.fits or a.all:
+        print("\n# largest batch that fits (dgss defaults; estimated peak GiB in brackets)")
+        print("| method | 12 GiB | 16 GiB | 24 GiB |\n|---|---:|---:|---:|")
+        for m in heavy:
+            fits = fit_batches(run, m, a.size, dgss[m]["peak_gib"])
+            print(f"| {m} | " + " | ".join(f"{b} ({g:.1f})" if g else f"{b}" for b, g in fits.values()) + " |")
     for m in methods:
-        r, d = run("fake", m, "reference", a.batch, a.size), run("fake", m, "dgss", a.batch, a.size)
-        print(f"| {m} | {r['peak_gib']:.1f} | {d['peak_gib']:.1f} | {r['peak_gib'] / d['peak_gib']:.2f}x |")
+        d = dgss[m]
+        print(f"\n# breakdown of the dgss-defaults peak, {m} ({d['peak_gib']:.1f} GiB, reached in the {d['phase']} pass)")
+        print("| kind | GiB |\n|---|---:|")
+        for k, v in sorted(d["by_kind"].items(), key=lambda kv: -kv[1]):
+            print(f"| {k} | {v:.2f} |")
+        print("| activations + temporaries by module | GiB |\n|---|---:|")
+        for k, v in d["by_module"].items():
+            if v >= 0.01:
+                print(f"| {k} | {v:.2f} |")
+        print("| parameters by module | GiB |\n|---|---:|")
+        for k, v in d["params_by_module"].items():
+            if v >= 0.01:
+                print(f"| {k} | {v:.2f} |")
     if a.check:
         print("\n# cross-check at a size that fits this CPU: ViT-S/16 (+ DAv2-S), 256², batch 2, fp32 "
               "reference-like step (estimated total peak minus parameters vs real peak RSS above the loaded model)")

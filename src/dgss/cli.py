@@ -1,22 +1,54 @@
-"""`dgss` command line: params, convert, predict, data, demo, app (see the README for examples)."""
+"""`dgss` command line: params, train, eval, predict, convert, export, data, demo, app (see the README).
+
+The error contract of every verb: an expected failure (a :class:`~dgss.errors.DgssError`, an unusable
+path, a bad option value) prints ``dgss <verb>: error: <what, where, what to do>`` on stderr and exits
+with status 2, without a traceback (``--debug`` or ``DGSS_DEBUG=1`` shows it). Any other exception is
+a bug: its traceback is printed, then one line saying so, and the exit status is 1.
+"""
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 import sys
+import traceback
 
 import torch
 
 from .backbones.zoo import ENCODERS, UnknownModelError
 from .errors import DgssError
 
+# OS errors a user causes with a path: reported as one line like DgssError
+PATH_ERRORS = (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError, FileExistsError)
+# ... and the environment's: a read-only file system, a full disk or quota, a name too long
+PATH_ERRNOS = {errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENAMETOOLONG, errno.ELOOP, errno.EACCES, errno.EPERM}
+
+
+def is_expected(e: BaseException) -> bool:
+    """An error the user can fix (one line, exit 2), as opposed to a bug in dgss (traceback)."""
+    return isinstance(e, (DgssError, *PATH_ERRORS)) or (isinstance(e, OSError) and e.errno in PATH_ERRNOS)
+
+
+class CLIError(DgssError):
+    """An error the CLI reports as one clear line (no traceback)."""
+
+
+class DgssArgumentParser(argparse.ArgumentParser):
+    """argparse with dgss's one-line errors: ``dgss <verb>: error: argument --x: ... (see --help)``."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
 
 def _known_models() -> list[str]:
+    from .backbones.clip_text import TEXT_ENCODERS
     from .models.presets import PRESETS
-    return sorted(ENCODERS) + sorted(PRESETS)
+    return sorted(ENCODERS) + sorted(TEXT_ENCODERS) + sorted(PRESETS)
 
 
 def cmd_params(args: argparse.Namespace) -> int:
     """Build the named encoder or model on the meta device and print its parameter table."""
+    from .backbones.clip_text import TEXT_ENCODERS, ClipTextEncoder
     from .models.param_report import format_rows, param_rows
     from .models.presets import PRESETS, build_preset
     name = args.model
@@ -30,6 +62,12 @@ def cmd_params(args: argparse.Namespace) -> int:
             from .backbones.vit_encoder import build_encoder
             model = build_encoder(name)
             rows = param_rows(model, {"encoder": model})
+        elif name in TEXT_ENCODERS:
+            model = ClipTextEncoder(TEXT_ENCODERS[name])
+            rows = param_rows(model, {"text encoder": model})
+            print(format_rows(f"{name} (built on the meta device; context of "
+                              f"{TEXT_ENCODERS[name].context_length} tokens)", rows))
+            return 0
         elif name in PRESETS:
             model = build_preset(name, num_classes=args.num_classes)
             rows = param_rows(model, model.param_groups(), subtotals={"head (all)": model.head})
@@ -49,20 +87,34 @@ def cmd_params(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="dgss", description="Domain-generalized semantic segmentation on frozen VFMs.")
+    from .cli_checks import positive_int
+    p = DgssArgumentParser(prog="dgss", description="Domain-generalized semantic segmentation on frozen VFMs.")
     sub = p.add_subparsers(dest="command", required=True)
     sp = sub.add_parser("params", help="per-module total / trainable / frozen parameter counts")
-    sp.add_argument("model", help="encoder (dinov2-l, eva02-l, clip-l, sam-h, dav2-l, ...) or model preset")
-    sp.add_argument("--num-classes", type=int, default=19)
+    sp.add_argument("model", help="encoder (dinov2-l, eva02-l, clip-l, sam-h, dav2-l, clip-l-336-text, ...) "
+                                  "or model preset")
+    sp.add_argument("--num-classes", type=positive_int, default=19)
     sp.set_defaults(func=cmd_params)
     for register in _registrars():
         register(sub)
+    _add_debug_flag(p)
     return p
+
+
+def _add_debug_flag(parser: argparse.ArgumentParser) -> None:
+    """``--debug`` on every verb (and sub-verb) that does not have it yet."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                if not any("--debug" in a.option_strings for a in child._actions):
+                    child.add_argument("--debug", action="store_true",
+                                       help="show the traceback of errors (also: DGSS_DEBUG=1)")
+                _add_debug_flag(child)
 
 
 SUBCOMMAND_MODULES = ("dgss.engine.train_cli", "dgss.engine.eval_cli", "dgss.engine.predict_cli",
                       "dgss.models.convert_cli", "dgss.models.export", "dgss.data.cli", "dgss.demo.cli",
-                      "dgss.app.cli")
+                      "dgss.app.cli", "dgss.hub.cli")
 
 
 def _registrars():
@@ -80,21 +132,47 @@ def _registrars():
     return regs
 
 
-class CLIError(DgssError):
-    """An error the CLI reports as one clear line (no traceback)."""
+def verb_of(args: argparse.Namespace) -> str:
+    """``train``, ``data prepare``, ...: how messages name the command that failed."""
+    sub = getattr(args, "data_command", None)
+    return f"{args.command} {sub}" if sub else str(args.command)
+
+
+def error_text(e: BaseException) -> str:
+    """The one-line message of an expected error."""
+    if isinstance(e, OSError) and not isinstance(e, DgssError) and e.strerror:
+        where = f": {e.filename}" if e.filename else ""
+        where += f" -> {e.filename2}" if e.filename2 else ""
+        hint = {PermissionError: "; choose a location you can write to (or read)",
+                NotADirectoryError: "; a path component is a regular file, not a folder",
+                FileExistsError: "; choose another path"}.get(type(e), "")
+        if e.errno in (errno.EROFS, errno.ENOSPC, errno.EDQUOT):
+            hint = "; choose another location (or free some space)"
+        return f"{e.strerror.lower()}{where}{hint}"
+    return str(e).strip() or type(e).__name__
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    debug = bool(getattr(args, "debug", False)) or os.environ.get("DGSS_DEBUG", "") not in ("", "0")
+    verb = verb_of(args)
     try:
         func = getattr(args, "func", None) or getattr(args, "handler")
         return int(func(args) or 0)
-    except (UnknownModelError, CLIError, FileNotFoundError, ValueError, RuntimeError, KeyError) as e:
-        if getattr(args, "debug", False):
-            raise
-        print(f"dgss {args.command}: error: {e}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        print(f"dgss {verb}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:
+        if is_expected(e):
+            if debug:
+                traceback.print_exc()
+            print(f"dgss {verb}: error: {error_text(e)}", file=sys.stderr)
+            return 2
+        traceback.print_exc()    # a bug in dgss: keep the traceback, say so
+        print(f"dgss {verb}: internal error ({type(e).__name__}): this is a bug in dgss, not in your "
+              "input; please report it to the dgss issue tracker with the traceback above", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -511,6 +511,8 @@ def config_from_dict(data: dict, overrides: list[str] | None = None) -> RunConfi
     for ov in overrides or []:
         apply_override(data, *parse_override(ov))
     cfg = _build_dataclass(RunConfig, data, "")
+    from .data.folder import apply_folder_classes
+    apply_folder_classes(cfg)   # folder datasets: num_classes / Vireo vocabulary from their classes.yaml
     validate(cfg)
     return cfg
 
@@ -577,7 +579,7 @@ def validate(cfg: RunConfig) -> None:
         raise _err("data.train.num_workers", "must be >= 0")
     if t.scales is not None and (not t.scales or min(t.scales) < 1):
         raise _err("data.train.scales", "must be a non-empty list of positive sizes")
-    if t.dataset != SYNTHETIC and t.dataset in DATASETS and DATASETS[t.dataset].num_classes != m.num_classes:
+    if t.dataset != SYNTHETIC and t.dataset in DATASETS and DATASETS[t.dataset].num_classes not in (0, m.num_classes):
         raise _err("data.train.dataset", f"{t.dataset} has {DATASETS[t.dataset].num_classes} classes but "
                                          f"model.num_classes is {m.num_classes}")
     for i, v in enumerate(cfg.data.val):
@@ -587,7 +589,7 @@ def validate(cfg: RunConfig) -> None:
             raise _err(f"{key}.resize", "must be [width, height]")
         if v.max_images is not None and v.max_images < 1:
             raise _err(f"{key}.max_images", "must be >= 1")
-        if v.dataset in DATASETS and DATASETS[v.dataset].num_classes != m.num_classes and v.vocab is None:
+        if v.dataset in DATASETS and DATASETS[v.dataset].num_classes not in (0, m.num_classes) and v.vocab is None:
             raise _err(f"{key}.dataset", f"{v.dataset} has {DATASETS[v.dataset].num_classes} classes, the model "
                                          f"{m.num_classes}; only open-vocabulary methods (vocab:) can evaluate it")
         if v.vocab is not None and m.method != "vireo":
@@ -714,6 +716,10 @@ def segmentor_config_from(model: ModelConfig, loss: LossConfig | None = None):
             cfg = tiny_segmentor_config(model.method, num_classes=model.num_classes, **kw)
         except TypeError as e:
             raise _err("model.tiny_options", str(e)) from None
+        if cfg.text is not None and cfg.text.classifier == "text" and model.vocab is not None:
+            from .data.vocab import load_vocabulary   # the training vocabulary, recorded in checkpoints
+            names = load_vocabulary(model.vocab).names
+            cfg = dataclasses.replace(cfg, class_names=names, text=dataclasses.replace(cfg.text, vocab=names))
     elif model.method == "vireo":
         from .data.vocab import load_vocabulary
         from .models.vireo import vireo_config

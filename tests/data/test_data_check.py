@@ -1,8 +1,6 @@
 """`dgss data check` on broken trees: one clear line per problem, non-zero exit, nothing modified."""
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 import pytest
 
@@ -11,9 +9,7 @@ from dgss.data.check import check_dataset
 
 
 def run_cli(capsys, *argv: str) -> tuple[int, list[str], str]:
-    parser = argparse.ArgumentParser(prog="dgss")
-    data_cli.register(parser.add_subparsers(dest="command", required=True))
-    code = data_cli.run(parser.parse_args(["data", *argv]))
+    code = data_cli.main(list(argv))    # through dgss.cli.main: its error contract
     out, err = capsys.readouterr()
     return code, out.splitlines(), err
 
@@ -110,12 +106,12 @@ def test_missing_split_dir_and_bad_input(capsys, dh, tmp_path, fixtures):
     assert code == 1
     assert f"ERROR [train] missing directory: {cs}/leftImg8bit/train does not exist" in lines
     code, lines, err = run_cli(capsys, "check", "kitti", str(cs))
-    assert code == 2 and err.strip() == ("error: unknown dataset 'kitti'; known: cityscapes, gta5, bdd100k, "
-                                         "mapillary, acdc, deliver, ade150, ade847")
+    assert code == 2 and err.strip() == ("dgss data check: error: unknown dataset 'kitti'; known: cityscapes, gta5, "
+                                         "bdd100k, mapillary, acdc, deliver, ade150, ade847, folder")
     code, _, err = run_cli(capsys, "check", "cityscapes", str(tmp_path / "nope"))
     assert code == 2 and "does not exist" in err and "Traceback" not in err
     code, _, err = run_cli(capsys, "prepare", "gta5", str(tmp_path / "nope"))
-    assert code == 2 and err.startswith("error: gta5: root directory")
+    assert code == 2 and err.startswith("dgss data prepare: error: gta5: root directory")
 
 
 def test_check_acdc_per_condition_counts(dh, tmp_path, fixtures):

@@ -19,7 +19,8 @@ def _web():
         from . import web
     except ModuleNotFoundError as e:
         if e.name and e.name.split(".")[0] == "gradio":
-            raise RuntimeError("dgss app needs Gradio: pip install 'dgss[app]'") from None
+            from ..cli import CLIError
+            raise CLIError("dgss app needs Gradio, which is not installed: pip install 'dgss[app]'") from None
         raise
     return web
 
@@ -64,8 +65,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def register(sub) -> None:
+    from ..cli_checks import float_in, int_in
     p = sub.add_parser("app", help="local web page: upload images or pick generated scenes, see the segmentation")
-    p.add_argument("--model", help="dgss checkpoint (.safetensors) or preset name (default: the checkpoint "
+    p.add_argument("--model", help="dgss checkpoint (.safetensors), exported model folder, hf-hub:org/name[@rev] "
+                                   "or preset name (default: the checkpoint "
                                    "`dgss demo` wrote under --demo-out)")
     p.add_argument("--demo-out", default="demo_out", help="where `dgss demo` wrote its run (default demo_out)")
     p.add_argument("--weights", nargs="*", metavar="NAME=FILE",
@@ -73,10 +76,10 @@ def register(sub) -> None:
     p.add_argument("--random-weights", action="store_true",
                    help="run frozen encoders with random weights (the page then says so in a banner)")
     p.add_argument("--depth-weights", help="DAv2 checkpoint with its DPT head (default: the model's depth file)")
-    p.add_argument("--short-side", type=int, help="resize so the short side has this length before inference")
-    p.add_argument("--max-megapixels", type=float, help="largest image accepted, in megapixels (default 8.4)")
+    p.add_argument("--short-side", type=int_in(1), help="resize so the short side has this length before inference")
+    p.add_argument("--max-megapixels", type=float_in(0, open_lo=True), help="largest image accepted, in megapixels (default 8.4)")
     p.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--port", type=int_in(1, 65535), default=7860)
     p.set_defaults(func=run)

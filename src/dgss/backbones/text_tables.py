@@ -74,7 +74,7 @@ def text_table(vocab: Vocabulary, templates: list[str], *, encoder: ClipTextEnco
     if encoder is None:
         raise TextTableError(
             f"no cached text table for this vocabulary ({len(vocab.names)} classes, {len(templates)} templates) and "
-            "no CLIP text encoder to compute it: pass the CLIP weights (--clip-weights)")
+            "no CLIP text encoder to compute it: pass the CLIP weights (--weights clip=FILE on the command line)")
     table = compute_text_table(encoder, names, templates)
     if use_cache:
         from ..models.checkpoint import atomic_write

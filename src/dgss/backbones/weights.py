@@ -38,27 +38,61 @@ class FrozenWeightsError(DgssError, RuntimeError):
 
 # ---------------------------------------------------------------------------------------------- files
 def resolve_source(source: str | os.PathLike) -> Path:
-    """A local path, or ``hf-hub:org/repo[/file]`` downloaded (or found in the cache) via huggingface_hub."""
+    """A local path, or ``hf-hub:org/repo[/file]`` found in the Hugging Face cache or downloaded.
+
+    Offline (``HF_HUB_OFFLINE=1``, or the Hub unreachable within a few seconds) a file that is not in
+    the cache fails at once with one line, instead of the Hub client's retries."""
     s = str(source)
     if s.startswith("hf-hub:"):
         spec = s[len("hf-hub:"):]
         parts = spec.split("/")
+        if len(parts) < 2 or not all(parts[:2]):
+            raise FrozenWeightsError(f"{s!r}: expected hf-hub:ORG/REPO or hf-hub:ORG/REPO/FILE")
         repo_id = "/".join(parts[:2])
         filenames = ["/".join(parts[2:])] if len(parts) > 2 else ["model.safetensors", "pytorch_model.bin"]
-        from huggingface_hub import hf_hub_download
+        from huggingface_hub import hf_hub_download, try_to_load_from_cache
+        for fn in filenames:
+            cached = try_to_load_from_cache(repo_id, fn)
+            if isinstance(cached, str) and Path(cached).is_file():
+                return Path(cached)
+        offline = hub_offline_reason()
+        if offline:
+            raise FrozenWeightsError(
+                f"weights {s!r} are not in the local cache and the Hugging Face Hub cannot be used ({offline}); "
+                "download the file on a machine with internet and pass its local path instead")
         errors = []
         for fn in filenames:
             try:
                 return Path(hf_hub_download(repo_id, fn))
-            except Exception as e:  # offline, missing file, no access
+            except Exception as e:  # missing file, no access
                 errors.append(f"{fn}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
         raise FrozenWeightsError(
             f"could not get weights {s!r} from the Hugging Face Hub ({'; '.join(errors)}). "
             "On a machine without internet, download the file elsewhere and pass its local path.")
     p = Path(s).expanduser()
+    if p.is_dir():
+        raise FrozenWeightsError(f"weights file {p} is a folder; give the weights file in it")
     if not p.is_file():
         raise FrozenWeightsError(f"weights file not found: {p}")
     return p
+
+
+def hub_offline_reason(timeout: float = 3.0) -> str | None:
+    """Why the Hub cannot be used now (``HF_HUB_OFFLINE`` set, or no connection within ``timeout``
+    seconds), or None."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+    if constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0"):
+        return "HF_HUB_OFFLINE is set"
+    url = urlparse(constants.ENDPOINT)
+    host, port = url.hostname or "huggingface.co", url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as e:
+        return f"{host} cannot be reached: {e.strerror or type(e).__name__}"
+    return None
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:

@@ -77,6 +77,8 @@ class DatasetInfo:
     conditions: tuple[str, ...] = ()  # domains within the dataset (ACDC, DELIVER)
     needs_prepare: bool = False
     class_names: tuple[str, ...] = field(default=(), repr=False)
+    id_map: tuple[tuple[int, int], ...] = field(default=(), repr=False)  # raw value -> class (folder datasets)
+    vocab: tuple[str, ...] = field(default=(), repr=False)  # open-vocabulary entries with synonyms (folder)
 
 
 _CS19 = lm.CITYSCAPES_CLASSES
@@ -100,8 +102,11 @@ DATASETS: dict[str, DatasetInfo] = {
     "ade150": DatasetInfo("ade150", "ADEChallengeData2016", 150, 255, {"train": 20210, "val": 2000}),
     "ade847": DatasetInfo("ade847", "ADE20K_2021_17_01", 847, lm.ADE847_IGNORE_INDEX, {"val": 2000},
                           needs_prepare=True),
+    # your own data (`dgss.data.folder`): classes, ignore index and domains come from ROOT/classes.yaml
+    "folder": DatasetInfo("folder", "", 0, 255, {}),
 }
-"""Known datasets by CLI name. Split sizes are the official ones (`data.md` §2)."""
+"""Known datasets by CLI name. Split sizes are the official ones (`data.md` §2). ``folder`` is a
+placeholder: its `DatasetInfo` is read from the folder (`dgss.data.folder.folder_info`)."""
 
 
 def dataset_info(name: str) -> DatasetInfo:
@@ -170,6 +175,8 @@ def resolve_root(name: str, root: str | Path) -> Path:
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"{name}: root directory {root} does not exist")
+    if name == "folder":
+        return root
     first_dirs = {r.image_dir.split("/")[0] for r in pair_rules(name)}
     if not any((root / d).is_dir() for d in first_dirs) and (root / info.default_dir).is_dir():
         return root / info.default_dir
@@ -224,6 +231,9 @@ def list_samples(name: str, root: str | Path, split: str, conditions: Sequence[s
     Raises `DataError` if a split directory is missing, empty, or (unless `allow_unlabelled`) if
     images lack labels - with a hint to `dgss data prepare` / `dgss data check`.
     """
+    if name == "folder":
+        from .folder import list_folder_samples
+        return list_folder_samples(root, split, conditions)
     info = dataset_info(name)
     root = resolve_root(name, root)
     out: list[SegSample] = []
@@ -327,7 +337,12 @@ class SegDataset(torch.utils.data.Dataset):
     @classmethod
     def from_root(cls, name: str, root: str | Path, split: str, conditions: Sequence[str] | None = None,
                   transform: Transform | None = None, seed: int | None = None) -> SegDataset:
-        """Read dataset `name` / `split` from its official layout under `root`."""
+        """Read dataset `name` / `split` from its official layout under `root` (``folder``: the folder
+        dataset at `root`, `conditions` = its domain folders)."""
+        if name == "folder":
+            from .folder import list_folder_samples, load_classes
+            classes = load_classes(root)
+            return cls(list_folder_samples(root, split, conditions, classes=classes), classes.info(), transform, seed)
         return cls(list_samples(name, root, split, conditions), dataset_info(name), transform, seed)
 
     def with_transform(self, transform: Transform | None, seed: int | None = None) -> SegDataset:
@@ -354,6 +369,9 @@ class SegDataset(torch.utils.data.Dataset):
             lab = np.full(img.shape[:2], self.info.ignore_index, dtype=np.int64)
         else:
             lab = decode_label(s.label, s.label_format)
+            if self.info.id_map:
+                from .folder import remap_label
+                lab = remap_label(lab, self.info.id_map, self.info.ignore_index, s.label)
             if lab.shape != img.shape[:2]:
                 raise DataError(f"label {s.label} is {lab.shape[1]}x{lab.shape[0]} but its image "
                                 f"{s.image} is {img.shape[1]}x{img.shape[0]}")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -313,5 +314,22 @@ def prepare(name: str, root: str | Path, *, force: bool = False, progress: bool 
         return PrepareReport(name, root_p, notes=[NOTHING_TO_DO[name]])
     root_p = resolve_root(name, root)
     report = PrepareReport(name, root_p)
+    removed = remove_stale_temp_files(root_p)
+    if removed:
+        report.notes.append(f"removed {removed} half-written temporary file(s) of an interrupted earlier run")
     PREPARERS[name](root_p, _Writer(report, set(), force), progress)
     return report
+
+
+_TEMP_RE = re.compile(r"^\..+\.tmp\d+\.[A-Za-z0-9]+$")   # `_Writer.save`'s temporary names
+
+
+def remove_stale_temp_files(root: Path) -> int:
+    """Delete the temporary files (``.<stem>.tmp<pid>.<ext>``) a killed `prepare` left behind; returns
+    how many. Only names `_Writer.save` makes are touched."""
+    n = 0
+    for p in root.rglob(".*.tmp*"):
+        if p.is_file() and _TEMP_RE.match(p.name):
+            p.unlink()
+            n += 1
+    return n

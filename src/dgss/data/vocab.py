@@ -80,8 +80,9 @@ def builtin_vocabulary(name: str) -> Vocabulary:
 
 
 def load_vocabulary(spec: str | list[str] | tuple[str, ...] | Vocabulary) -> Vocabulary:
-    """A built-in name (cityscapes, deliver, ade150, ade847), a JSON file (list of names), a list of
-    names, or a :class:`Vocabulary`. A trailing "background" entry is accepted and dropped."""
+    """A built-in name (cityscapes, deliver, ade150, ade847), a JSON file (list of names), a folder
+    dataset's ``classes.yaml`` (or its folder; synonyms become ", " entries), a list of names, or a
+    :class:`Vocabulary`. A trailing "background" entry is accepted and dropped."""
     if isinstance(spec, Vocabulary):
         return spec
     if isinstance(spec, (list, tuple)):
@@ -90,6 +91,9 @@ def load_vocabulary(spec: str | list[str] | tuple[str, ...] | Vocabulary) -> Voc
     if s in BUILTIN_VOCABULARIES:
         return builtin_vocabulary(s)
     p = Path(s)
+    if p.is_dir() or p.suffix in (".yaml", ".yml"):   # a folder dataset's classes.yaml: names + synonyms
+        from .folder import load_classes
+        return Vocabulary(load_classes(p).vocab_entries, source=str(p))
     if not p.is_file():
         raise VocabularyError(f"unknown vocabulary {s!r}: not a built-in ({', '.join(BUILTIN_VOCABULARIES)}) "
                               "and no such JSON file (for your own words use a class list: 'road, car, dog')")

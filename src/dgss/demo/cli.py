@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import torch
 
+from ..cli_checks import float_in, positive_int
+
 
 def _run(args):
     from ..engine.predict_cli import parse_weights
@@ -23,6 +25,8 @@ def _compare(args):
         raise CLIError("--methods compares the tiny demo models (random frozen encoders); it takes no --weights "
                        "or --images (train the configs under configs/ to compare real models)")
     specs = parse_methods(args.methods)        # CompareError (a ValueError): one line from dgss's main
+    from ..cli_checks import claim_output_dir
+    claim_output_dir(args.out, "--out", what="dgss demo")   # the comparison replaces its runs only in its folder
     opts = CompareOptions(iters=args.iters, train_scenes=args.train_scenes, val_scenes=args.val_scenes, lr=args.lr,
                           severity=args.severity, seed=args.seed, device=args.device, threads=args.threads)
     result = run_comparison(specs, args.out, opts)
@@ -37,10 +41,11 @@ def _compare(args):
 def register(sub) -> None:
     p = sub.add_parser("demo", help="train a small DepthForge on generated scenes; test it under night/fog/rain/snow")
     p.add_argument("--out", default="demo_out")
-    p.add_argument("--iters", type=int, default=600, help="training iterations (default 600: a few CPU minutes)")
-    p.add_argument("--train-scenes", type=int, default=96)
-    p.add_argument("--val-scenes", type=int, default=12)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--iters", type=positive_int, default=600,
+                   help="training iterations (default 600: a few CPU minutes)")
+    p.add_argument("--train-scenes", type=positive_int, default=96)
+    p.add_argument("--val-scenes", type=positive_int, default=12)
+    p.add_argument("--lr", type=float_in(0, open_lo=True), default=1e-3)
     p.add_argument("--severity", type=int, default=3, choices=[1, 2, 3, 4, 5])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--weights", nargs="*", metavar="NAME=FILE",
@@ -51,6 +56,6 @@ def register(sub) -> None:
                    help="side-by-side comparison instead: train each method (rein, freeze, full, depthforge, vireo, "
                         "...; '+pasta' / '+advstyle' add an augmentation baseline) on the same scenes, seed and "
                         "iterations; writes compare.md/.json and compare.png to --out")
-    p.add_argument("--threads", type=int, default=None,
+    p.add_argument("--threads", type=positive_int, default=None,
                    help="with --methods: torch threads of each method's process (default: torch's choice)")
     p.set_defaults(func=_run)

@@ -12,6 +12,8 @@ the real DepthForge-DINOv2-L with Depth Anything V2-L, and ``--images`` segments
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import time
 from pathlib import Path
 
@@ -47,12 +49,52 @@ def write_scenes(root: Path, split: str, n: int, seed: int, height: int, width: 
         lab = root / "gtFine" / split / "synth" / f"{stem}_gtFine_labelTrainIds.png"
         if not (img.is_file() and lab.is_file()):
             s = make_scene(scene_seed(seed, i), height, width)
-            img.parent.mkdir(parents=True, exist_ok=True)
-            lab.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(s.image).save(img)
-            Image.fromarray(s.label).save(lab)
+            for path, array in ((img, s.image), (lab, s.label)):   # temp + rename: a kill leaves no half PNG
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_name(f".{path.name}.tmp")
+                Image.fromarray(array).save(tmp, format="PNG")
+                os.replace(tmp, path)
         if progress is not None:
             progress()
+
+
+RUN_FILES = ("iter_*.safetensors", "iter_*.train_state.pt", "iter_*.unreadable", ".iter_*.tmp", "log.jsonl",
+             "config.yaml", "tb", ".dgss-owned")   # what a training run writes into its work dir
+
+
+def foreign_run_files(run_dir: Path) -> list[str]:
+    """Names in the demo's run folder that a training run does not write (all of them if the folder is
+    not marked as dgss's): the demo refuses to start rather than delete them."""
+    import fnmatch
+    if not run_dir.exists():
+        return []
+    if not run_dir.is_dir():
+        return [run_dir.name]
+    from ..cli_checks import owned_by_dgss
+    names = sorted(p.name for p in run_dir.iterdir())
+    if not owned_by_dgss(run_dir):
+        return names
+    tb = run_dir / "tb"
+    bad = [n for n in names if not any(fnmatch.fnmatch(n, pat) for pat in RUN_FILES)]
+    if tb.is_dir():
+        bad += [f"tb/{p.name}" for p in tb.iterdir() if not p.name.startswith("events.out.tfevents.")]
+    return bad
+
+
+def remove_run_files(run_dir: Path) -> None:
+    """Delete what a previous demo's training run wrote in ``run_dir`` (checked by `foreign_run_files`)."""
+    if not run_dir.is_dir():
+        return
+    foreign = foreign_run_files(run_dir)
+    if foreign:
+        from ..cli_checks import OutputPathError
+        raise OutputPathError(f"{run_dir} holds files dgss demo did not write ({', '.join(foreign[:3])}); "
+                              "move them away or choose another --out")
+    for p in run_dir.iterdir():
+        if p.is_dir():
+            shutil.rmtree(p)   # tb/: event files only
+        elif p.name != ".dgss-owned":
+            p.unlink()
 
 
 def run_config(out: Path, data_root: Path, args) -> dict:
@@ -176,8 +218,15 @@ def run(args: argparse.Namespace) -> int:
     from ..engine.trainer import run_training
     from ..models.checkpoint import load_checkpoint
     import torch
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+
+    from ..cli_checks import OutputPathError, claim_output_dir
+    # dgss only removes what it wrote: --out must be new, empty or an earlier demo's folder (marked)
+    out = claim_output_dir(args.out, "--out", what="dgss demo")
+    run_dir = out / "run"
+    foreign = foreign_run_files(run_dir)
+    if foreign:
+        raise OutputPathError(f"--out {out}: {run_dir} holds files dgss demo did not write ({', '.join(foreign[:3])}"
+                              f"{', ...' if len(foreign) > 3 else ''}); move them away or choose another --out")
     data_root = out / "data" / "cityscapes"
     H, W = (256, 512)
     # The tiny model's tensors are too small for a second thread to pay off, and on a CPU shared with
@@ -198,8 +247,8 @@ def run(args: argparse.Namespace) -> int:
         write_scenes(data_root, "train", args.train_scenes, TRAIN_SEED, H, W, progress=prog.advance)
         write_scenes(data_root, "val", args.val_scenes, VAL_SEED, H, W, progress=prog.advance)
         cfg = config_from_dict(run_config(out, data_root, args))
-        import shutil
-        shutil.rmtree(out / "run", ignore_errors=True)   # the demo's own run directory: always a fresh run
+        remove_run_files(run_dir)        # the previous demo's training run (only files it wrote): a fresh run
+        claim_output_dir(run_dir, "--out", what="dgss demo")
         with prog.training():
             run_training(cfg)
         ckpt = latest_checkpoint(out / "run")

@@ -12,9 +12,12 @@ A checkpoint at iteration ``k`` is two files in the work directory:
 Both are written atomically (temporary file, fsync, rename); the train state is written last, so a
 checkpoint counts as complete exactly when its train state exists (a crash between the two writes leaves
 an orphan weights file, which is ignored and later pruned).
+
+Resume never guesses: if the newest pair is unreadable (empty, truncated, mismatched), ``--resume`` names
+the file and why, and lists the readable older pairs; ``--resume latest-valid`` continues from the newest
+readable pair, sets the damaged ones aside (``*.unreadable``) and says so in one line.
 """
 from __future__ import annotations
-from ..errors import DgssError
 
 import json
 import random
@@ -25,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..errors import DgssError
 from ..models.checkpoint import atomic_write, load_trained_state, read_checkpoint, save_checkpoint
 
 STATE_FORMAT = "dgss-train-state/1"
@@ -69,26 +73,123 @@ def latest_checkpoint(work_dir: str | Path) -> CheckpointFiles | None:
     return ckpts[-1] if ckpts else None
 
 
+LATEST_VALID = "latest-valid"
+DAMAGED_SUFFIX = ".unreadable"
+
+
+def checkpoint_problem(files: CheckpointFiles) -> str | None:
+    """Why the pair ``files`` cannot be resumed from (None: both files read and belong together):
+    a missing or empty file, a truncated or corrupt one, or weights and state of different iterations."""
+    from safetensors import safe_open
+    for f in (files.weights, files.state):
+        if not f.is_file():
+            return f"{f.name} is missing"
+        if f.stat().st_size == 0:
+            return f"{f.name} is empty (0 bytes)"
+    try:
+        with safe_open(str(files.weights), "pt") as sf:
+            meta = sf.metadata() or {}
+            for k in sf.keys():
+                sf.get_tensor(k)
+    except Exception as e:   # safetensors raises several types for damaged files
+        return f"{files.weights.name} is unreadable ({_first_line(e)})"
+    try:
+        state = torch.load(str(files.state), map_location="cpu", weights_only=True)
+    except Exception as e:   # truncated zip, bad pickle, ...
+        return f"{files.state.name} is unreadable, truncated or corrupt ({_first_line(e)})"
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+        return f"{files.state.name} is not a dgss train state"
+    its = {files.iteration, int(state.get("iteration", -1)), int(meta.get("iteration", -1))}
+    if len(its) != 1:
+        return (f"{files.weights.name} (iteration {meta.get('iteration')}) and {files.state.name} (iteration "
+                f"{state.get('iteration')}) are a mismatched pair")
+    return None
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0][:160]}" if text else type(e).__name__
+
+
+def _usable_older(ckpts: list[CheckpointFiles]) -> list[CheckpointFiles]:
+    """The readable pairs among ``ckpts``, newest first."""
+    return [f for f in reversed(ckpts) if checkpoint_problem(f) is None]
+
+
 def resolve_resume(spec: str | Path | bool, work_dir: str | Path) -> CheckpointFiles:
-    """``True``/``"auto"``: the latest complete checkpoint of ``work_dir``; a path: that checkpoint (its
-    ``.safetensors``, its ``.train_state.pt`` or a work directory)."""
+    """Which checkpoint ``--resume`` continues from.
+
+    ``True``/``"auto"``: the newest complete checkpoint of ``work_dir``; if it is unreadable (empty,
+    truncated, mismatched pair), :class:`ResumeError` names it and why, and lists the readable older
+    ones. ``"latest-valid"``: the newest readable checkpoint; damaged newer ones are renamed aside
+    (``*.unreadable``, kept for inspection) and one line on stderr says so. A path: that checkpoint
+    (its ``.safetensors``, its ``.train_state.pt`` or a work directory)."""
+    import sys
+    if spec == LATEST_VALID:
+        ckpts = list_checkpoints(work_dir)
+        skipped = []
+        for files in reversed(ckpts):
+            problem = checkpoint_problem(files)
+            if problem is None:
+                if skipped and _is_main_process():
+                    for f, _ in skipped:
+                        _set_aside(f)
+                    why = "; ".join(f"{f.state.name}: {p}" for f, p in skipped)
+                    print(f"dgss train: resume: skipping {len(skipped)} unreadable checkpoint(s) ({why}; renamed to "
+                          f"*{DAMAGED_SUFFIX}); continuing from {files.weights.name} (iteration {files.iteration})",
+                          file=sys.stderr, flush=True)
+                return files
+            skipped.append((files, problem))
+        raise ResumeError(f"nothing to resume: no readable checkpoint in {work_dir}"
+                          + (f" ({'; '.join(p for _, p in skipped)})" if skipped else "")
+                          + "; start a new run in another --work-dir")
     if spec is True or spec == "auto":
-        found = latest_checkpoint(work_dir)
-        if found is None:
+        ckpts = list_checkpoints(work_dir)
+        if not ckpts:
             raise ResumeError(f"nothing to resume: no complete checkpoint (iter_*.train_state.pt with its "
                               f".safetensors) in {work_dir}")
-        return found
+        newest = ckpts[-1]
+        problem = checkpoint_problem(newest)
+        if problem is not None:
+            older = _usable_older(ckpts[:-1])
+            listed = (f"readable older checkpoints: {', '.join(str(f.weights) for f in older)}; continue from the "
+                      f"newest of them with --resume {LATEST_VALID}, or name one with --resume FILE") if older else \
+                "no readable older checkpoint; start a new run in another --work-dir"
+            raise ResumeError(f"cannot resume from the newest checkpoint {newest.state}: {problem}; {listed}")
+        return newest
     p = Path(spec)
     if p.is_dir():
         return resolve_resume(True, p)
     m = _STATE_RE.match(p.name) or _WEIGHTS_RE.match(p.name)
     if not m:
-        raise ResumeError(f"{p}: expected a work directory, iter_*.safetensors or iter_*.train_state.pt")
+        raise ResumeError(f"--resume {p}: expected a work directory, iter_*.safetensors, iter_*.train_state.pt "
+                          f"or {LATEST_VALID}")
     files = checkpoint_files(p.parent, int(m.group(1)))
     for f in (files.weights, files.state):
         if not f.is_file():
             raise ResumeError(f"cannot resume from {p}: {f} is missing (incomplete checkpoint)")
+    problem = checkpoint_problem(files)
+    if problem is not None:
+        older = _usable_older([f for f in list_checkpoints(p.parent) if f.iteration < files.iteration])
+        raise ResumeError(f"cannot resume from {p}: {problem}"
+                          + (f"; readable older checkpoints: {', '.join(str(f.weights) for f in older)}" if older
+                             else ""))
     return files
+
+
+def _set_aside(files: CheckpointFiles) -> None:
+    """Rename a damaged pair to ``*.unreadable`` so it is neither resumed from nor pruned nor overwritten."""
+    for f in (files.state, files.weights):
+        try:
+            f.replace(f.with_name(f.name + DAMAGED_SUFFIX))
+        except FileNotFoundError:
+            pass
+
+
+def _is_main_process() -> bool:
+    """Rank 0 of a torchrun job (or no job): the process that renames files and prints."""
+    import os
+    return os.environ.get("RANK", "0") in ("", "0")
 
 
 # ---------------------------------------------------------------------------------------------- RNG
@@ -163,7 +264,11 @@ def remove_stale_temp_files(work_dir: str | Path) -> None:
 
 
 def load_train_state(path: str | Path) -> dict:
-    state = torch.load(str(path), map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as e:   # empty (EOFError), truncated (zip central directory), ...
+        raise ResumeError(f"{path}: unreadable train state ({_first_line(e)}); resume from an older checkpoint "
+                          f"with --resume {LATEST_VALID}") from None
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
         raise ResumeError(f"{path}: not a dgss train state (format {STATE_FORMAT!r} expected)")
     return state

@@ -187,7 +187,7 @@ def set_classes(model: Segmentor, spec, text_encoder=None) -> tuple[str, ...]:
     ", " synonyms, a built-in vocabulary or a JSON file); text tables come from the cache or
     ``text_encoder``. Returns the class names."""
     if model.cfg.text is None:
-        raise ValueError(f"{model.cfg.name} is a closed-vocabulary model ({model.num_classes} classes); "
+        raise InputError(f"{model.cfg.name} is a closed-vocabulary model ({model.num_classes} classes); "
                          "class names (--classes, --vocab) need an open-vocabulary (Vireo) model")
     from ..models.vireo import use_vocabulary
     use_vocabulary(model, spec, text_encoder=text_encoder)
@@ -293,7 +293,7 @@ def inference_context(device: torch.device, precision: str = "auto"):
     """Autocast for inference: ``bf16``, ``fp32``, or ``auto`` (bf16 where it is fast)."""
     from contextlib import nullcontext
     if precision not in ("auto", "bf16", "fp32"):
-        raise ValueError(f"precision must be auto, bf16 or fp32, got {precision!r}")
+        raise InputError(f"precision must be auto, bf16 or fp32, got {precision!r}")
     use = precision == "bf16" or (precision == "auto" and bf16_is_fast(device))
     return torch.autocast(device.type, dtype=torch.bfloat16) if use else nullcontext()
 

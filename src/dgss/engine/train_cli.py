@@ -5,6 +5,7 @@ Examples::
     dgss train configs/rein/gta2citys_rein_dinov2-l.yaml
     dgss train configs/rein/gta2citys_rein_dinov2-l.yaml optim.lr=2e-4 data.root=/datasets --work-dir runs/a
     dgss train configs/tiny/rein_synthetic.yaml train.max_iters=50 --resume          # latest checkpoint
+    dgss train configs/tiny/rein_synthetic.yaml --resume latest-valid   # newest readable one, if the last is damaged
     dgss train configs/depthforge/gta2citys_depthforge_dinov2-l.yaml --dry-run         # validate + meta build
     torchrun --nproc-per-node 4 -m dgss train configs/rein/citys2acdc_rein_dinov2-l.yaml data.train.batch_size=1
 """
@@ -24,7 +25,8 @@ def register(sub) -> argparse.ArgumentParser:
     p.add_argument("config", help="run config (YAML), e.g. configs/rein/gta2citys_rein_dinov2-l.yaml")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides (dotted keys)")
     p.add_argument("--resume", nargs="?", const="auto", default=None, metavar="CKPT",
-                   help="continue a run: the latest complete checkpoint of the work dir, or the given "
+                   help="continue a run: the latest checkpoint of the work dir (refused if it is unreadable), "
+                        "'latest-valid' (the newest readable checkpoint, skipping damaged ones), or the given "
                         "iter_*.safetensors / iter_*.train_state.pt / work dir")
     p.add_argument("--work-dir", default=None, help="output directory (default: train.work_dir or work_dirs/<name>)")
     p.add_argument("--no-progress", action="store_true", help="plain log lines instead of the progress bar")
@@ -71,33 +73,37 @@ def dry_run(cfg) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..config import ConfigError, load_config
-    from ..data.datasets import DataError
+    """Errors (ConfigError, DataError, ResumeError, ...) are printed by dgss.cli.main: one line, exit 2."""
+    from ..cli_checks import check_output_dir
+    from ..config import load_config
+    from ..cli import CLIError
     try:
         cfg = load_config(args.config, args.overrides)
-        if args.work_dir:
-            cfg.train.work_dir = args.work_dir
-        if args.print_config:
-            print(cfg.to_yaml(), end="")
-            return 0
-        if args.dry_run:
-            return dry_run(cfg)
-    except ConfigError as e:
-        if args.debug:
-            raise
-        print(f"dgss train: config error: {e}", file=sys.stderr)
-        return 2
+    except UnicodeDecodeError:
+        raise CLIError(f"{args.config}: not a text file (a YAML run config expected, e.g. "
+                       "configs/tiny/rein_synthetic.yaml)") from None
+    if args.work_dir:
+        cfg.train.work_dir = args.work_dir
+    if args.print_config:
+        print(cfg.to_yaml(), end="")
+        return 0
+    if args.dry_run:
+        return dry_run(cfg)
+    check_output_dir(cfg.work_dir, "--work-dir")     # before the model is built and any data read
+    if args.resume:                                  # an unusable checkpoint fails before any work, too
+        from .checkpointing import resolve_resume
+        resolve_resume(args.resume, cfg.work_dir)
+    if str(cfg.train.device).startswith("cuda"):
+        import torch
+        if not torch.cuda.is_available():
+            raise CLIError(f"train.device is {cfg.train.device!r} but CUDA is not available here; "
+                           "set train.device=cpu after the config")
 
     from .distributed import cleanup, init_distributed
     from .trainer import run_training
     ctx = init_distributed(cfg.train.device)
     try:
         summary = run_training(cfg, resume=args.resume, ctx=ctx, progress=False if args.no_progress else None)
-    except DataError as e:
-        if args.debug:
-            raise
-        print(f"dgss train: data error: {e}", file=sys.stderr)
-        return 2
     finally:
         cleanup(ctx)
     if ctx.is_main:
@@ -110,11 +116,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="dgss")
-    sub = parser.add_subparsers(dest="command", required=True)
-    register(sub)
-    args = parser.parse_args(["train", *(sys.argv[1:] if argv is None else argv)])
-    return args.func(args)
+    from ..cli import main as dgss_main   # the same parser and error contract as `dgss train`
+    return dgss_main(["train", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from ..config import SYNTHETIC, RunConfig, segmentor_config_from
+from ..config import SYNTHETIC, ConfigError, RunConfig, segmentor_config_from
 from ..data.datasets import sample_seed
 from ..losses import Mask2FormerCriterion, Mask2FormerCriterionConfig, SegmentationLoss
 from ..losses.matcher import HungarianMatcher
@@ -179,8 +179,8 @@ class Validator:
                 known |= {ds.domain} if isinstance(ds, SyntheticSegDataset) else set(ds.domains)
             missing = [d for d in cfg.data.mean_over if d not in known]
             if missing:
-                raise ValueError(f"config key 'data.mean_over': domain(s) {missing} are not among the validation "
-                                 f"domains {sorted(known)}")
+                raise ConfigError(f"config key 'data.mean_over': domain(s) {missing} are not among the validation "
+                                  f"domains {sorted(known)}")
 
     def _subset(self, n: int, max_images: int | None) -> list[int]:
         idx = list(range(n))
@@ -379,10 +379,12 @@ class Trainer:
         self.logger = RunLogger(self.work_dir, enabled=ctx.is_main, jsonl=cfg.logging.jsonl,
                                 tensorboard=cfg.logging.tensorboard,
                                 resume_iter=self.iteration if resumed_from else None)
+        amp = tr.amp == "bf16" and ctx.device.type == "cuda"
+        if amp and getattr(raw.cfg, "frozen_bf16", False):   # bit-identical under autocast (Segmentor doc)
+            raw.store_frozen_bf16()
         ddp_model = wrap_ddp(self.model, ctx, find_unused=(tr.ddp_find_unused if tr.ddp_find_unused is not None
                                                             else raw.cfg.method == "full"))
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
-        amp = tr.amp == "bf16" and ctx.device.type == "cuda"
         if tr.deterministic:
             import os
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")

@@ -10,7 +10,9 @@ On the refined stride-4 map X (B, C, H, W) with the head text table E_hd (K+1, P
     e = query_proj(f);  a = softmax_over_classes(e query_protoᵀ);  prior = aᵀ e   (B, 100, 256)
 
 R is computed ``class_chunk`` classes at a time (exact: the conv acts per class), so memory grows
-with the chunk, not with K (ADE-847 at 128² would need ~4.4 GB for R in one piece).
+with the chunk, not with K (ADE-847 at 128² would need ~4.4 GB for R in one piece). In training,
+``recompute`` (set by the segmentor) keeps no chunk of R for the backward pass either: each chunk is
+recomputed there (same gradients).
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 
 class PriorGenerator(nn.Module):
@@ -29,6 +32,7 @@ class PriorGenerator(nn.Module):
         super().__init__()
         self.spatial_weights = spatial_weights
         self.class_chunk = class_chunk
+        self.recompute = False
         self.feat_proj = nn.Conv2d(in_channels, text_dim, 1)
         self.coarse_embed = nn.Conv2d(num_templates, 1, 3, padding=1)
         self.query_proj = nn.Linear(in_channels, query_dim)
@@ -41,13 +45,20 @@ class PriorGenerator(nn.Module):
         B, _, H, W = g.shape
         K, P, _ = e.shape
         chunk = self.class_chunk or K
+        recompute = self.recompute and self.training and torch.is_grad_enabled()
         out = []
         for s in range(0, K, chunk):
-            r = torch.einsum("bdhw,kpd->bkphw", g, e[s:s + chunk])    # (B, c, P, H, W)
-            c = r.shape[1]
-            out.append(self.coarse_embed(r.reshape(B * c, P, H, W)).view(B, c, H, W))
-            del r
+            ek = e[s:s + chunk]
+            out.append(checkpoint(self._chunk_masks, g, ek, use_reentrant=False) if recompute
+                       else self._chunk_masks(g, ek))
         return torch.cat(out, dim=1)
+
+    def _chunk_masks(self, g: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+        """G (B, D, H, W), normalised templates of c classes (c, P, D) -> their coarse logits (B, c, H, W)."""
+        B, _, H, W = g.shape
+        r = torch.einsum("bdhw,kpd->bkphw", g, e)                     # (B, c, P, H, W)
+        c, P = r.shape[1], r.shape[2]
+        return self.coarse_embed(r.reshape(B * c, P, H, W)).view(B, c, H, W)
 
     def forward(self, x: torch.Tensor, head_table: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """-> (coarse logits M (B, K, H, W), query prior (B, num_queries, query_dim))."""

@@ -117,10 +117,15 @@ def load_checkpoint(path: str | os.PathLike, *, frozen_weights: dict[str, str] |
             mark_random(module, seed=int(rec.get("seed", 0)) if rec.get("random") else 0)
             continue
         source = (frozen_weights or {}).get(name) or rec.get("file")
+        if rec.get("random") and (frozen_weights or {}).get(name):
+            raise FrozenWeightsError(
+                f"{path} was trained with random {name} weights: its adapter and head do not fit the given "
+                f"{name} weights {source}; run it with random frozen weights as it was trained (--random-weights)")
         if not source or rec.get("random"):
             raise FrozenWeightsError(
                 f"{path} was trained with {'random' if rec.get('random') else 'unrecorded'} {name} weights; "
-                f"pass the {name} weights explicitly")
+                f"pass the {name} weights explicitly (--weights {name}=FILE on the command line)"
+                + (", or run it with random frozen weights too (--random-weights)" if rec.get("random") else ""))
         role = "depth" if name == "depth_encoder" else "visual"
         load_encoder_weights(module, source, role=role)
         want = rec.get("sha256")
@@ -128,7 +133,8 @@ def load_checkpoint(path: str | os.PathLike, *, frozen_weights: dict[str, str] |
         if want and want != got and not allow_frozen_hash_mismatch:
             raise FrozenWeightsError(
                 f"{name} weights {source} have SHA-256 {got[:12]}..., but the checkpoint was trained with "
-                f"{want[:12]}... ({rec.get('file')}); pass allow_frozen_hash_mismatch to override")
+                f"{want[:12]}... ({rec.get('file')}); pass --allow-hash-mismatch on the command line "
+                "(allow_frozen_hash_mismatch=True in Python) to use them anyway")
     if model.cfg.text is not None:
         _restore_vocabulary(model, meta, (frozen_weights or {}).get("clip"))
     return model

@@ -23,7 +23,12 @@ def model_config(spec: str, **overrides) -> SegmentorConfig:
         return preset_config(spec, **overrides)
     p = Path(spec)
     if p.is_file():
-        return SegmentorConfig.from_dict(yaml.safe_load(p.read_text()))
+        try:
+            return SegmentorConfig.from_dict(yaml.safe_load(p.read_text()))
+        except (yaml.YAMLError, ValueError, TypeError, KeyError, AttributeError) as e:
+            from ..cli_checks import OptionError
+            raise OptionError(f"--model {p}: not a valid model config ({str(e).splitlines()[0] if str(e) else e!r}); "
+                              "give a preset name or a YAML file of a SegmentorConfig") from None
     return preset_config(spec)  # raises the error listing known presets
 
 
@@ -42,7 +47,11 @@ def read_reference(path: Path) -> dict[str, torch.Tensor]:
 
 def import_reference(src: Path, dst: Path, spec: str, encoder_weights: str | None = None) -> Path:
     sd = read_reference(src)
-    method = detect_method(sd)
+    try:
+        method = detect_method(sd)
+    except ReferenceFormatError as e:
+        hint = " (it is a dgss checkpoint: export it with --to reference)" if src.suffix == ".safetensors" else ""
+        raise ReferenceFormatError(f"input {src}: {e}{hint}") from None
     num_classes = sd["decode_head.cls_embed.weight"].shape[0] - 1 if "decode_head.cls_embed.weight" in sd else 19
     cfg = model_config(spec, num_classes=num_classes) if spec in PRESETS else model_config(spec)
     if cfg.method != method and not (method == "freeze" and cfg.method in ("freeze", "full")):
@@ -63,7 +72,16 @@ def export_reference(src: Path, dst: Path) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..cli_checks import check_output_file
     src, dst = Path(args.input), Path(args.output)
+    if src.is_dir():
+        raise ReferenceFormatError(f"input {src}: is a folder; give the checkpoint file")
+    if not src.is_file():
+        raise ReferenceFormatError(f"input {src}: file not found")
+    check_output_file(dst, "output")
+    if dst.resolve() == src.resolve():
+        raise ReferenceFormatError(f"output {dst}: is the input file; choose another output (the input is never "
+                                   "overwritten)")
     if args.to == "reference":
         export_reference(src, dst)
     else:

@@ -31,10 +31,14 @@ def export_onnx(model: Segmentor, path: str | Path, *, window: int | None = None
     model = model.eval()
     x = torch.zeros(batch, 3, window, window)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with torch.no_grad():
-        torch.onnx.export(_WindowScores(model), (x,), str(path), input_names=["image"], output_names=["scores"],
-                          opset_version=opset, dynamo=False, dynamic_axes={"image": {0: "batch"}, "scores": {0: "batch"}})
+    from .checkpoint import atomic_write   # temporary file + rename: a kill never leaves a half-written model
+
+    def write(tmp: str) -> None:
+        with torch.no_grad():
+            torch.onnx.export(_WindowScores(model), (x,), tmp, input_names=["image"], output_names=["scores"],
+                              opset_version=opset, dynamo=False,
+                              dynamic_axes={"image": {0: "batch"}, "scores": {0: "batch"}})
+    atomic_write(path, write)
     return path
 
 
@@ -50,12 +54,15 @@ def check_onnx(model: Segmentor, path: str | Path, x: torch.Tensor) -> dict:
 
 
 def run(args) -> int:
+    from ..cli_checks import check_output_file
+    from ..engine.predict import set_classes, text_encoder_for
     from ..engine.predict_cli import load_for_inference, parse_weights
     weights = parse_weights(args.weights)
-    model = load_for_inference(args.model, weights, args.random_weights)
+    check_output_file(args.output, "output")           # before the model is built and traced
+    model = load_for_inference(args.model, weights, args.random_weights,
+                               allow_hash_mismatch=args.allow_hash_mismatch)
     if args.classes or args.vocab:
-        from ..models.vireo import use_vocabulary
-        use_vocabulary(model, args.classes or args.vocab)
+        set_classes(model, args.classes or args.vocab, text_encoder_for(model, weights))
     path = export_onnx(model, args.output, window=args.window)
     x = torch.randn(1, 3, args.window or model.cfg.crop_size, args.window or model.cfg.crop_size)
     report = check_onnx(model, path, x)
@@ -65,12 +72,15 @@ def run(args) -> int:
 
 
 def register(sub) -> None:
+    from ..cli_checks import int_in, nonempty_text
     p = sub.add_parser("export", help="export a model (fixed vocabulary, fixed window) to ONNX and check it")
     p.add_argument("model", help="dgss checkpoint (.safetensors) or preset name")
     p.add_argument("output", help="output .onnx file")
-    p.add_argument("--window", type=int, help="window side (default: the training crop)")
+    p.add_argument("--window", type=int_in(16, 4096), help="window side (default: the training crop)")
     p.add_argument("--weights", nargs="*", metavar="NAME=FILE")
     p.add_argument("--random-weights", action="store_true")
-    p.add_argument("--classes", help="open-vocabulary models: the fixed class list")
+    p.add_argument("--allow-hash-mismatch", action="store_true",
+                   help="use --weights files whose SHA-256 differs from the one the checkpoint records")
+    p.add_argument("--classes", type=nonempty_text, help="open-vocabulary models: the fixed class list")
     p.add_argument("--vocab", help="open-vocabulary models: built-in vocabulary or JSON file")
     p.set_defaults(func=run)

@@ -95,6 +95,10 @@ class SegmentorConfig:
     #   place the trainer, build_loss and checkpoints read it from.
     grad_checkpoint_frozen: bool = True              # training: recompute frozen blocks in backward (memory)
     depth_interleave: bool = True                    # run depth block l just before visual block l
+    recompute_level_fusion: bool = True              # training: recompute the AAG level fusion level by level
+    recompute_pixel_decoder: bool = True             # training: recompute pixel-decoder layers / FPN steps
+    recompute_cmpe: bool = True                      # training: recompute Vireo's CMPE class chunks
+    frozen_bf16: bool = True                         # training in bf16 only: frozen Linear/Conv weights in bf16
     taps: tuple[int, ...] = (7, 11, 15, 23)
     crop_size: int = 512
     slide_stride: int = 341
@@ -229,8 +233,8 @@ class Segmentor(nn.Module):
         if cfg.depth_in_use:
             self.depth_encoder = build_encoder(cfg.depth_encoder, frozen=True)
             self.depth_layer_map = cfg.resolved_depth_layer_map()
-        refine = GatedLevelFusion(cfg.encoder.embed_dim, split_fusion=cfg.refine_split_fusion) \
-            if cfg.head_refine == "aag" else None
+        refine = GatedLevelFusion(cfg.encoder.embed_dim, split_fusion=cfg.refine_split_fusion,
+                                  recompute=cfg.recompute_level_fusion) if cfg.head_refine == "aag" else None
         if cfg.text is None:
             self.head = Mask2FormerHead(cfg.head, refine=refine)
         else:
@@ -238,6 +242,9 @@ class Segmentor(nn.Module):
             self.register_buffer("encoder_table", torch.zeros(0), persistent=False)
             self.register_buffer("head_table", torch.zeros(0), persistent=False)
             self.vocab: tuple[str, ...] = ()
+        self.head.pixel_decoder.recompute = cfg.recompute_pixel_decoder
+        if getattr(self.head, "prior", None) is not None:
+            self.head.prior.recompute = cfg.recompute_cmpe
         self.register_buffer("mean", torch.tensor(cfg.mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(cfg.std).view(1, 3, 1, 1), persistent=False)
 
@@ -299,6 +306,25 @@ class Segmentor(nn.Module):
         """Adapter + head (everything for ``full``): what trained checkpoints hold."""
         frozen = tuple(f"{name}." for name in self.frozen_modules())
         return {k: v for k, v in self.state_dict().items() if not frozen or not k.startswith(frozen)}
+
+    def store_frozen_bf16(self) -> int:
+        """Store the weights and biases of the frozen encoders' Linear and Conv2d layers in bf16.
+
+        Only for bf16-autocast runs (the trainer calls it when ``train.amp`` is bf16 and
+        ``frozen_bf16`` is on): autocast rounds these fp32 weights to bf16 before every product anyway,
+        so the outputs and gradients are bit-identical while the weights take half the memory. Norms,
+        layer scales, position embeddings and prefix tokens stay fp32 (autocast would not round them).
+        Returns the number of bytes saved.
+        """
+        saved = 0
+        for module in self.frozen_modules().values():
+            for m in module.modules():
+                if isinstance(m, (nn.Linear, nn.Conv2d)):
+                    for p in m.parameters(recurse=False):
+                        if p.dtype == torch.float32 and not p.requires_grad:
+                            saved += p.numel() * 2
+                            p.data = p.data.to(torch.bfloat16)
+        return saved
 
     def frozen_sources(self) -> dict:
         out = {name: m.frozen_source for name, m in self.frozen_modules().items()}

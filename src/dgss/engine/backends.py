@@ -1,0 +1,186 @@
+"""Inference backends for the sliding-window forward of a segmentor.
+
+``configure_inference(model, backend, precision, compile)`` prepares the model once and returns the
+context every image runs in (``with ctx(): model.slide_inference(x)``):
+
+* ``torch`` + ``fp32``: plain PyTorch;
+* ``torch`` + ``bf16`` (``auto`` picks it on GPUs and CPUs with native bf16): bf16 autocast over the
+  feature extraction (frozen encoders, depth branch, adapter), the head in fp32 (autocast over the
+  whole model changed 0.3% of the labels of the trained demo checkpoint, this split 0.07%), with the
+  frozen encoders' Linear / Conv weights stored in bf16 (autocast rounds them to those same values
+  before every product: identical outputs, no per-window weight casts);
+* ``torch`` + ``int8``: dynamic int8 quantisation of the frozen encoders' Linear layers (weights int8
+  per channel, activations quantised per batch on the fly); everything else fp32. Opt-in: its agreement
+  with fp32 is reported in the README, not guaranteed;
+* ``onnxruntime`` + ``fp32`` / ``int8``: the window forward exported with ``dgss export`` (cached under
+  ``$DGSS_CACHE_DIR/onnx``) and run by ONNX Runtime on the CPU; ``int8`` quantises the exported
+  graph's MatMul weights dynamically (onnxruntime.quantization);
+* ``compile`` (torch backend): ``torch.compile`` of the window forward (inductor's on-disk cache
+  keeps later processes from compiling again).
+
+The sliding-window loop, padding and score averaging stay in :meth:`Segmentor.slide_inference`; a
+backend only replaces the per-window forward ``predict_windows`` (normalised windows (B, 3, h, w) ->
+scores (B, K, h, w)).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..errors import DgssError
+from ..models.segmentor import Segmentor
+
+BACKENDS = ("torch", "onnxruntime")
+PRECISIONS = ("auto", "fp32", "bf16", "int8")
+
+
+class BackendError(DgssError, ValueError):
+    """An inference backend / precision combination that cannot run here."""
+
+
+def resolve_precision(device: torch.device, precision: str, backend: str = "torch") -> str:
+    """``auto`` -> ``bf16`` where bf16 is fast (torch backend), else ``fp32``; checks the combination."""
+    from .predict import bf16_is_fast
+    if backend not in BACKENDS:
+        raise BackendError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if precision not in PRECISIONS:
+        raise BackendError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if backend == "onnxruntime":
+        if device.type != "cpu":
+            raise BackendError("--backend onnxruntime runs on the CPU: use --device cpu")
+        if precision == "bf16":
+            raise BackendError("--backend onnxruntime supports --precision fp32 or int8 (bf16: use --backend torch)")
+        return "fp32" if precision == "auto" else precision
+    if precision == "int8" and device.type != "cpu":
+        raise BackendError("--precision int8 (dynamic quantisation) runs on the CPU: use --device cpu")
+    if precision == "auto":
+        return "bf16" if bf16_is_fast(device) else "fp32"
+    return precision
+
+
+def quantize_frozen_int8(model: Segmentor) -> int:
+    """Replace the frozen encoders' ``nn.Linear`` layers by dynamically quantised int8 ones (in place).
+    Returns the number of layers replaced."""
+    from torch.ao.quantization import quantize_dynamic
+    n = 0
+    for module in model.frozen_modules().values():
+        n += sum(isinstance(m, nn.Linear) for m in module.modules())
+        quantize_dynamic(module, {nn.Linear}, dtype=torch.qint8, inplace=True)
+    return n
+
+
+def model_fingerprint(model: Segmentor, window: int) -> str:
+    """SHA-256 (16 hex) of the config, window, vocabulary and every tensor of the model."""
+    h = hashlib.sha256(repr((model.cfg.to_dict(), window, torch.__version__)).encode())
+    for name, t in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(repr((tuple(t.shape), t.dtype)).encode())
+        if t.numel():
+            h.update(t.detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes()
+                     if t.dtype != torch.bool else t.cpu().numpy().tobytes())
+    for name in ("encoder_table", "head_table"):
+        t = getattr(model, name, None)
+        if t is not None and t.numel():
+            h.update(t.detach().cpu().float().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def onnx_model_file(model: Segmentor, precision: str, window: int, cache: Path | None = None) -> Path:
+    """The exported (and for ``int8`` quantised) ONNX file of ``model``, from the cache when present."""
+    from ..backbones.text_tables import cache_dir
+    from ..models.export import export_onnx
+    root = Path(cache) if cache else cache_dir() / "onnx"
+    key = model_fingerprint(model, window)
+    fp32 = root / f"{model.cfg.name}-{key}-w{window}.onnx"
+    if not fp32.exists():
+        tmp = fp32.with_name(f".{fp32.name}.{os.getpid()}.tmp.onnx")
+        export_onnx(model, tmp, window=window)
+        os.replace(tmp, fp32)
+    if precision != "int8":
+        return fp32
+    q = fp32.with_name(fp32.stem + "-int8.onnx")
+    if not q.exists():
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+        tmp = q.with_name(f".{q.name}.{os.getpid()}.tmp.onnx")
+        import logging
+        root = logging.getLogger()
+        level, root.level = root.level, logging.ERROR     # its advice to pre-process is not actionable here
+        try:
+            quantize_dynamic(str(fp32), str(tmp), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"])
+        finally:
+            root.setLevel(level)
+        os.replace(tmp, q)
+    return q
+
+
+class OnnxWindows:
+    """``predict_windows`` replacement running an exported window graph in ONNX Runtime.
+
+    Windows are padded (bottom / right, zeros: the segmentor's own rule) to the exported window size
+    and the scores cropped back, so any window ``slide_inference`` hands over is accepted.
+    """
+
+    def __init__(self, path: Path, window: int, threads: int | None = None):
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise BackendError("--backend onnxruntime needs the onnxruntime package: "
+                               "pip install 'dgss[onnx]'") from None
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads or torch.get_num_threads()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        self.window = window
+
+    def __call__(self, x: torch.Tensor, pad_to: tuple[int, int] | None = None) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        if h > self.window or w > self.window:
+            raise BackendError(f"window {h}x{w} is larger than the exported {self.window}x{self.window}")
+        xp = torch.nn.functional.pad(x.float(), (0, self.window - w, 0, self.window - h))
+        out = self.session.run(None, {"image": xp.cpu().numpy()})[0]
+        return torch.from_numpy(out)[..., :h, :w].to(x.device)
+
+
+def configure_inference(model: Segmentor, *, backend: str = "torch", precision: str = "auto",
+                        compile: bool = False, device: torch.device | None = None, bf16_weights: bool = True,
+                        onnx_cache: Path | None = None) -> Callable[[], AbstractContextManager]:
+    """Prepare ``model`` (in place, eval mode) for ``backend`` / ``precision``; returns the context
+    factory each image runs in. ``bf16_weights=False`` keeps fp32 weights with bf16 (for callers that
+    also run the frozen encoders outside the returned context, e.g. depth maps)."""
+    device = device or model.mean.device
+    precision = resolve_precision(device, precision, backend)
+    model.eval()
+    if backend == "onnxruntime":
+        if compile:
+            raise BackendError("--compile applies to --backend torch only")
+        window = model.cfg.crop_size
+        model.predict_windows = OnnxWindows(onnx_model_file(model, precision, window, onnx_cache), window)
+        return nullcontext
+    if precision == "int8":
+        quantize_frozen_int8(model)
+    if precision == "bf16" and bf16_weights:
+        model.store_frozen_bf16()
+    if precision == "bf16":
+        model.extract_features = bf16_features(model.extract_features, device)
+    if compile:
+        model.predict_windows = torch.compile(model.predict_windows, dynamic=False)
+    return nullcontext
+
+
+def bf16_features(extract_features: Callable, device: torch.device) -> Callable:
+    """``extract_features`` under bf16 autocast, its pyramid handed to the head in fp32."""
+    def run(x: torch.Tensor) -> list[torch.Tensor]:
+        with torch.autocast(device.type, dtype=torch.bfloat16):
+            feats = extract_features(x)
+        return [f.float() for f in feats]
+    return run
+
+
+__all__ = ["BACKENDS", "PRECISIONS", "BackendError", "configure_inference", "quantize_frozen_int8",
+           "resolve_precision", "OnnxWindows", "onnx_model_file"]
