@@ -42,13 +42,7 @@ def count(method: str, what: str, batch: int, size: int) -> dict:
         if what == "train":
             model, opt, x, labels, targets, loss_fn, ctx = tme.one_step(model, batch, size, bf16=True)
             with counter:
-                with ctx:
-                    out = model(x)
-                losses = loss_fn.criterion(out, targets)
-                if loss_fn.prior_weight and "coarse_masks" in out:
-                    import dgss.losses.segmentation_loss as sl
-                    losses["prior"] = loss_fn.prior_weight * sl.prior_loss(out["coarse_masks"], labels)
-                sum(losses.values()).backward()
+                tme.forward_backward(model, x, labels, targets, loss_fn, ctx)
         else:
             model.eval()
             x = torch.randn(1, 3, size, size)

@@ -144,6 +144,17 @@ def one_step(model, batch: int, size: int, bf16: bool, reference: bool = False):
     return model, opt, x, labels, targets, loss_fn, ctx
 
 
+def forward_backward(model, x, labels, targets, loss_fn, ctx) -> None:
+    """Forward under ``ctx``, the run's loss (criterion + Vireo's prior term) and its backward pass."""
+    with ctx:
+        out = model(x)
+    losses = loss_fn.criterion(out, targets)
+    if loss_fn.prior_weight and "coarse_masks" in out:
+        import dgss.losses.segmentation_loss as sl
+        losses["prior"] = loss_fn.prior_weight * sl.prior_loss(out["coarse_masks"], labels)
+    sum(losses.values()).backward()
+
+
 def estimate(method: str, variant: str, batch: int, size: int, small: bool = False) -> dict:
     from torch._subclasses.fake_tensor import FakeTensorMode
     from torch.distributed._tools.mem_tracker import _MemRefType
@@ -169,13 +180,7 @@ def estimate(method: str, variant: str, batch: int, size: int, small: bool = Fal
                 p.register_post_accumulate_grad_hook(
                     lambda q: (mt._update_and_maybe_create_winfos(q.grad, _MemRefType.GRAD), None)[1])
         with mt:
-            with ctx:
-                out = model(x)
-            losses = loss_fn.criterion(out, targets)
-            if loss_fn.prior_weight and "coarse_masks" in out:
-                import dgss.losses.segmentation_loss as sl
-                losses["prior"] = loss_fn.prior_weight * sl.prior_loss(out["coarse_masks"], labels)
-            sum(losses.values()).backward()
+            forward_backward(model, x, labels, targets, loss_fn, ctx)
             opt.step()
             opt.zero_grad()
         peak = mt.get_tracker_snapshot("peak")

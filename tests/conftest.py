@@ -14,6 +14,16 @@ def _text_cache(tmp_path_factory):
     """Text tables of the tests go to a fresh cache, never the user's."""
     os.environ["DGSS_CACHE_DIR"] = str(tmp_path_factory.mktemp("dgss_cache"))
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module (``pytestmark = pytest.mark.usefixtures("one_thread")``): tiny tensors and
+    tiny training runs are faster on one thread, and robust on a shared 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 FIXTURES = SHARED / "fixtures"
 

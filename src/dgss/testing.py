@@ -80,3 +80,22 @@ def tiny_segmentor(method: str = "rein", *, vocab="cityscapes", **kw) -> Segment
         from .models.vireo import use_vocabulary
         use_vocabulary(model, vocab, text_encoder=tiny_text_encoder())
     return model
+
+
+def write_cityscapes_scenes(root, n: int = 2, *, seed: int = 0, height: int = 128, width: int = 256):
+    """``n`` generated scenes (``dgss.demo.scenes``) in the official Cityscapes layout: val split, city
+    ``synth``, trainId labels. Returns ``root``."""
+    from pathlib import Path
+    from PIL import Image
+    from .demo.scenes import make_scene
+    root = Path(root)
+    for i in range(n):
+        s = make_scene(seed + i, height, width)
+        stem = f"synth_{i:06d}_000019"
+        img = root / "leftImg8bit" / "val" / "synth" / f"{stem}_leftImg8bit.png"
+        lab = root / "gtFine" / "val" / "synth" / f"{stem}_gtFine_labelTrainIds.png"
+        img.parent.mkdir(parents=True, exist_ok=True)
+        lab.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(s.image).save(img)
+        Image.fromarray(s.label).save(lab)
+    return root

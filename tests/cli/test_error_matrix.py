@@ -25,7 +25,7 @@ from dgss.cli import build_parser, main
 from dgss.cli_checks import OWNER_MARKER
 from dgss.demo.scenes import make_scene
 from dgss.models.checkpoint import save_checkpoint
-from dgss.testing import tiny_segmentor
+from dgss.testing import tiny_segmentor, write_cityscapes_scenes
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = str(ROOT / "configs" / "tiny" / "rein_synthetic.yaml")
@@ -39,19 +39,6 @@ def tree_digest(root: Path) -> dict[str, str]:
         rel = str(p.relative_to(root))
         out[rel] = "<dir>" if p.is_dir() else hashlib.sha256(p.read_bytes()).hexdigest()
     return out
-
-
-def write_cityscapes(root: Path, n: int = 2) -> Path:
-    for i in range(n):
-        s = make_scene(10 + i, 64, 128)
-        stem = f"synth_{i:06d}_000019"
-        img = root / "leftImg8bit" / "val" / "synth" / f"{stem}_leftImg8bit.png"
-        lab = root / "gtFine" / "val" / "synth" / f"{stem}_gtFine_labelTrainIds.png"
-        img.parent.mkdir(parents=True, exist_ok=True)
-        lab.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(s.image).save(img)
-        Image.fromarray(s.label).save(lab)
-    return root
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +84,7 @@ def sandbox(tmp_path_factory):
     clash = d / "clash"                                       # someone else's *_label.png: predict must not overwrite
     clash.mkdir()
     (clash / "good_label.png").write_bytes(png)
-    write_cityscapes(d / "cityscapes")
+    write_cityscapes_scenes(d / "cityscapes", seed=10, height=64, width=128)
     (d / "generated").mkdir()                                 # an earlier generated dataset: not overwritten
     (d / "generated" / "classes.yaml").write_text("classes: [road]\n")
     (base / "outs").mkdir()

@@ -23,15 +23,7 @@ B_NAMES = ["street", "house", "automobile", "person", "pole"]
 SHARED = ["street", "house", "automobile"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread: a second one costs far more than it gains on a shared 2-core CPU, and the tiny
-    run's trajectory (hence the pinned numbers' margin) is the one measured with one thread."""
-    import torch
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")   # tiny training runs: one torch thread
 
 
 @pytest.fixture(scope="module")

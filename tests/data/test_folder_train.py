@@ -21,14 +21,7 @@ TINY = ["model.preset=null", "model.tiny=true", "weights.random=true", "weights.
 CLASSES = ["road", "building", "sky", "car", "person"]      # 5 of the generator's 11 classes: any K works
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread: a second one costs far more than it gains on a shared 2-core CPU."""
-    import torch
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")   # tiny training runs: one torch thread
 
 
 @pytest.fixture(scope="module")

@@ -10,21 +10,7 @@ from dgss.cli import main
 from dgss.demo.scenes import make_scene
 from dgss.metrics import DomainMetrics
 from dgss.models.checkpoint import load_checkpoint, save_checkpoint
-from dgss.testing import tiny_segmentor
-
-
-def write_cityscapes_tree(root, n=2, seed=0):
-    """Generated scenes in the official Cityscapes layout (val split, trainId labels)."""
-    for i in range(n):
-        s = make_scene(seed + i, 128, 256)
-        stem = f"synth_{i:06d}_000019"
-        img = root / "leftImg8bit" / "val" / "synth" / f"{stem}_leftImg8bit.png"
-        lab = root / "gtFine" / "val" / "synth" / f"{stem}_gtFine_labelTrainIds.png"
-        img.parent.mkdir(parents=True, exist_ok=True)
-        lab.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(s.image).save(img)
-        Image.fromarray(s.label).save(lab)
-    return root
+from dgss.testing import tiny_segmentor, write_cityscapes_scenes
 
 
 @pytest.fixture
@@ -93,7 +79,7 @@ def test_predict_bad_inputs(tmp_path, tiny_ckpt, capsys):
 
 
 def test_eval_cli_tables_files_and_values(tmp_path, tiny_ckpt):
-    root = write_cityscapes_tree(tmp_path / "cityscapes")
+    root = write_cityscapes_scenes(tmp_path / "cityscapes")
     out = tmp_path / "eval"
     assert main(["eval", str(tiny_ckpt), "--data", f"cityscapes={root}", "--random-weights", "--out", str(out),
                  "--no-progress"]) == 0
@@ -122,7 +108,7 @@ def test_train_then_eval_reproduces_the_validation_table(tmp_path):
     from dgss.engine.logging import read_jsonl
     config = Path(__file__).resolve().parents[2] / "configs" / "tiny" / "rein_cityscapes_layout.yaml"
     data = tmp_path / "data"
-    write_cityscapes_tree(data / "cityscapes", n=2, seed=10)
+    write_cityscapes_scenes(data / "cityscapes", n=2, seed=10)
     for i in range(4):   # a train split too
         s = make_scene(20 + i, 128, 256)
         for sub, arr, suffix in (("leftImg8bit", s.image, "leftImg8bit"), ("gtFine", s.label, "gtFine_labelTrainIds")):

@@ -24,6 +24,8 @@ import dgss
 from dgss.cli import main
 from dgss.hub.resolve import HubError
 
+pytestmark = pytest.mark.usefixtures("one_thread")   # tiny models: one torch thread
+
 ROOT = Path(__file__).resolve().parents[2]
 REPO = "dgss-test/tiny-depthforge"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"

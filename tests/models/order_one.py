@@ -3,7 +3,6 @@ re-derivations (never the modules' own helpers) and the sensitivity check that m
 something (``tests/models/test_formulas.py`` explains the approach)."""
 from __future__ import annotations
 
-import pytest
 import torch
 
 TOL = dict(rtol=1e-9, atol=1e-9)   # float64 re-derivations: only rounding may differ
@@ -49,10 +48,3 @@ def query_link_ref(tokens, ad):
     return linear(q, ad.merge)
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny tensors: one torch thread is faster, and robust on a shared machine (``usefixtures``)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from order_one import SENSITIVE, TOL, one_thread, assert_sensitive, linear, query_link_ref, randn, rel, softmax  # noqa: E402, F401 (one_thread: fixture)
+from order_one import SENSITIVE, TOL, assert_sensitive, linear, query_link_ref, randn, rel, softmax  # noqa: E402
 from overfit import load_generated_scene, majority_share, overfit  # noqa: E402
 
 from dgss.adapters.fada import FADAAdapter, FADAConfig, FADAWindowError  # noqa: E402

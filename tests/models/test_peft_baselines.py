@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).parent))
-from order_one import SENSITIVE, TOL, one_thread, assert_sensitive, randn, rel  # noqa: E402, F401 (one_thread: fixture)
+from order_one import SENSITIVE, TOL, assert_sensitive, randn, rel  # noqa: E402
 from overfit import load_generated_scene, majority_share, overfit  # noqa: E402
 
 from dgss.adapters.lora import substituted_weights  # noqa: E402
