@@ -234,6 +234,7 @@ ROWS = [
     ("data-stats-empty", ["data", "stats", "folder", "{in}/emptydir"], ERR, ["emptydir"]),
     ("data-generate-out-under-file", ["data", "generate-scenes", "{in}/afile/g"], ERR, ["afile"]),
     ("data-generate-existing", ["data", "generate-scenes", "{in}/generated"], ERR, ["generated", "classes.yaml"]),
+    ("data-generate-foreign", ["data", "generate-scenes", "{in}/foreign"], ERR, ["foreign", "not empty"]),
     ("data-generate-train-neg", ["data", "generate-scenes", "{out}/g1", "--train=-1"], ERR, ["--train"]),
     # ---------------------------------------------------------------- demo (all refused before any work starts)
     ("demo-out-under-file", ["demo", "--out", "{in}/afile/d"], ERR, ["--out", "afile"]),

@@ -87,11 +87,14 @@ def generate_scene_folder(out: str | Path, *, train: int = 16, val: int = 4, hei
         synonyms: {new name: [synonym, ...]} written to `classes.yaml`.
         raw_ids: labels hold the generator's trainIds; `classes.yaml` gets an ``id_map``.
         bits: 8 or 16-bit label PNGs.
-        force: write into a folder that already holds a `classes.yaml`.
+        force: write into a folder that is not empty or already holds a `classes.yaml`.
     """
     root = Path(out)
     if (root / CLASSES_FILE).exists() and not force:
         raise DataError(f"{root} already holds a {CLASSES_FILE}: choose an empty folder (or pass --force)")
+    if root.is_dir() and any(root.iterdir()) and not force:
+        raise DataError(f"{root} is not empty and holds no {CLASSES_FILE}: generate-scenes writes into a new or "
+                        "empty folder, never among other files (or pass --force to add the scenes anyway)")
     bad = [d for d in (*domains, *train_domains) if d not in DOMAINS]
     if bad:
         raise DataError(f"unknown domain(s) {bad}; known: {', '.join(DOMAINS)}")
