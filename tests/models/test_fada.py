@@ -17,7 +17,8 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from order_one import SENSITIVE, TOL, assert_sensitive, linear, query_link_ref, randn, rel, softmax  # noqa: E402
+from order_one import (SENSITIVE, TOL, assert_sensitive, linear, order_one_, query_link_ref, randn, rel,  # noqa: E402
+                       softmax)
 from overfit import load_generated_scene, majority_share, overfit  # noqa: E402
 
 from dgss.adapters.fada import FADAAdapter, FADAConfig, FADAWindowError  # noqa: E402
@@ -37,36 +38,10 @@ HAAR = {"LL": [[0.5, 0.5], [0.5, 0.5]], "LH": [[-0.5, 0.5], [-0.5, 0.5]],
         "HL": [[-0.5, -0.5], [0.5, 0.5]], "HH": [[0.5, -0.5], [-0.5, 0.5]]}   # baselines.md §1.2 table
 
 
-
-
 # ------------------------------------------------------------------------------------------ helpers
-def order_one_(ad: FADAAdapter, seed: int = 0, perturb_haar: bool = True) -> FADAAdapter:
-    """Float64, tokens A@B ~ N(0, 1), matrices N(0, 1/fan_in), biases N(0, 0.25), scale 0.9, and (trainable
-    kernels) Haar kernels + N(0, 0.25) per channel."""
-    g = torch.Generator().manual_seed(seed)
-    ad.double()
-    with torch.no_grad():
-        for name, p in ad.named_parameters():
-            leaf = name.rsplit(".", 1)[-1]
-            if name.startswith("wavepool."):
-                v = p + (0.5 * torch.randn(p.shape, generator=g, dtype=p.dtype) if perturb_haar else 0)
-            elif leaf in ("learnable_tokens_a", "learnable_tokens_a2", "learnable_tokens", "learnable_tokens2"):
-                v = torch.randn(p.shape, generator=g, dtype=p.dtype)
-            elif leaf in ("learnable_tokens_b", "learnable_tokens_b2"):
-                v = torch.randn(p.shape, generator=g, dtype=p.dtype) / math.sqrt(p.shape[-2])
-            elif leaf == "scale":
-                v = torch.full_like(p, 0.9)
-            elif p.dim() >= 2:
-                v = torch.randn(p.shape, generator=g, dtype=p.dtype) / math.sqrt(p[0].numel())
-            else:
-                v = 0.5 * torch.randn(p.shape, generator=g, dtype=p.dtype)
-            p.copy_(v)
-    return ad
-
-
 def adapter(seed=0, perturb_haar=True, **kw) -> FADAAdapter:
     cfg = dict(num_layers=3, embed_dim=C, num_tokens=7, rank=4, query_dim=6)
-    return order_one_(FADAAdapter(FADAConfig(**{**cfg, **kw})), seed, perturb_haar)
+    return order_one_(FADAAdapter(FADAConfig(**{**cfg, **kw})), seed, perturb_haar=perturb_haar)
 
 
 def kernels_of(ad):

@@ -31,33 +31,9 @@ from dgss.heads.refine import GatedLevelFusion
 from dgss.testing import tiny_segmentor, tiny_segmentor_config
 
 sys.path.insert(0, str(Path(__file__).parent))
-from order_one import TOL, assert_sensitive, linear, query_link_ref, randn, softmax, unit  # noqa: E402
+from order_one import TOL, assert_sensitive, linear, order_one_, query_link_ref, randn, softmax, unit  # noqa: E402
 
 # ------------------------------------------------------------------------------------------ helpers
-def order_one_(module: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Float64 and order-one weights: low-rank token factors with A@B ~ N(0, 1), matrices N(0, 1/fan_in),
-    vectors and scalars N(0, 0.25), the adapter scale 0.9 (order one and != 1)."""
-    g = torch.Generator().manual_seed(seed)
-    module.double()
-    with torch.no_grad():
-        for name, p in module.named_parameters():
-            leaf = name.rsplit(".", 1)[-1]
-            if leaf in ("learnable_tokens_a", "depth_tokens_a", "learnable_tokens", "depth_tokens"):
-                v = torch.randn(p.shape, generator=g, dtype=p.dtype)
-            elif leaf in ("learnable_tokens_b", "depth_tokens_b"):
-                v = torch.randn(p.shape, generator=g, dtype=p.dtype) / math.sqrt(p.shape[-2])
-            elif leaf == "scale":
-                v = torch.full_like(p, 0.9)
-            elif leaf == "query_proto":
-                v = torch.randn(p.shape, generator=g, dtype=p.dtype)
-            elif p.dim() >= 2:
-                v = torch.randn(p.shape, generator=g, dtype=p.dtype) / math.sqrt(p[0].numel())
-            else:
-                v = 0.5 * torch.randn(p.shape, generator=g, dtype=p.dtype)
-            p.copy_(v)
-    return module
-
-
 C = 32
 
 
