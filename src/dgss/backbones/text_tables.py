@@ -77,7 +77,7 @@ def text_table(vocab: Vocabulary, templates: list[str], *, encoder: ClipTextEnco
             "no CLIP text encoder to compute it: pass the CLIP weights (--weights clip=FILE on the command line)")
     table = compute_text_table(encoder, names, templates)
     if use_cache:
-        from ..models.checkpoint import atomic_write
+        from ..files import atomic_write
         meta = {"clip": clip_id, "num_templates": str(len(templates)), "names": json.dumps(list(names))}
         atomic_write(path, lambda tmp: save_file({"table": table.contiguous()}, tmp, metadata=meta))
     return table

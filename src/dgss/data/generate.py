@@ -11,8 +11,6 @@ Every file is written to a temporary name and renamed.
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +20,7 @@ import yaml
 from PIL import Image
 
 from ..demo import scenes as S
+from ..files import atomic_write
 from .datasets import DataError
 from .folder import CLASSES_FILE
 
@@ -41,20 +40,8 @@ class GeneratedFolder:
     class_names: tuple[str, ...]
 
 
-def _atomic_save(write, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def _png(array: np.ndarray, path: Path) -> None:
-    _atomic_save(lambda tmp: Image.fromarray(array).save(tmp, format="PNG"), path)
+    atomic_write(path, lambda tmp: Image.fromarray(array).save(tmp, format="PNG"), durable=False)
 
 
 def parse_class_spec(items: Sequence[str]) -> dict[str, str]:
@@ -135,7 +122,7 @@ def generate_scene_folder(out: str | Path, *, train: int = 16, val: int = 4, hei
                 counts[f"{split}/{d}"] = counts.get(f"{split}/{d}", 0) + 1
     text = ("# Classes of a folder dataset written by `dgss data generate-scenes` (see dgss.data.folder).\n"
             + yaml.safe_dump(spec, sort_keys=False, allow_unicode=True, default_flow_style=None))
-    _atomic_save(lambda tmp: Path(tmp).write_text(text), root / CLASSES_FILE)
+    atomic_write(root / CLASSES_FILE, lambda tmp: Path(tmp).write_text(text), durable=False)
     return GeneratedFolder(root, counts, tuple(names))
 
 

@@ -6,14 +6,13 @@ table and drawn as a grouped bar chart (PNG, written outside the dataset). Reads
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from ..files import atomic_write
 from .datasets import DataError, decode_label
 from .folder import FolderClasses, list_folder_samples, load_classes, remap_label, splits
 
@@ -104,15 +103,7 @@ def stats_chart(stats: FolderStats, path: str | Path) -> Path:
     ax.set_title(f"class frequencies of {stats.classes.name}", fontsize=11)
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=110)
-        os.replace(tmp, path)
+        return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"), durable=False)
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path

@@ -25,7 +25,6 @@ scores (B, K, h, w)).
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
@@ -34,6 +33,7 @@ import torch
 from torch import nn
 
 from ..errors import DgssError
+from ..files import atomic_write
 from ..models.segmentor import Segmentor
 
 BACKENDS = ("torch", "onnxruntime")
@@ -99,23 +99,21 @@ def onnx_model_file(model: Segmentor, precision: str, window: int, cache: Path |
     key = model_fingerprint(model, window)
     fp32 = root / f"{model.cfg.name}-{key}-w{window}.onnx"
     if not fp32.exists():
-        tmp = fp32.with_name(f".{fp32.name}.{os.getpid()}.tmp.onnx")
-        export_onnx(model, tmp, window=window)
-        os.replace(tmp, fp32)
+        export_onnx(model, fp32, window=window)           # temporary file + rename inside
     if precision != "int8":
         return fp32
     q = fp32.with_name(fp32.stem + "-int8.onnx")
     if not q.exists():
         from onnxruntime.quantization import QuantType, quantize_dynamic
-        tmp = q.with_name(f".{q.name}.{os.getpid()}.tmp.onnx")
         import logging
         root = logging.getLogger()
         level, root.level = root.level, logging.ERROR     # its advice to pre-process is not actionable here
         try:
-            quantize_dynamic(str(fp32), str(tmp), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"])
+            atomic_write(q, lambda tmp: quantize_dynamic(str(fp32), tmp, weight_type=QuantType.QInt8,
+                                                         op_types_to_quantize=["MatMul", "Gemm"]),
+                         durable=False, suffix=".tmp.onnx")
         finally:
             root.setLevel(level)
-        os.replace(tmp, q)
     return q
 
 

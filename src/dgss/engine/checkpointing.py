@@ -29,7 +29,8 @@ import numpy as np
 import torch
 
 from ..errors import DgssError
-from ..models.checkpoint import atomic_write, load_trained_state, read_checkpoint, save_checkpoint
+from ..files import atomic_write
+from ..models.checkpoint import load_trained_state, read_checkpoint, save_checkpoint
 
 STATE_FORMAT = "dgss-train-state/1"
 _STATE_RE = re.compile(r"^iter_(\d+)\.train_state\.pt$")

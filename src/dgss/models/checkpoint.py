@@ -10,13 +10,13 @@ from ..errors import DgssError
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from ..files import atomic_write
 from ..backbones.weights import FrozenWeightsError, load_encoder_weights, mark_random
 from .segmentor import Segmentor, SegmentorConfig
 
@@ -25,27 +25,6 @@ FORMAT = "dgss/1"
 
 class CheckpointError(DgssError, RuntimeError):
     """A checkpoint that cannot be read or does not fit the model."""
-
-
-def atomic_write(path: Path, write) -> None:
-    """Call ``write(tmp_path)`` then fsync and rename onto ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def save_checkpoint(model: Segmentor, path: str | os.PathLike, *, iteration: int = 0,

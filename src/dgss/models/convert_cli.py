@@ -11,7 +11,8 @@ import yaml
 from .. import __version__
 from ..backbones.weights import load_encoder_weights
 from .build import build_model
-from .checkpoint import atomic_write, load_trained_state, read_checkpoint, save_checkpoint
+from ..files import atomic_write
+from .checkpoint import load_trained_state, read_checkpoint, save_checkpoint
 from .presets import PRESETS, preset_config
 from .reference import ReferenceFormatError, detect_method, from_reference, to_reference, unwrap
 from .segmentor import SegmentorConfig

@@ -31,7 +31,7 @@ def export_onnx(model: Segmentor, path: str | Path, *, window: int | None = None
     model = model.eval()
     x = torch.zeros(batch, 3, window, window)
     path = Path(path)
-    from .checkpoint import atomic_write   # temporary file + rename: a kill never leaves a half-written model
+    from ..files import atomic_write   # temporary file + rename: a kill never leaves a half-written model
 
     def write(tmp: str) -> None:
         with torch.no_grad():
