@@ -1,20 +1,26 @@
 """CPU inference on a 1024x2048 image with sliding windows: the naive pipeline vs dgss's backends.
 
-Rows (one process, same input):
-* ``naive``: one 512 window at a time, fp32, ``torch.no_grad`` (what the reference's test loop does);
-* ``dgss fp32``: ``slide_inference`` in inference mode;
+Every row runs in its own process (fresh heap, no state left by an earlier row):
+
+* ``naive``: what the reference's test loop does: one 512 window at a time, fp32, ``torch.no_grad``,
+  the reference's formulations (level-stacked deformable-attention sampling, the 4C concatenation in
+  the level fusion), PyTorch's default BLAS and allocator. Pinned: later dgss speed-ups of its own
+  modules do not move this baseline;
+* ``dgss fp32``: ``slide_inference`` as ``dgss predict --precision fp32`` runs it (dgss's module
+  formulations, heap kept by the allocator, fp32 products on oneDNN where exact: ``dgss.engine.host``);
 * ``dgss bf16 autocast, fp32 weights`` (the issue-8 default);
-* ``dgss bf16`` (``dgss predict`` default on bf16 CPUs): autocast over the encoders + adapter, the head
-  in fp32, frozen weights stored in bf16;
+* ``dgss bf16`` (``--precision bf16``): autocast over the encoders + adapter, the head in fp32, frozen
+  weights stored in bf16;
 * ``+ torch.compile`` of the window forward (compile time reported apart; inductor caches it on disk);
 * ``int8`` (``--precision int8``): dynamic int8 frozen Linear layers, the rest fp32;
 * ``onnxruntime fp32`` / ``onnxruntime int8`` (``--backend onnxruntime``; export time reported apart).
 
 Speed: ``--model`` (default ``depthforge-dinov2-s-dav2s``, random weights: timing does not depend on
-values). Agreement: random weights give meaningless margins, so max |diff| of the scores and the share
-of identical labels (each row vs fp32) are measured on a *trained* model: the checkpoint ``dgss demo``
-writes (``--trained /tmp/demo/run/iter_000600.safetensors``; its frozen encoders are the demo's seeded
-random ones) on a generated 1024x2048 scene. Without ``--trained`` the columns compare on the speed model.
+values); its ``max |diff|`` column compares each row's scores with plain PyTorch fp32 on that model.
+Agreement: random weights give meaningless margins, so the share of identical labels (each row vs
+plain fp32) is measured on a *trained* model: the checkpoint ``dgss demo`` writes
+(``--trained /tmp/demo/run/iter_000600.safetensors``; its frozen encoders are the demo's seeded random
+ones) on a generated 1024x2048 scene. Without ``--trained`` the labels compare on the speed model.
 
     python benchmarks/inference_throughput.py [--trained CKPT] [--rows naive,fp32,...] [--quick]
 """
@@ -35,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 ROWS = {
     "naive": "naive (one window at a time, fp32, no_grad)",
-    "fp32": "dgss fp32 (inference mode)",
+    "fp32": "dgss fp32 (dgss's formulations, oneDNN fp32 products, allocator kept warm)",
     "bf16-autocast": "dgss bf16 autocast, fp32 weights (issue-8 default)",
     "bf16": "**dgss bf16** (autocast over encoders + adapter, head fp32, bf16 frozen weights; `dgss predict` default here)",
     "bf16-compile": "dgss bf16 + `--compile`",
@@ -66,18 +72,30 @@ def naive_slide(model, x, window=512, stride=341):
     return acc / cnt
 
 
+def reference_formulation(model):
+    """The naive row's model: the reference's formulations of the modules dgss computes differently."""
+    from dgss.heads.ms_deform_attn import MultiScaleDeformableAttention
+    from dgss.heads.refine import GatedLevelFusion
+    for m in model.modules():
+        if isinstance(m, MultiScaleDeformableAttention):
+            m.reference_core = True
+        if isinstance(m, GatedLevelFusion):
+            m.split_fusion = False
+    return model
+
+
 def prepared(model, row: str, cache: Path):
     """(model ready for ``row``, context factory, one-off setup seconds)."""
     from dgss.engine.backends import configure_inference
     m = copy.deepcopy(model).eval()
     t = time.perf_counter()
-    if row in ("naive", "fp32"):
-        ctx = nullcontext
-    elif row == "bf16-autocast":
+    if row == "naive":
+        return reference_formulation(m), nullcontext, 0.0
+    if row == "bf16-autocast":
         ctx = lambda: torch.autocast("cpu", dtype=torch.bfloat16)   # noqa: E731
     else:
         backend = "onnxruntime" if row.startswith("ort") else "torch"
-        precision = {"bf16": "bf16", "bf16-compile": "bf16", "int8": "int8", "ort-fp32": "fp32",
+        precision = {"fp32": "fp32", "bf16": "bf16", "bf16-compile": "bf16", "int8": "int8", "ort-fp32": "fp32",
                      "ort-int8": "int8"}[row]
         ctx = configure_inference(m, backend=backend, precision=precision, compile=row == "bf16-compile",
                                   device=torch.device("cpu"), onnx_cache=cache)
@@ -101,16 +119,53 @@ def run_row(model, row: str, x: torch.Tensor, cache: Path) -> tuple[torch.Tensor
         return out, time.perf_counter() - t, setup
 
 
+def speed_model(name: str):
+    from _util import materialize
+
+    from dgss.models.presets import build_preset
+    with torch.device("meta"):
+        model = build_preset(name)
+    return materialize(model).eval()
+
+
 def trained_model(path: str):
     from dgss.models.checkpoint import load_checkpoint
     return load_checkpoint(path, random_frozen=True).eval()
 
 
-def main() -> None:
-    from _util import machine, materialize
-
+def inputs(a):
+    """(speed model, its input, agreement model, its input, agreement description)."""
     from dgss.demo.scenes import make_scene
-    from dgss.models.presets import build_preset
+    model = speed_model(a.model)
+    torch.manual_seed(0)
+    x = model.normalize(torch.rand(1, 3, a.height, a.width) * 255)
+    if not a.trained:
+        return model, x, model, x, f"{a.model} (random weights)"
+    agree = trained_model(a.trained)
+    scene = make_scene(7, height=a.height, width=a.width)
+    ax = agree.normalize(torch.from_numpy(scene.image).permute(2, 0, 1).float()[None])
+    return model, x, agree, ax, (f"trained `dgss demo` checkpoint ({agree.cfg.name}) on a generated "
+                                 f"{a.height}x{a.width} scene")
+
+
+def child(a) -> None:
+    """One row in this process: time it on the speed model, save both models' scores."""
+    import json
+
+    from dgss.engine.host import tune_allocator
+    torch.set_num_threads(2)
+    if a.row != "naive":              # dgss's command-line processes tune the allocator; a plain script does not
+        tune_allocator()
+    model, x, agree, ax, _ = inputs(a)
+    out, t, setup = run_row(model, a.row, x, Path(a.cache))
+    torch.save(out, Path(a.scores) / f"{a.row}-speed.pt")
+    torch.save(run_row(agree, a.row, ax, Path(a.cache))[0] if agree is not model else out,
+               Path(a.scores) / f"{a.row}-agree.pt")
+    print(json.dumps({"seconds": t, "setup": setup}))
+
+
+def main() -> None:
+    from _util import machine, run_child
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="depthforge-dinov2-s-dav2s")
     ap.add_argument("--trained", help="dgss demo checkpoint for the agreement columns")
@@ -119,40 +174,38 @@ def main() -> None:
     ap.add_argument("--height", type=int, default=1024)
     ap.add_argument("--width", type=int, default=2048)
     ap.add_argument("--cache", help="ONNX export cache (default: a temporary folder, so export time is measured)")
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--row", help=argparse.SUPPRESS)
+    ap.add_argument("--scores", help=argparse.SUPPRESS)
     a = ap.parse_args()
+    if a.child:
+        return child(a)
     rows = (QUICK_ROWS if a.quick else a.rows).split(",")
     unknown = [r for r in rows if r not in ROWS]
     if unknown:
         sys.exit(f"unknown rows {unknown}; known: {', '.join(ROWS)}")
     torch.set_num_threads(2)
-    cache = Path(a.cache) if a.cache else Path(tempfile.mkdtemp(prefix="dgss-onnx-"))
-    with torch.device("meta"):
-        model = build_preset(a.model)
-    model = materialize(model).eval()
-    torch.manual_seed(0)
-    x = model.normalize(torch.rand(1, 3, a.height, a.width) * 255)
-    timing = {r: run_row(model, r, x, cache) for r in rows}
+    cache = a.cache or tempfile.mkdtemp(prefix="dgss-onnx-")
+    scores = Path(tempfile.mkdtemp(prefix="dgss-scores-"))
+    flags = ["--model", a.model, "--height", a.height, "--width", a.width, "--cache", cache, "--scores", scores]
+    flags += ["--trained", a.trained] if a.trained else []
+    timing = {r: run_child(__file__, "--row", r, *flags) for r in rows}
 
-    agree_model, agree_x, agree_name = model, x, f"{a.model} (random weights)"
-    if a.trained:
-        agree_model = trained_model(a.trained)
-        scene = make_scene(7, height=a.height, width=a.width)
-        agree_x = agree_model.normalize(torch.from_numpy(scene.image).permute(2, 0, 1).float()[None])
-        agree_name = f"trained `dgss demo` checkpoint ({agree_model.cfg.name}) on a generated {a.height}x{a.width} scene"
-    ref = run_row(agree_model, "fp32", agree_x, cache)[0]
-
-    t_naive = timing["naive"][1] if "naive" in timing else None
+    # the references: plain PyTorch fp32 (dgss's modules, default BLAS and allocator), in this process
+    model, x, agree, ax, agree_name = inputs(a)
+    with torch.inference_mode():
+        ref_speed = model.slide_inference(x)
+        ref_agree = agree.slide_inference(ax) if agree is not model else ref_speed
+    t_naive = timing["naive"]["seconds"] if "naive" in timing else None
     print(f"# speed: {a.model}, {a.height}x{a.width}, sliding windows {model.cfg.crop_size}/{model.cfg.slide_stride}; "
-          f"agreement vs fp32: {agree_name}; {machine()}")
-    print("| pipeline | s / image | speed-up vs naive | one-off setup (s) | max abs diff of scores | identical labels |")
+          f"labels vs plain fp32: {agree_name}; {machine()}")
+    print("| pipeline | s / image | speed-up vs naive | one-off setup (s) | max abs diff of scores (speed model) "
+          "| identical labels (trained model) |")
     print("|---|---:|---:|---:|---:|---:|")
     for r in rows:
-        _, t, setup = timing[r]
-        out = ref if r in ("naive", "fp32") else run_row(agree_model, r, agree_x, cache)[0]
-        if r == "naive":
-            out = naive_slide(agree_model, agree_x, agree_model.cfg.crop_size, agree_model.cfg.slide_stride)
-        diff = (out - ref).abs().max().item()
-        same = (out.argmax(1) == ref.argmax(1)).float().mean().item()
+        t, setup = timing[r]["seconds"], timing[r]["setup"]
+        diff = (torch.load(scores / f"{r}-speed.pt") - ref_speed).abs().max().item()
+        same = (torch.load(scores / f"{r}-agree.pt").argmax(1) == ref_agree.argmax(1)).float().mean().item()
         speed = f"{t_naive / t:.2f}x" if t_naive else "-"
         print(f"| {ROWS[r]} | {t:.2f} | {speed} | {setup:.1f} | {diff:.1e} | {100 * same:.3f}% |")
 

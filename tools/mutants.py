@@ -62,7 +62,7 @@ PYRAMID = (_S + "test_pyramid_strides",)
 SLIDE = ("tests/models/test_sliding_window.py", _S + "test_window_grid_of_cityscapes",
          _S + "test_slide_equals_naive_loop_on_uneven_sizes", _S + "test_windows_not_divisible_by_patch_are_padded")
 HEAD = ("tests/heads/test_m2f_head.py::test_semantic_inference_hand_computation", "tests/heads/test_m2f_vs_transformers.py")
-MSDA = ("tests/heads/test_m2f_components.py::test_msda_equals_naive_loop", "tests/heads/test_m2f_vs_transformers.py")
+MSDA = ("tests/heads/test_m2f_components.py::test_msda_equals_naive_loop", "tests/heads/test_m2f_components.py::test_msda_cores_equal_naive_loop", "tests/heads/test_m2f_vs_transformers.py")
 LOSSES = ("tests/losses/test_loss_formulas.py", "tests/losses/test_m2f_criterion.py",
           "tests/losses/test_m2f_matcher.py", "tests/losses/test_m2f_loss_vs_transformers.py")
 METRICS = ("tests/test_metric_formulas.py", "tests/test_metrics.py")
@@ -217,6 +217,14 @@ MUTANTS: tuple[Mutant, ...] = (
       "out = self.self_attn(qp, qp, qp, need_weights=False)[0]",
       "self-attention values carry the query position", HEAD),
     # ================================================================ heads/ms_deform_attn.py
+    M("msda-core-last-level-only", "src/dgss/heads/ms_deform_attn.py",
+      "out = y if out is None else out + y",
+      "out = y",
+      "deformable-attention sampling keeps only the last level", MSDA),
+    M("msda-core-points-weights-swapped", "src/dgss/heads/ms_deform_attn.py",
+      "weights = attention_weights.to(value.dtype).permute(0, 2, 3, 4, 1)",
+      "weights = attention_weights.to(value.dtype).flip(-1).permute(0, 2, 3, 4, 1)",
+      "deformable-attention weights applied to the wrong points", MSDA),
     M("msda-normalizer-hw", "src/dgss/heads/ms_deform_attn.py",
       "[[w, h] for h, w in spatial_shapes]",
       "[[h, w] for h, w in spatial_shapes]",

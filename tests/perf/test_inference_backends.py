@@ -4,6 +4,7 @@ with order-one weights, a 96x160 image: 2x3 sliding windows of 64 with overlaps 
 Stated tolerances (max |diff| of the averaged per-class scores, which lie in [0, 1]; labels):
 * torch bf16 (autocast over the feature extraction, head fp32) with bf16-stored frozen weights vs the
   same autocast with fp32 weights: bit-identical;
+* torch fp32 (dgss's CPU path: fp32 products on oneDNN where exact) vs plain fp32: 1e-5, labels identical;
 * onnxruntime fp32 vs torch fp32: 1e-4, labels identical;
 * torch bf16 vs fp32: 0.1, labels >= 99%;  int8 (torch and onnxruntime) vs fp32: 0.15, labels >= 99%.
 """
@@ -15,6 +16,8 @@ from pathlib import Path
 
 import pytest
 import torch
+
+from dgss.engine.host import onednn_fp32_matmul
 
 from dgss.engine.backends import BackendError, configure_inference, resolve_precision
 from dgss.testing import tiny_segmentor
@@ -59,7 +62,7 @@ def test_bf16_weights_are_bit_identical_to_bf16_autocast(case, tmp_path):
         with torch.autocast("cpu", dtype=torch.bfloat16):
             return [f.float() for f in inner(x)]
     m32.extract_features = features_bf16
-    with torch.inference_mode():
+    with torch.inference_mode(), onednn_fp32_matmul():   # the head's fp32 products as the backend runs them
         autocast = m32.slide_inference(x)
     assert torch.equal(out, autocast)
     assert not torch.equal(out, ref)
@@ -97,3 +100,11 @@ def test_bad_combinations_are_refused():
         resolve_precision(CPU, "fp16")
     with pytest.raises(BackendError, match="--compile applies to --backend torch only"):
         configure_inference(tiny_segmentor("rein"), backend="onnxruntime", compile=True, device=CPU)
+
+
+def test_torch_fp32_matches_plain_fp32(case, tmp_path):
+    """dgss's fp32 path (fp32 products on oneDNN where exact) changes only the order of fp32 additions."""
+    model, x, ref = case
+    _, out = run(model, x, tmp_path, precision="fp32")
+    diff, same = agreement(out, ref)
+    assert diff <= 1e-5 and same == 1.0

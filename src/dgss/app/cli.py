@@ -30,7 +30,9 @@ def build_page(args: argparse.Namespace):
     how to get one (a model that fails to load never stops the server)."""
     web = _web()
     from ..engine.predict_cli import parse_weights
+    from ..engine.host import tune_allocator
     from .service import DEFAULT_MAX_PIXELS, SegmentationService, demo_checkpoint
+    tune_allocator()                        # this process is ours: keep large freed blocks (engine/host.py)
     weights = parse_weights(args.weights)
     spec = args.model
     if spec is None:
@@ -78,7 +80,8 @@ def register(sub) -> None:
     p.add_argument("--depth-weights", help="DAv2 checkpoint with its DPT head (default: the model's depth file)")
     p.add_argument("--short-side", type=int_in(1), help="resize so the short side has this length before inference")
     p.add_argument("--max-megapixels", type=float_in(0, open_lo=True), help="largest image accepted, in megapixels (default 8.4)")
-    p.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto")
+    p.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto",
+                   help="auto: bf16 autocast on GPUs, fp32 on CPUs (as fast as bf16 there, exact labels)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int_in(1, 65535), default=7860)

@@ -4,7 +4,8 @@
 context every image runs in (``with ctx(): model.slide_inference(x)``):
 
 * ``torch`` + ``fp32``: plain PyTorch;
-* ``torch`` + ``bf16`` (``auto`` picks it on GPUs and CPUs with native bf16): bf16 autocast over the
+* ``torch`` + ``bf16`` (``auto`` picks it on GPUs; on CPUs ``auto`` is ``fp32``, which with dgss's
+  formulations and oneDNN products runs as fast as this split here and keeps fp32's labels): bf16 autocast over the
   feature extraction (frozen encoders, depth branch, adapter), the head in fp32 (autocast over the
   whole model changed 0.3% of the labels of the trained demo checkpoint, this split 0.07%), with the
   frozen encoders' Linear / Conv weights stored in bf16 (autocast rounds them to those same values
@@ -18,6 +19,9 @@ context every image runs in (``with ctx(): model.slide_inference(x)``):
 * ``compile`` (torch backend): ``torch.compile`` of the window forward (inductor's on-disk cache
   keeps later processes from compiling again).
 
+On CPUs the torch backend's context also routes the fp32 products to oneDNN where that stays exact
+fp32 (:func:`dgss.engine.host.onednn_fp32_matmul`: 2.2x MKL's speed on AMD CPUs).
+
 The sliding-window loop, padding and score averaging stay in :meth:`Segmentor.slide_inference`; a
 backend only replaces the per-window forward ``predict_windows`` (normalised windows (B, 3, h, w) ->
 scores (B, K, h, w)).
@@ -27,6 +31,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -35,6 +40,7 @@ from torch import nn
 from ..errors import DgssError
 from ..files import atomic_write
 from ..models.segmentor import Segmentor
+from .host import onednn_fp32_matmul
 
 BACKENDS = ("torch", "onnxruntime")
 PRECISIONS = ("auto", "fp32", "bf16", "int8")
@@ -45,8 +51,7 @@ class BackendError(DgssError, ValueError):
 
 
 def resolve_precision(device: torch.device, precision: str, backend: str = "torch") -> str:
-    """``auto`` -> ``bf16`` where bf16 is fast (torch backend), else ``fp32``; checks the combination."""
-    from .predict import bf16_is_fast
+    """``auto`` -> ``bf16`` on GPUs, ``fp32`` on CPUs (torch backend); checks the combination."""
     if backend not in BACKENDS:
         raise BackendError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     if precision not in PRECISIONS:
@@ -59,8 +64,8 @@ def resolve_precision(device: torch.device, precision: str, backend: str = "torc
         return "fp32" if precision == "auto" else precision
     if precision == "int8" and device.type != "cpu":
         raise BackendError("--precision int8 (dynamic quantisation) runs on the CPU: use --device cpu")
-    if precision == "auto":
-        return "bf16" if bf16_is_fast(device) else "fp32"
+    if precision == "auto":   # CPUs: dgss fp32 is as fast as the bf16 split and exact (benchmarks/README)
+        return "bf16" if device.type == "cuda" else "fp32"
     return precision
 
 
@@ -168,7 +173,7 @@ def configure_inference(model: Segmentor, *, backend: str = "torch", precision: 
         model.extract_features = bf16_features(model.extract_features, device)
     if compile:
         model.predict_windows = torch.compile(model.predict_windows, dynamic=False)
-    return nullcontext
+    return partial(onednn_fp32_matmul, device.type == "cpu")
 
 
 def bf16_features(extract_features: Callable, device: torch.device) -> Callable:

@@ -65,6 +65,8 @@ def evaluate_model(model, data: list[tuple[str, str]], *, split: str = "val", co
 
 
 def run(args: argparse.Namespace) -> int:
+    from .host import tune_allocator
+    tune_allocator()                        # this process is ours: keep large freed blocks (engine/host.py)
     weights = parse_weights(args.weights)
     data = parse_data(args.data)
     out = check_output_dir(args.out, "--out")      # before the evaluation: never compute, then fail to save

@@ -290,12 +290,14 @@ def bf16_is_fast(device: torch.device) -> bool:
 
 
 def inference_context(device: torch.device, precision: str = "auto"):
-    """Autocast for inference: ``bf16``, ``fp32``, or ``auto`` (bf16 where it is fast)."""
-    from contextlib import nullcontext
+    """Context for inference: ``bf16`` autocast, or ``fp32`` (on CPUs with the fp32 products on oneDNN
+    where exact, :func:`dgss.engine.host.onednn_fp32_matmul`); ``auto`` is bf16 on GPUs, fp32 on CPUs."""
+    from .host import onednn_fp32_matmul
     if precision not in ("auto", "bf16", "fp32"):
         raise InputError(f"precision must be auto, bf16 or fp32, got {precision!r}")
-    use = precision == "bf16" or (precision == "auto" and bf16_is_fast(device))
-    return torch.autocast(device.type, dtype=torch.bfloat16) if use else nullcontext()
+    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return onednn_fp32_matmul(device.type == "cpu")
 
 
 def maybe_compile(model: Segmentor, enabled: bool) -> Segmentor:

@@ -86,6 +86,9 @@ def count_inputs(paths: list[str], every: int) -> int | None:
 
 def run(args: argparse.Namespace) -> int:
     import sys
+
+    from .host import tune_allocator
+    tune_allocator()                        # this process is ours: keep large freed blocks (engine/host.py)
     weights = parse_weights(args.weights)
     out = open_output_folder(args.out, "--out", own_patterns=PREDICTION_FILES)   # before any long work
     model = load_for_inference(args.model, weights, args.random_weights,
@@ -136,7 +139,7 @@ def register(sub) -> None:
     p.add_argument("--short-side", type=int_in(1), help="resize so the short side has this length before inference")
     p.add_argument("--every", type=int_in(1), default=1, help="videos: every n-th frame")
     p.add_argument("--precision", choices=list(PRECISIONS), default="auto",
-                   help="auto: bf16 autocast on GPUs and bf16-capable CPUs (same labels), else fp32; "
+                   help="auto: bf16 autocast on GPUs, fp32 on CPUs (as fast as bf16 there, exact labels); "
                         "int8: dynamic int8 frozen Linear layers (CPU, opt-in; agreement in the README)")
     p.add_argument("--backend", choices=list(BACKENDS), default="torch",
                    help="onnxruntime: run the window forward exported by `dgss export` (cached) in ONNX Runtime "

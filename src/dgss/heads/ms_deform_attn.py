@@ -30,7 +30,13 @@ def ms_deform_attn_core(
     sampling_locations: Tensor,
     attention_weights: Tensor,
 ) -> Tensor:
-    """Weighted bilinear sampling of per-head value maps (reference path, one ``grid_sample`` per level).
+    """Weighted bilinear sampling of per-head value maps (one ``grid_sample`` per level).
+
+    The points are laid out as rows of the sampling grid and the queries along its width, so the
+    weighting runs over long contiguous query rows and each level is summed in place: about 4x faster
+    on CPUs than :func:`ms_deform_attn_core_reference` (the level-stacked formulation of mmcv's PyTorch
+    path), with the same result up to the order of the float additions. Runs in the dtype of
+    ``value``; sampling locations and weights are cast to it.
 
     Args:
         value: ``(B, S, heads, d)`` with ``S = Σ_e h_e·w_e``, levels concatenated in ``spatial_shapes`` order.
@@ -42,17 +48,40 @@ def ms_deform_attn_core(
         ``(B, Nq, heads·d)``.
     """
     b, _, n_heads, d = value.shape
+    _, nq, _, _, n_points, _ = sampling_locations.shape
+    values = value.split([h * w for h, w in spatial_shapes], dim=1)
+    # (B, Nq, heads, L, P, ·) -> (B, heads, L, P, Nq, ·)
+    grids = (2.0 * sampling_locations - 1.0).to(value.dtype).permute(0, 2, 3, 4, 1, 5)
+    weights = attention_weights.to(value.dtype).permute(0, 2, 3, 4, 1)
+    out = None
+    for e, (h, w) in enumerate(spatial_shapes):
+        v = values[e].permute(0, 2, 3, 1).reshape(b * n_heads, d, h, w)       # (B·heads, d, h, w)
+        g = grids[:, :, e].reshape(b * n_heads, n_points, nq, 2)               # (B·heads, P, Nq, 2)
+        s = F.grid_sample(v, g, mode="bilinear", padding_mode="zeros", align_corners=False)  # (B·heads, d, P, Nq)
+        y = (s * weights[:, :, e].reshape(b * n_heads, 1, n_points, nq)).sum(2)  # (B·heads, d, Nq)
+        out = y if out is None else out + y
+    return out.view(b, n_heads * d, nq).transpose(1, 2).contiguous()
+
+
+def ms_deform_attn_core_reference(
+    value: Tensor,
+    spatial_shapes: Sequence[tuple[int, int]],
+    sampling_locations: Tensor,
+    attention_weights: Tensor,
+) -> Tensor:
+    """:func:`ms_deform_attn_core` as the reference's PyTorch path computes it (all levels' samples
+    stacked into ``(B·heads, d, Nq, L·P)``, then weighted and summed over the last axis). Same inputs
+    and output; kept as the second implementation for tests and as the naive baseline of
+    ``benchmarks/inference_throughput.py``."""
+    b, _, n_heads, d = value.shape
     _, nq, _, n_levels, n_points, _ = sampling_locations.shape
     values = value.split([h * w for h, w in spatial_shapes], dim=1)
     grids = 2.0 * sampling_locations - 1.0
     sampled = []
     for e, (h, w) in enumerate(spatial_shapes):
-        # (B, h·w, heads, d) -> (B·heads, d, h, w)
         v = values[e].permute(0, 2, 3, 1).reshape(b * n_heads, d, h, w)
-        # (B, Nq, heads, P, 2) -> (B·heads, Nq, P, 2)
         g = grids[:, :, :, e].transpose(1, 2).flatten(0, 1)
         sampled.append(F.grid_sample(v, g, mode="bilinear", padding_mode="zeros", align_corners=False))
-    # (B·heads, d, Nq, L, P) -> (B·heads, d, Nq, L·P)
     stacked = torch.stack(sampled, dim=-2).flatten(-2)
     att = attention_weights.transpose(1, 2).reshape(b * n_heads, 1, nq, n_levels * n_points)
     out = (stacked * att).sum(-1).view(b, n_heads * d, nq)
@@ -82,6 +111,7 @@ class MultiScaleDeformableAttention(nn.Module):
         self.attention_weights = nn.Linear(embed_dims, num_heads * num_levels * num_points)
         self.value_proj = nn.Linear(embed_dims, embed_dims)
         self.output_proj = nn.Linear(embed_dims, embed_dims)
+        self.reference_core = False  # True: the reference's level-stacked sampling (slower, same result)
         self.init_weights()
 
     @torch.no_grad()
@@ -136,7 +166,8 @@ class MultiScaleDeformableAttention(nn.Module):
             reference_points = reference_points[:, :, None, :].expand(b, nq, self.num_levels, 2)
         normalizer = torch.tensor([[w, h] for h, w in spatial_shapes], dtype=off.dtype, device=off.device)
         loc = reference_points[:, :, None, :, None, :] + off / normalizer[None, None, None, :, None, :]
-        out = ms_deform_attn_core(v, spatial_shapes, loc, att)
+        core = ms_deform_attn_core_reference if self.reference_core else ms_deform_attn_core
+        out = core(v, spatial_shapes, loc, att)
         return self.output_proj(out)
 
     def extra_repr(self) -> str:
