@@ -171,9 +171,9 @@ def configure_inference(model: Segmentor, *, backend: str = "torch", precision: 
         model.store_frozen_bf16()
     if precision == "bf16":
         model.extract_features = bf16_features(model.extract_features, device)
-    if compile:
+    if compile:   # inductor picks its own kernels: the oneDNN routing made compiled windows 3x slower here
         model.predict_windows = torch.compile(model.predict_windows, dynamic=False)
-    return partial(onednn_fp32_matmul, device.type == "cpu")
+    return partial(onednn_fp32_matmul, device.type == "cpu" and not compile)
 
 
 def bf16_features(extract_features: Callable, device: torch.device) -> Callable:
