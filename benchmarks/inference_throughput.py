@@ -41,9 +41,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 ROWS = {
     "naive": "naive (one window at a time, fp32, no_grad)",
-    "fp32": "dgss fp32 (dgss's formulations, oneDNN fp32 products, allocator kept warm)",
+    "fp32": "**dgss fp32** (`dgss predict` default on CPUs: dgss's formulations, oneDNN fp32 products, allocator kept warm)",
     "bf16-autocast": "dgss bf16 autocast, fp32 weights (issue-8 default)",
-    "bf16": "**dgss bf16** (autocast over encoders + adapter, head fp32, bf16 frozen weights; `dgss predict` default here)",
+    "bf16": "dgss `--precision bf16` (autocast over encoders + adapter, head fp32, bf16 frozen weights; the GPU default)",
     "bf16-compile": "dgss bf16 + `--compile`",
     "int8": "dgss `--precision int8` (int8 frozen Linear, rest fp32)",
     "ort-fp32": "`--backend onnxruntime` fp32",
