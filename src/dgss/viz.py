@@ -25,9 +25,12 @@ def generated_palette(n: int, seed: int = 0) -> np.ndarray:
     return out
 
 
-def palette_for(class_names: list[str] | tuple[str, ...]) -> np.ndarray:
-    """Cityscapes colours for the 19 Cityscapes classes, generated colours for any other vocabulary."""
+def palette_for(class_names: list[str] | tuple[str, ...], palette=None) -> np.ndarray:
+    """``palette`` (one RGB per class) when given, else Cityscapes colours for the 19 Cityscapes classes
+    and generated colours for any other vocabulary. Returns (K, 3) uint8."""
     from .models.presets import CITYSCAPES_CLASSES
+    if palette is not None and len(palette) == len(class_names):
+        return np.asarray(palette, dtype=np.uint8).reshape(-1, 3)
     if tuple(class_names) == tuple(CITYSCAPES_CLASSES):
         return cityscapes_palette()
     return generated_palette(len(class_names))

@@ -83,6 +83,17 @@ def test_train_eval_predict_on_a_folder(folder, tmp_path, capsys, method, extra)
     ours = iou_from_files(preds, folder / "labels/val/clean", len(CLASSES))
     theirs = np.array([np.nan if v is None else v for v in res["domains"]["street5/clean"]["IoU"].values()])
     assert np.allclose(np.nan_to_num(ours, nan=-1), np.nan_to_num(theirs, nan=-1), atol=0.01)
+    # overlays are drawn in the palette of classes.yaml (not the default colours of a 5-class vocabulary)
+    import yaml
+    pal = np.array(yaml.safe_load((folder / "classes.yaml").read_text())["palette"], dtype=np.float32)
+    assert meta["config"]["palette"] == pal.astype(int).tolist()
+    for lab_file in sorted(preds.glob("*_label.png")):
+        stem = lab_file.name[:-len("_label.png")]
+        label = np.array(Image.open(lab_file)).astype(np.int64)
+        rgb = np.array(Image.open(next((folder / "images/val/clean").glob(f"{stem}.*"))).convert("RGB"))
+        drawn = np.array(Image.open(preds / f"{stem}_overlay.png").convert("RGB"))[:, :label.shape[1]]
+        want = np.clip(0.45 * rgb.astype(np.float32) + 0.55 * pal[label], 0, 255)
+        assert np.abs(drawn.astype(np.float32) - want).max() <= 1.0
     capsys.readouterr()
 
 

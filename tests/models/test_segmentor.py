@@ -1,4 +1,8 @@
 """Pyramid, sliding-window inference against an independent per-window loop, baselines."""
+import dataclasses
+import json
+
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -86,3 +90,16 @@ def test_baselines_freeze_and_full():
     assert full.encoder.training
     assert any(k.startswith("encoder.") for k in full.trainable_state_dict())
     assert not any(k.startswith("encoder.") for k in frz.trainable_state_dict())
+
+
+def test_palette_needs_one_colour_per_class_and_survives_a_checkpoint_dict():
+    from dgss.models.segmentor import SegmentorConfig
+    from dgss.testing import tiny_segmentor_config
+    cfg = tiny_segmentor_config("rein", num_classes=2)
+    cfg = dataclasses.replace(cfg, class_names=("road", "car"), palette=((128, 64, 128), (0, 0, 142)))
+    back = SegmentorConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))   # lists in, tuples back
+    assert back.palette == ((128, 64, 128), (0, 0, 142))
+    with pytest.raises(ValueError, match="one \\[r, g, b\\] .* per class name"):
+        dataclasses.replace(cfg, palette=((1, 2, 3),))
+    with pytest.raises(ValueError, match="one \\[r, g, b\\]"):
+        dataclasses.replace(cfg, palette=((1, 2, 300), (0, 0, 0)))

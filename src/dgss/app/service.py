@@ -79,6 +79,7 @@ class Result:
     class_names: tuple[str, ...]
     depth: np.ndarray | None = None        # (H, W) relative depth
     label_file: Path | None = None
+    palette: tuple | None = None           # the model's display colours (None: default colours)
     attention: dict[int, np.ndarray] = field(default_factory=dict)
 
 
@@ -180,7 +181,7 @@ class SegmentationService:
             with P.inference_context(self.device, self.precision):
                 pred = P.predict_image(self.model, rgb, short_side=self.short_side, progress=cb)
             depth = P.predict_depth(self.dav2, self.model, rgb) if self.dav2 is not None else None
-            res = Result(name, rgb, pred.label, tuple(names), depth)
+            res = Result(name, rgb, pred.label, tuple(names), depth, palette=self.model.palette)
             res.label_file = self._write_label(res)
             results.append(res)
         return results
@@ -210,7 +211,7 @@ class SegmentationService:
     @staticmethod
     def overlay(res: Result) -> np.ndarray:
         """The prediction over the image, at the image's size (the legend is drawn beside it on the page)."""
-        return P.render_overlay(res.rgb, res.label, res.class_names, legend=False)
+        return P.render_overlay(res.rgb, res.label, res.class_names, legend=False, palette=res.palette)
 
     @staticmethod
     def shares(res: Result) -> list[list]:
@@ -219,7 +220,7 @@ class SegmentationService:
     @staticmethod
     def legend_html(res: Result) -> str:
         """Colour swatches of the classes present, largest share first."""
-        pal = viz.palette_for(res.class_names)
+        pal = viz.palette_for(res.class_names, res.palette)
         items = []
         for k, n, s in P.class_shares(res.label, res.class_names):
             r, g, b = (int(c) for c in pal[k]) if k < len(pal) else (0, 0, 0)

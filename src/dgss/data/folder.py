@@ -331,7 +331,8 @@ def apply_folder_classes(cfg) -> None:
     """Fill a run config (`dgss.config.RunConfig`) from the `classes.yaml` of its folder datasets.
 
     Training on a folder: ``model.num_classes`` = its class count, the class names go into the model
-    config (``model.overrides.class_names``: checkpoints, legends, model cards) and, for Vireo,
+    config (``model.overrides.class_names``: checkpoints, legends, model cards), so does its ``palette``
+    (``model.overrides.palette``: the colours of overlays, legends and model cards) and, for Vireo,
     ``model.vocab`` = its `classes.yaml` (names + synonyms) unless set. Validating on a folder with other classes: Vireo
     switches to that folder's vocabulary (``vocab``), closed-vocabulary methods get a `ConfigError`.
     Folders that do not exist (yet) are left to the data readers, which name them.
@@ -346,6 +347,8 @@ def apply_folder_classes(cfg) -> None:
             cfg.model.num_classes = train_classes.num_classes
             if cfg.model.method != "vireo" and "class_names" not in cfg.model.overrides:
                 cfg.model.overrides = {**cfg.model.overrides, "class_names": list(train_classes.names)}
+            if train_classes.palette and "palette" not in cfg.model.overrides:   # overlays, legends, model cards
+                cfg.model.overrides = {**cfg.model.overrides, "palette": [list(c) for c in train_classes.palette]}
             if cfg.model.method == "vireo" and cfg.model.vocab is None:
                 cfg.model.vocab = str(path / CLASSES_FILE)
     for i, v in enumerate(cfg.data.val):

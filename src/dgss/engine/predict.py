@@ -234,9 +234,11 @@ def label_image(label: np.ndarray) -> Image.Image:
     return Image.fromarray(label.astype(np.uint8 if label.max(initial=0) < 256 else np.uint16))
 
 
-def render_overlay(rgb: np.ndarray, label: np.ndarray, class_names, *, legend: bool = True) -> np.ndarray:
-    """Prediction over the image in the vocabulary's palette, with a legend column of the classes present."""
-    pal = viz.palette_for(class_names)
+def render_overlay(rgb: np.ndarray, label: np.ndarray, class_names, *, legend: bool = True,
+                   palette=None) -> np.ndarray:
+    """Prediction over the image in ``palette`` (the model's, :attr:`Segmentor.palette`) or the
+    vocabulary's default colours, with a legend column of the classes present."""
+    pal = viz.palette_for(class_names, palette)
     ov = viz.overlay(rgb, label, pal)
     if legend:
         present = np.bincount(label.ravel(), minlength=len(class_names)) > 0
@@ -260,14 +262,14 @@ def token_picture(att: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def write_outputs(out_dir: Path, name: str, rgb: np.ndarray, pred: Prediction, class_names, *,
-                  depth: np.ndarray | None = None) -> list[Path]:
+                  depth: np.ndarray | None = None, palette=None) -> list[Path]:
     """``<name>_label.png`` (class ids), ``<name>_overlay.png`` (+ legend of the classes present),
     ``<name>_depth.png``, ``<name>_tokens_l<k>.png``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     label_image(pred.label).save(out_dir / f"{name}_label.png")
     written.append(out_dir / f"{name}_label.png")
-    viz.save_png(render_overlay(rgb, pred.label, class_names), out_dir / f"{name}_overlay.png")
+    viz.save_png(render_overlay(rgb, pred.label, class_names, palette=palette), out_dir / f"{name}_overlay.png")
     written.append(out_dir / f"{name}_overlay.png")
     if depth is not None:
         viz.save_png(viz.colorize_depth(depth), out_dir / f"{name}_depth.png")

@@ -113,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
             pred = predict_image(model, rgb, short_side=args.short_side, attention_layers=layers)
         depth = predict_depth(dav2, model, rgb) if dav2 is not None else None
         with StagedWrites(out) as staging:   # a kill never leaves a half-written picture
-            write_outputs(staging, name, rgb, pred, model.class_names, depth=depth)
+            write_outputs(staging, name, rgb, pred, model.class_names, depth=depth, palette=model.palette)
         n += 1
     print(f"wrote predictions for {n} image(s) to {out}/")
     if any((m.frozen_source or {}).get("random") for m in model.frozen_modules().values()):

@@ -78,7 +78,7 @@ def _example_picture(checkpoint: Path, meta: dict, weights: dict[str, str] | Non
     rgb = make_scene(7, h, 2 * h).image
     pred = predict_image(model, rgb)
     names = list(model.class_names) or [f"class {k}" for k in range(model.num_classes)]
-    tiles = [rgb, render_overlay(rgb, pred.label, names)]
+    tiles = [rgb, render_overlay(rgb, pred.label, names, palette=model.palette)]
     H = max(t.shape[0] for t in tiles)
     pic = np.concatenate([np.pad(t, ((0, H - t.shape[0]), (0, 0), (0, 0)), constant_values=255) for t in tiles], axis=1)
     if random:

@@ -106,8 +106,13 @@ class SegmentorConfig:
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     class_names: tuple[str, ...] = field(default_factory=tuple)
+    palette: tuple[tuple[int, int, int], ...] = ()   # display colours per class (classes.yaml); () = default colours
 
     def __post_init__(self) -> None:
+        if self.palette and (len(self.palette) != len(self.class_names) or any(
+                len(c) != 3 or not all(isinstance(v, int) and 0 <= v <= 255 for v in c) for c in self.palette)):
+            raise ValueError(f"palette must give one [r, g, b] (0..255) per class name "
+                             f"({len(self.class_names)}), got {len(self.palette)} entries")
         if self.method not in METHODS:
             raise ValueError(f"unknown method {self.method!r}; known: {', '.join(METHODS)}")
         if self.loss_mode not in ("stock", "full_res_query_mean"):
@@ -208,6 +213,8 @@ class SegmentorConfig:
         for k in ("taps", "mean", "std", "class_names", "depth_layer_map"):
             if k in d:
                 d[k] = tuple(d[k]) if d[k] is not None else None
+        if "palette" in d:
+            d["palette"] = tuple(tuple(int(v) for v in c) for c in d["palette"] or ())
         return cls(**d)
 
     def resolved_depth_layer_map(self) -> tuple[int, ...]:
@@ -258,6 +265,13 @@ class Segmentor(nn.Module):
     @property
     def class_names(self) -> tuple[str, ...]:
         return self.vocab if self.cfg.text is not None and self.vocab else self.cfg.class_names
+
+    @property
+    def palette(self) -> tuple[tuple[int, int, int], ...] | None:
+        """Display colours of the current classes: the configured palette (a folder's ``classes.yaml``),
+        None when none was given or the vocabulary was switched at runtime (then default colours)."""
+        p = self.cfg.palette
+        return p if p and tuple(self.class_names) == tuple(self.cfg.class_names) else None
 
     def set_vocabulary(self, names: tuple[str, ...], encoder_table: torch.Tensor, head_table: torch.Tensor) -> None:
         """Use a vocabulary (K names) with its text tables E_bb (K+1, 32, D) and E_hd (K+1, 80, D).
