@@ -25,6 +25,13 @@ def generated_palette(n: int, seed: int = 0) -> np.ndarray:
     return out
 
 
+def is_palette(colours, n: int) -> bool:
+    """Whether ``colours`` lists exactly one [r, g, b] of ints in 0..255 for each of ``n`` classes."""
+    return isinstance(colours, (list, tuple)) and len(colours) == n and all(
+        isinstance(c, (list, tuple)) and len(c) == 3 and all(isinstance(v, int) and 0 <= v <= 255 for v in c)
+        for c in colours)
+
+
 def palette_for(class_names: list[str] | tuple[str, ...], palette=None) -> np.ndarray:
     """``palette`` (one RGB per class) when given, else Cityscapes colours for the 19 Cityscapes classes
     and generated colours for any other vocabulary. Returns (K, 3) uint8."""

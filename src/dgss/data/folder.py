@@ -149,10 +149,8 @@ def parse_classes(data, path: Path, default_name: str = FOLDER) -> FolderClasses
         raise _fail(path, "at most 65535 classes")
     palette = data.get("palette")
     if palette is not None:
-        ok = isinstance(palette, list) and len(palette) == len(names) and all(
-            isinstance(c, list) and len(c) == 3 and all(isinstance(v, int) and 0 <= v <= 255 for v in c)
-            for c in palette)
-        if not ok:
+        from ..viz import is_palette
+        if not is_palette(palette, len(names)):
             raise _fail(path, f"'palette' must list one [r, g, b] (0..255) per class ({len(names)} entries)")
         palette = tuple(tuple(c) for c in palette)
     id_map: list[tuple[int, int]] = []

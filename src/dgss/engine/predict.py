@@ -281,23 +281,14 @@ def write_outputs(out_dir: Path, name: str, rgb: np.ndarray, pred: Prediction, c
     return written
 
 
-def bf16_is_fast(device: torch.device) -> bool:
-    """bf16 pays off on CUDA and on CPUs with native bf16 instructions (AVX512-BF16 / AMX)."""
-    if device.type == "cuda":
-        return True
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
 def inference_context(device: torch.device, precision: str = "auto"):
     """Context for inference: ``bf16`` autocast, or ``fp32`` (on CPUs with the fp32 products on oneDNN
     where exact, :func:`dgss.engine.host.onednn_fp32_matmul`); ``auto`` is bf16 on GPUs, fp32 on CPUs."""
+    from .backends import resolve_precision
     from .host import onednn_fp32_matmul
     if precision not in ("auto", "bf16", "fp32"):
         raise InputError(f"precision must be auto, bf16 or fp32, got {precision!r}")
-    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
+    if resolve_precision(device, precision) == "bf16":
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return onednn_fp32_matmul(device.type == "cpu")
 

@@ -35,6 +35,7 @@ from ..backbones.weights import FrozenWeightsError
 from ..heads.mask2former import Mask2FormerHead, Mask2FormerHeadConfig
 from ..heads.refine import GatedLevelFusion
 from ..heads.vireo_head import VireoHead
+from ..viz import is_palette
 
 Method = Literal["rein", "freeze", "full", "depthforge", "vireo", "lora", "adaptformer", "vpt", "fada"]
 METHODS = ("rein", "freeze", "full", "depthforge", "vireo", "lora", "adaptformer", "vpt", "fada")
@@ -109,8 +110,7 @@ class SegmentorConfig:
     palette: tuple[tuple[int, int, int], ...] = ()   # display colours per class (classes.yaml); () = default colours
 
     def __post_init__(self) -> None:
-        if self.palette and (len(self.palette) != len(self.class_names) or any(
-                len(c) != 3 or not all(isinstance(v, int) and 0 <= v <= 255 for v in c) for c in self.palette)):
+        if self.palette and not is_palette(self.palette, len(self.class_names)):
             raise ValueError(f"palette must give one [r, g, b] (0..255) per class name "
                              f"({len(self.class_names)}), got {len(self.palette)} entries")
         if self.method not in METHODS:
