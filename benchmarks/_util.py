@@ -1,4 +1,5 @@
 """Helpers shared by the benchmark scripts: fast random init of real-size models, memory readings."""
+
 from __future__ import annotations
 
 import os
@@ -48,8 +49,11 @@ def timed(fn, repeats: int = 3) -> list[float]:
 
 def machine() -> str:
     import platform
-    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-            f"{torch.get_num_threads()} threads")
+
+    return (
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads"
+    )
 
 
 def run_child(script: str, *args) -> dict:
@@ -58,6 +62,7 @@ def run_child(script: str, *args) -> dict:
     import json
     import subprocess
     import sys
+
     out = subprocess.run([sys.executable, script, "--child", *map(str, args)], capture_output=True, text=True)
     if out.returncode:
         raise RuntimeError(out.stderr[-3000:])

@@ -5,6 +5,7 @@ Each row runs in its own subprocess so peak RSS belongs to it alone.
 
     python benchmarks/cmpe_chunking.py [--classes 847] [--chunks none,64,32,8]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,6 +23,7 @@ def child(classes: int, chunk: int | None, size: int) -> dict:
     from _util import peak_rss_mb, rss_mb
 
     from dgss.heads.cmpe import PriorGenerator
+
     torch.set_num_threads(2)
     torch.manual_seed(0)
     g = PriorGenerator(class_chunk=chunk).eval()
@@ -32,8 +34,12 @@ def child(classes: int, chunk: int | None, size: int) -> dict:
         t = time.perf_counter()
         m, prior = g(x, table)
         dt = time.perf_counter() - t
-    return {"chunk": chunk, "time_s": dt, "peak_mb": peak_rss_mb() - base,
-            "checksum": float(m.double().sum()) + float(prior.double().sum())}
+    return {
+        "chunk": chunk,
+        "time_s": dt,
+        "peak_mb": peak_rss_mb() - base,
+        "checksum": float(m.double().sum()) + float(prior.double().sum()),
+    }
 
 
 def main() -> None:
@@ -48,6 +54,7 @@ def main() -> None:
         print(json.dumps(child(a.classes, chunk, a.size)))
         return
     from _util import machine, run_child
+
     rows = []
     for c in a.chunks.split(","):
         rows.append(run_child(__file__, c, "--classes", a.classes, "--size", a.size))

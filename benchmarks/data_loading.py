@@ -7,6 +7,7 @@ is timed through a `DataLoader` for each worker count. The first batch (worker s
 
     python benchmarks/data_loading.py [--images 32] [--size 2048x1024] [--batch 4] [--workers 0,1,2]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,7 +34,9 @@ def make_dataset(root: Path, n: int, width: int, height: int, seed: int = 0) -> 
         grid = rng.integers(0, 19, (8, 16))
         grid[rng.random(grid.shape) < 0.05] = 255
         lab = np.kron(grid, np.ones((height // 8 + 1, width // 16 + 1), np.int64))[:height, :width].astype(np.uint8)
-        img = palette[np.minimum(lab, 18)].astype(np.int16) + texture[..., None] + rng.integers(0, 8, (height, width, 1))
+        img = (
+            palette[np.minimum(lab, 18)].astype(np.int16) + texture[..., None] + rng.integers(0, 8, (height, width, 1))
+        )
         stem = f"synth_{i:06d}_000019"
         d_img, d_lab = root / "cityscapes/leftImg8bit/train/synth", root / "cityscapes/gtFine/train/synth"
         d_img.mkdir(parents=True, exist_ok=True)
@@ -46,8 +49,15 @@ def make_dataset(root: Path, n: int, width: int, height: int, seed: int = 0) -> 
 def measure(ds: SegDataset, workers: int, batch: int, passes: int) -> float:
     """images/s over `passes` epochs, excluding the first batch."""
     g = torch.Generator().manual_seed(0)
-    loader = torch.utils.data.DataLoader(ds, batch_size=batch, shuffle=True, num_workers=workers, generator=g,
-                                         persistent_workers=workers > 0, drop_last=True)
+    loader = torch.utils.data.DataLoader(
+        ds,
+        batch_size=batch,
+        shuffle=True,
+        num_workers=workers,
+        generator=g,
+        persistent_workers=workers > 0,
+        drop_last=True,
+    )
     seen, start = 0, None
     for _ in range(passes):
         for b in loader:
@@ -70,8 +80,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         make_dataset(Path(tmp), args.images, width, height)
-        print(f"synthetic dataset: {args.images} images {width}x{height} PNG ({time.perf_counter() - t0:.1f} s to write); "
-              f"torch threads {torch.get_num_threads()}, {os.cpu_count()} CPUs")
+        print(
+            f"synthetic dataset: {args.images} images {width}x{height} PNG ({time.perf_counter() - t0:.1f} s to write); "
+            f"torch threads {torch.get_num_threads()}, {os.cpu_count()} CPUs"
+        )
         ds = SegDataset.from_root("cityscapes", tmp, "train", transform=TrainPipeline())
         print("\n| workers | images/s | ms/image |\n|---|---|---|")
         for w in (int(v) for v in args.workers.split(",")):

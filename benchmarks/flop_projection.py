@@ -14,6 +14,7 @@ Implied time = FLOPs / (utilisation x peak dense bf16): A100 312 TFLOP/s, H100 S
 
     python benchmarks/flop_projection.py [--methods rein,depthforge,vireo] [--util 0.4]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,10 +30,10 @@ PEAK_TFLOPS = {"A100": 312.0, "H100 SXM": 989.0}
 
 
 def count(method: str, what: str, batch: int, size: int) -> dict:
+    import train_memory_estimate as tme
     from torch._subclasses.fake_tensor import FakeTensorMode
     from torch.utils.flop_counter import FlopCounterMode
 
-    import train_memory_estimate as tme
     tme.patch_data_dependent_steps()
     meta = tme.build(method, "dgss", size, small=False, fake=True)
     with FakeTensorMode(allow_non_fake_inputs=True):
@@ -46,11 +47,10 @@ def count(method: str, what: str, batch: int, size: int) -> dict:
         else:
             model.eval()
             x = torch.randn(1, 3, size, size)
-            with counter, torch.inference_mode():   # FLOPs do not depend on the dtype
+            with counter, torch.inference_mode():  # FLOPs do not depend on the dtype
                 model.predict_windows(x)
     per_module = {k: v for k, v in counter.get_flop_counts().items() if k.count(".") == 1}
-    return {"flops": counter.get_total_flops(),
-            "by_module": {k: sum(v.values()) for k, v in per_module.items()}}
+    return {"flops": counter.get_total_flops(), "by_module": {k: sum(v.values()) for k, v in per_module.items()}}
 
 
 def main() -> None:
@@ -67,19 +67,32 @@ def main() -> None:
         print(json.dumps(count(method, what, a.batch, a.size)))
         return
     from _util import run_child
+
     gpus = list(PEAK_TFLOPS)
-    print(f"# PROJECTIONS (counted FLOPs / ({a.util:.0%} of the dense bf16 peak)), ViT-L/16 + DAv2-L, "
-          f"{a.size}²; training step at batch {a.batch}, inference per {a.size} window")
-    print("| method | TFLOP / training step | " + " | ".join(f"{g} s / step" for g in gpus)
-          + " | TFLOP / window | " + " | ".join(f"{g} windows / s" for g in gpus) + " |")
+    print(
+        f"# PROJECTIONS (counted FLOPs / ({a.util:.0%} of the dense bf16 peak)), ViT-L/16 + DAv2-L, "
+        f"{a.size}²; training step at batch {a.batch}, inference per {a.size} window"
+    )
+    print(
+        "| method | TFLOP / training step | "
+        + " | ".join(f"{g} s / step" for g in gpus)
+        + " | TFLOP / window | "
+        + " | ".join(f"{g} windows / s" for g in gpus)
+        + " |"
+    )
     print("|---|---:|" + "---:|" * len(gpus) + "---:|" + "---:|" * len(gpus))
     for m in a.methods.split(","):
         tr = run_child(__file__, f"{m}:train", "--batch", a.batch, "--size", a.size)["flops"]
         inf = run_child(__file__, f"{m}:infer", "--batch", 1, "--size", a.size)["flops"]
         step = [tr / (a.util * PEAK_TFLOPS[g] * 1e12) for g in gpus]
         win = [a.util * PEAK_TFLOPS[g] * 1e12 / inf for g in gpus]
-        print(f"| {m} | {tr / 1e12:.2f} | " + " | ".join(f"{s:.3f}" for s in step)
-              + f" | {inf / 1e12:.3f} | " + " | ".join(f"{w:.0f}" for w in win) + " |")
+        print(
+            f"| {m} | {tr / 1e12:.2f} | "
+            + " | ".join(f"{s:.3f}" for s in step)
+            + f" | {inf / 1e12:.3f} | "
+            + " | ".join(f"{w:.0f}" for w in win)
+            + " |"
+        )
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ warm-up forward reads the peak memory above the loaded model and ``--repeats`` t
 
     python benchmarks/forward_cpu.py [--repeats 3] [--rows dinov2-l,dav2-l,freeze-dinov2-l,...]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,16 +26,20 @@ def run_row(name: str, repeats: int, size: int) -> dict:
 
     from dgss.backbones import ENCODERS, build_encoder
     from dgss.models.presets import build_preset
+
     torch.set_num_threads(2)
     with torch.device("meta"):
         model = build_encoder(name) if name in ENCODERS else build_preset(name)
     model = materialize(model).eval()
-    if getattr(model.cfg, "text", None) is not None:   # Vireo: random unit-norm text tables (timing only)
+    if getattr(model.cfg, "text", None) is not None:  # Vireo: random unit-norm text tables (timing only)
         import torch.nn.functional as F
+
         K, D = 19, model.cfg.text.text_dim
-        model.set_vocabulary(tuple(f"class {i}" for i in range(K)),
-                             F.normalize(torch.randn(K + 1, model.cfg.text.encoder_templates, D), dim=-1),
-                             F.normalize(torch.randn(K + 1, model.cfg.text.head_templates, D), dim=-1))
+        model.set_vocabulary(
+            tuple(f"class {i}" for i in range(K)),
+            F.normalize(torch.randn(K + 1, model.cfg.text.encoder_templates, D), dim=-1),
+            F.normalize(torch.randn(K + 1, model.cfg.text.head_templates, D), dim=-1),
+        )
     x = torch.randn(1, 3, size, size)
     fn = (lambda: model.forward_features(x)) if name in ENCODERS else (lambda: model.predict_windows(x))
     base = rss_mb()
@@ -57,6 +62,7 @@ def main() -> None:
         print(json.dumps(run_row(a.child, a.repeats, a.size)))
         return
     from _util import machine, run_child
+
     results = []
     for row in a.rows.split(","):
         results.append(run_child(__file__, row, "--repeats", a.repeats, "--size", a.size))
@@ -70,11 +76,16 @@ def main() -> None:
         mr = f"{r['peak_mb'] / base['peak_mb']:.2f}x" if base and r["row"] not in ("dinov2-l", "dav2-l") else ""
         print(f"| {r['row']} | {r['params_m']:.2f} | {r['time_s']:.2f} | {r['peak_mb']:.0f} | {tr} | {mr} |")
     print()
-    for a, b in [("depthforge-dinov2-l", "rein-dinov2-l"), ("vireo-dinov2-l", "depthforge-dinov2-l"),
-                 ("vireo-dinov2-l", "rein-dinov2-l")]:
+    for a, b in [
+        ("depthforge-dinov2-l", "rein-dinov2-l"),
+        ("vireo-dinov2-l", "depthforge-dinov2-l"),
+        ("vireo-dinov2-l", "rein-dinov2-l"),
+    ]:
         if a in ref and b in ref:
-            print(f"{a} / {b}: time {ref[a]['time_s'] / ref[b]['time_s']:.2f}x, "
-                  f"peak memory {ref[a]['peak_mb'] / ref[b]['peak_mb']:.2f}x")
+            print(
+                f"{a} / {b}: time {ref[a]['time_s'] / ref[b]['time_s']:.2f}x, "
+                f"peak memory {ref[a]['peak_mb'] / ref[b]['peak_mb']:.2f}x"
+            )
 
 
 if __name__ == "__main__":

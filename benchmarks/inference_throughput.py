@@ -24,6 +24,7 @@ ones) on a generated 1024x2048 scene. Without ``--trained`` the labels compare o
 
     python benchmarks/inference_throughput.py [--trained CKPT] [--rows naive,fp32,...] [--quick]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -76,6 +77,7 @@ def reference_formulation(model):
     """The naive row's model: the reference's formulations of the modules dgss computes differently."""
     from dgss.heads.ms_deform_attn import MultiScaleDeformableAttention
     from dgss.heads.refine import GatedLevelFusion
+
     for m in model.modules():
         if isinstance(m, MultiScaleDeformableAttention):
             m.reference_core = True
@@ -87,18 +89,31 @@ def reference_formulation(model):
 def prepared(model, row: str, cache: Path):
     """(model ready for ``row``, context factory, one-off setup seconds)."""
     from dgss.engine.backends import configure_inference
+
     m = copy.deepcopy(model).eval()
     t = time.perf_counter()
     if row == "naive":
         return reference_formulation(m), nullcontext, 0.0
     if row == "bf16-autocast":
-        ctx = lambda: torch.autocast("cpu", dtype=torch.bfloat16)   # noqa: E731
+        ctx = lambda: torch.autocast("cpu", dtype=torch.bfloat16)
     else:
         backend = "onnxruntime" if row.startswith("ort") else "torch"
-        precision = {"fp32": "fp32", "bf16": "bf16", "bf16-compile": "bf16", "int8": "int8", "ort-fp32": "fp32",
-                     "ort-int8": "int8"}[row]
-        ctx = configure_inference(m, backend=backend, precision=precision, compile=row == "bf16-compile",
-                                  device=torch.device("cpu"), onnx_cache=cache)
+        precision = {
+            "fp32": "fp32",
+            "bf16": "bf16",
+            "bf16-compile": "bf16",
+            "int8": "int8",
+            "ort-fp32": "fp32",
+            "ort-int8": "int8",
+        }[row]
+        ctx = configure_inference(
+            m,
+            backend=backend,
+            precision=precision,
+            compile=row == "bf16-compile",
+            device=torch.device("cpu"),
+            onnx_cache=cache,
+        )
     return m, ctx, time.perf_counter() - t
 
 
@@ -110,9 +125,9 @@ def run_row(model, row: str, x: torch.Tensor, cache: Path) -> tuple[torch.Tensor
         out = naive_slide(m, x, m.cfg.crop_size, m.cfg.slide_stride)
         return out, time.perf_counter() - t, 0.0
     with torch.inference_mode(), ctx():
-        if row == "bf16-compile":   # the first call compiles: timed as setup
+        if row == "bf16-compile":  # the first call compiles: timed as setup
             t = time.perf_counter()
-            m.predict_windows(x[:, :, :m.cfg.crop_size, :m.cfg.crop_size], pad_to=(m.cfg.crop_size,) * 2)
+            m.predict_windows(x[:, :, : m.cfg.crop_size, : m.cfg.crop_size], pad_to=(m.cfg.crop_size,) * 2)
             setup += time.perf_counter() - t
         t = time.perf_counter()
         out = m.slide_inference(x).float()
@@ -123,6 +138,7 @@ def speed_model(name: str):
     from _util import materialize
 
     from dgss.models.presets import build_preset
+
     with torch.device("meta"):
         model = build_preset(name)
     return materialize(model).eval()
@@ -130,12 +146,14 @@ def speed_model(name: str):
 
 def trained_model(path: str):
     from dgss.models.checkpoint import load_checkpoint
+
     return load_checkpoint(path, random_frozen=True).eval()
 
 
 def inputs(a):
     """(speed model, its input, agreement model, its input, agreement description)."""
-    from dgss.demo.scenes import make_scene
+    from dgss.data.scenes import make_scene
+
     model = speed_model(a.model)
     torch.manual_seed(0)
     x = model.normalize(torch.rand(1, 3, a.height, a.width) * 255)
@@ -144,8 +162,13 @@ def inputs(a):
     agree = trained_model(a.trained)
     scene = make_scene(7, height=a.height, width=a.width)
     ax = agree.normalize(torch.from_numpy(scene.image).permute(2, 0, 1).float()[None])
-    return model, x, agree, ax, (f"trained `dgss demo` checkpoint ({agree.cfg.name}) on a generated "
-                                 f"{a.height}x{a.width} scene")
+    return (
+        model,
+        x,
+        agree,
+        ax,
+        (f"trained `dgss demo` checkpoint ({agree.cfg.name}) on a generated {a.height}x{a.width} scene"),
+    )
 
 
 def child(a) -> None:
@@ -153,19 +176,22 @@ def child(a) -> None:
     import json
 
     from dgss.engine.host import tune_allocator
+
     torch.set_num_threads(2)
-    if a.row != "naive":              # dgss's command-line processes tune the allocator; a plain script does not
+    if a.row != "naive":  # dgss's command-line processes tune the allocator; a plain script does not
         tune_allocator()
     model, x, agree, ax, _ = inputs(a)
     out, t, setup = run_row(model, a.row, x, Path(a.cache))
     torch.save(out, Path(a.scores) / f"{a.row}-speed.pt")
-    torch.save(run_row(agree, a.row, ax, Path(a.cache))[0] if agree is not model else out,
-               Path(a.scores) / f"{a.row}-agree.pt")
+    torch.save(
+        run_row(agree, a.row, ax, Path(a.cache))[0] if agree is not model else out, Path(a.scores) / f"{a.row}-agree.pt"
+    )
     print(json.dumps({"seconds": t, "setup": setup}))
 
 
 def main() -> None:
     from _util import machine, run_child
+
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="depthforge-dinov2-s-dav2s")
     ap.add_argument("--trained", help="dgss demo checkpoint for the agreement columns")
@@ -197,10 +223,14 @@ def main() -> None:
         ref_speed = model.slide_inference(x)
         ref_agree = agree.slide_inference(ax) if agree is not model else ref_speed
     t_naive = timing["naive"]["seconds"] if "naive" in timing else None
-    print(f"# speed: {a.model}, {a.height}x{a.width}, sliding windows {model.cfg.crop_size}/{model.cfg.slide_stride}; "
-          f"labels vs plain fp32: {agree_name}; {machine()}")
-    print("| pipeline | s / image | speed-up vs naive | one-off setup (s) | max abs diff of scores (speed model) "
-          "| identical labels (trained model) |")
+    print(
+        f"# speed: {a.model}, {a.height}x{a.width}, sliding windows {model.cfg.crop_size}/{model.cfg.slide_stride}; "
+        f"labels vs plain fp32: {agree_name}; {machine()}"
+    )
+    print(
+        "| pipeline | s / image | speed-up vs naive | one-off setup (s) | max abs diff of scores (speed model) "
+        "| identical labels (trained model) |"
+    )
     print("|---|---:|---:|---:|---:|---:|")
     for r in rows:
         t, setup = timing[r]["seconds"], timing[r]["setup"]

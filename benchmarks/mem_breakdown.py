@@ -7,6 +7,7 @@ that created it (the deepest module active at that moment, cut to a readable gro
 tensors made outside any module) and keeps running totals per (group, kind), so the composition of
 the live memory at the global peak can be printed.
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -33,7 +34,7 @@ class BreakdownMemTracker(MemTracker):
         names = [p for p in self._mod_tracker.parents if p != "Global"]
         if not names:
             return OUTSIDE
-        parts = max(names, key=lambda n: n.count(".")).split(".")[1:]   # drop the root class name
+        parts = max(names, key=lambda n: n.count(".")).split(".")[1:]  # drop the root class name
         if not parts:
             return OUTSIDE
         head = parts[0]

@@ -21,6 +21,7 @@ Prints the dgss-default peak with its breakdown by kind and by module; ``--basel
 reference-like and issue-8 columns, ``--ablations`` each issue-15 switch turned off alone, ``--fits`` the
 largest batch for 12 / 16 / 24 GiB (each estimate is a child process of 1-3 minutes here).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,6 +53,7 @@ def patch_data_dependent_steps() -> None:
             g = t["labels"].shape[0]
             out.append((torch.arange(g), torch.arange(g)))
         return out
+
     mt.HungarianMatcher.forward = first_queries
 
     def dense_prior(coarse, labels, ignore_index=255):
@@ -59,6 +61,7 @@ def patch_data_dependent_steps() -> None:
         lab = torch.nn.functional.interpolate(labels[:, None].float(), size=(h, w), mode="nearest")[:, 0].long()
         target = torch.nn.functional.one_hot(lab.clamp(0, K - 1), K).permute(0, 3, 1, 2).to(coarse.dtype)
         return torch.nn.functional.binary_cross_entropy_with_logits(coarse.float(), target.float())
+
     sl.prior_loss = dense_prior
     del ml
 
@@ -66,25 +69,32 @@ def patch_data_dependent_steps() -> None:
 def build(method: str, variant: str, size: int, small: bool, fake: bool = False):
     from dgss.models.build import build_model
     from dgss.models.presets import preset_config
+
     name = {"rein": "rein-dinov2-l", "depthforge": "depthforge-dinov2-l", "vireo": "vireo-dinov2-l"}[method]
     if small:
-        name = {"rein": "rein-dinov2-s", "depthforge": "depthforge-dinov2-s-dav2s",
-                "vireo": "vireo-dinov2-s"}[method]
+        name = {"rein": "rein-dinov2-s", "depthforge": "depthforge-dinov2-s-dav2s", "vireo": "vireo-dinov2-s"}[method]
     cfg = preset_config(name)
-    if small and method == "vireo":   # the small check: DAv2-S with the ViT-S visual encoder
+    if small and method == "vireo":  # the small check: DAv2-S with the ViT-S visual encoder
         from dgss.backbones.zoo import ENCODERS
         from dgss.models.vireo import vireo_config
+
         cfg = vireo_config(ENCODERS["dinov2-s"], ENCODERS["dav2-s"], name="vireo-dinov2-s-dav2s")
     ref = variant == "reference"
-    cfg = dataclasses.replace(cfg, crop_size=size, grad_checkpoint_frozen=not ref, depth_interleave=not ref,
-                              refine_split_fusion=not ref, **{k: False for k in NEW_SWITCHES})
-    if variant.startswith("dgss"):   # "dgss": all defaults; "dgss-<switch>": defaults with that switch off
+    cfg = dataclasses.replace(
+        cfg,
+        crop_size=size,
+        grad_checkpoint_frozen=not ref,
+        depth_interleave=not ref,
+        refine_split_fusion=not ref,
+        **dict.fromkeys(NEW_SWITCHES, False),
+    )
+    if variant.startswith("dgss"):  # "dgss": all defaults; "dgss-<switch>": defaults with that switch off
         off = variant[5:]
         cfg = dataclasses.replace(cfg, **{k: k != off for k in NEW_SWITCHES})
     cfg = dataclasses.replace(cfg, encoder=cfg.encoder.replace(img_size=size))
     if cfg.depth_encoder is not None:
         cfg = dataclasses.replace(cfg, depth_encoder=cfg.depth_encoder.replace(img_size=size))
-    if fake:   # built on the meta device; the caller gives it fake storage (timm's init reads values)
+    if fake:  # built on the meta device; the caller gives it fake storage (timm's init reads values)
         with torch.device("meta"):
             return build_model(cfg)
     model = build_model(cfg)
@@ -96,9 +106,13 @@ def set_random_vocabulary(model) -> None:
     cfg = model.cfg
     if cfg.text is not None:
         import torch.nn.functional as F
+
         K, D = 19, cfg.text.text_dim
-        model.set_vocabulary(tuple(f"c{i}" for i in range(K)), F.normalize(torch.randn(K + 1, 32, D), dim=-1),
-                             F.normalize(torch.randn(K + 1, 80, D), dim=-1))
+        model.set_vocabulary(
+            tuple(f"c{i}" for i in range(K)),
+            F.normalize(torch.randn(K + 1, 32, D), dim=-1),
+            F.normalize(torch.randn(K + 1, 80, D), dim=-1),
+        )
 
 
 def reference_depth_with_autograd(model) -> None:
@@ -106,6 +120,7 @@ def reference_depth_with_autograd(model) -> None:
     but with the full graph, as the issue describes the reference), so every depth activation is kept
     until the backward pass."""
     import dgss.models.segmentor as seg
+
     if model.depth_encoder is None:
         return
     for p in model.depth_encoder.parameters():
@@ -125,12 +140,14 @@ def reference_depth_with_autograd(model) -> None:
             while self.done < j:
                 self.done += 1
                 self.tokens = self.enc.forward_block(self.done, self.tokens, self.state)
+
     seg.DepthStream = GradDepthStream
 
 
 def one_step(model, batch: int, size: int, bf16: bool, reference: bool = False):
     """Forward + loss + backward + AdamW step; returns nothing (memory is what we look at)."""
     from dgss.losses import build_loss
+
     loss_fn = build_loss(model)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     if reference:
@@ -151,56 +168,70 @@ def forward_backward(model, x, labels, targets, loss_fn, ctx) -> None:
     losses = loss_fn.criterion(out, targets)
     if loss_fn.prior_weight and "coarse_masks" in out:
         import dgss.losses.segmentation_loss as sl
+
         losses["prior"] = loss_fn.prior_weight * sl.prior_loss(out["coarse_masks"], labels)
     sum(losses.values()).backward()
 
 
 def estimate(method: str, variant: str, batch: int, size: int, small: bool = False) -> dict:
+    from mem_breakdown import BreakdownMemTracker
     from torch._subclasses.fake_tensor import FakeTensorMode
     from torch.distributed._tools.mem_tracker import _MemRefType
-    from mem_breakdown import BreakdownMemTracker
+
     patch_data_dependent_steps()
     # MemTracker installs gradient hooks on every parameter; frozen ones cannot take hooks, so the hooks
     # go on the trainable parameters only (below).
     orig = BreakdownMemTracker._track_module_params_and_buffers
     BreakdownMemTracker._track_module_params_and_buffers = lambda self, module, install_grad_hooks=True: orig(
-        self, module, install_grad_hooks=False)
+        self, module, install_grad_hooks=False
+    )
     meta_model = build(method, variant, size, small, fake=True)
     with FakeTensorMode(allow_non_fake_inputs=True):
         model = meta_model.to_empty(device="cpu")
         set_random_vocabulary(model)
         if model.cfg.frozen_bf16:
             model.store_frozen_bf16()
-        model, opt, x, labels, targets, loss_fn, ctx = one_step(model, batch, size, variant != "reference",
-                                                                reference=variant == "reference")
+        model, opt, x, labels, targets, loss_fn, ctx = one_step(
+            model, batch, size, variant != "reference", reference=variant == "reference"
+        )
         mt = BreakdownMemTracker()
         mt.track_external(model, opt, x)
         for p in model.parameters():
             if p.requires_grad:
                 p.register_post_accumulate_grad_hook(
-                    lambda q: (mt._update_and_maybe_create_winfos(q.grad, _MemRefType.GRAD), None)[1])
+                    lambda q: (mt._update_and_maybe_create_winfos(q.grad, _MemRefType.GRAD), None)[1]
+                )
         with mt:
             forward_backward(model, x, labels, targets, loss_fn, ctx)
             opt.step()
             opt.zero_grad()
         peak = mt.get_tracker_snapshot("peak")
     total = sum(v.get("Total", 0) for v in peak.values())
-    params = {name: sum(p.numel() * p.element_size() for p in mod.parameters()) / GIB
-              for name, mod in model.param_groups().items()}
-    return {"method": method, "variant": variant, "peak_gib": total / GIB, "phase": mt.peak_phase,
-            "by_kind": {k: v / GIB for k, v in mt.by_kind().items()},
-            "by_module": {k: v / GIB for k, v in mt.by_group().items()},
-            "params_by_module": params}
+    params = {
+        name: sum(p.numel() * p.element_size() for p in mod.parameters()) / GIB
+        for name, mod in model.param_groups().items()
+    }
+    return {
+        "method": method,
+        "variant": variant,
+        "peak_gib": total / GIB,
+        "phase": mt.peak_phase,
+        "by_kind": {k: v / GIB for k, v in mt.by_kind().items()},
+        "by_module": {k: v / GIB for k, v in mt.by_group().items()},
+        "params_by_module": params,
+    }
 
 
 def real_cpu_step(method: str, variant: str, batch: int, size: int) -> dict:
     """The same step for real on the CPU: peak RSS above the state before the step (params loaded)."""
     from _util import peak_rss_mb, rss_mb
+
     patch_data_dependent_steps()
     torch.manual_seed(0)
     model = build(method, variant, size, small=True)
-    model, opt, x, labels, targets, loss_fn, ctx = one_step(model, batch, size, variant == "dgss",
-                                                            reference=variant == "reference")
+    model, opt, x, labels, targets, loss_fn, ctx = one_step(
+        model, batch, size, variant == "dgss", reference=variant == "reference"
+    )
     base = rss_mb()
     with ctx:
         out = model(x)
@@ -250,9 +281,12 @@ def main() -> None:
 
     def run(kind, m, v, batch, size):
         return run_child(__file__, f"{kind}:{m}:{v}", "--batch", batch, "--size", size)
+
     methods = a.methods.split(",")
-    print(f"# estimated training-step peak (FakeTensorMode + MemTracker), ViT-L/16 + DAv2-L, {a.size}², "
-          f"batch {a.batch}; {machine()}")
+    print(
+        f"# estimated training-step peak (FakeTensorMode + MemTracker), ViT-L/16 + DAv2-L, {a.size}², "
+        f"batch {a.batch}; {machine()}"
+    )
     dgss = {m: run("fake", m, "dgss", a.batch, a.size) for m in methods}
     heavy = [m for m in methods if m != "rein"]
     if a.baselines or a.all:
@@ -286,7 +320,9 @@ def main() -> None:
             print(f"| {m} | " + " | ".join(f"{b} ({g:.1f})" if g else f"{b}" for b, g in fits.values()) + " |")
     for m in methods:
         d = dgss[m]
-        print(f"\n# breakdown of the dgss-defaults peak, {m} ({d['peak_gib']:.1f} GiB, reached in the {d['phase']} pass)")
+        print(
+            f"\n# breakdown of the dgss-defaults peak, {m} ({d['peak_gib']:.1f} GiB, reached in the {d['phase']} pass)"
+        )
         print("| kind | GiB |\n|---|---:|")
         for k, v in sorted(d["by_kind"].items(), key=lambda kv: -kv[1]):
             print(f"| {k} | {v:.2f} |")
@@ -299,8 +335,10 @@ def main() -> None:
             if v >= 0.01:
                 print(f"| {k} | {v:.2f} |")
     if a.check:
-        print("\n# cross-check at a size that fits this CPU: ViT-S/16 (+ DAv2-S), 256², batch 2, fp32 "
-              "reference-like step (estimated total peak minus parameters vs real peak RSS above the loaded model)")
+        print(
+            "\n# cross-check at a size that fits this CPU: ViT-S/16 (+ DAv2-S), 256², batch 2, fp32 "
+            "reference-like step (estimated total peak minus parameters vs real peak RSS above the loaded model)"
+        )
         print("| method | estimate (MB) | real CPU (MB) | estimate / real |")
         print("|---|---:|---:|---:|")
         for m in methods:

@@ -8,6 +8,7 @@ fusion (bf16 autocast is a GPU default and is left out here: CPU autocast would 
 
     python benchmarks/train_step.py [--steps 3]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,12 +26,14 @@ sys.path.insert(0, str(Path(__file__).parent))
 def child(method: str, variant: str, steps: int, batch: int, size: int) -> dict:
     from _util import peak_rss_mb, rss_mb
     from train_memory_estimate import build, one_step, patch_data_dependent_steps
+
     torch.set_num_threads(2)
     patch_data_dependent_steps()
     torch.manual_seed(0)
     model = build(method, variant, size, small=True)
-    model, opt, x, labels, targets, loss_fn, _ = one_step(model, batch, size, bf16=False,
-                                                          reference=variant == "reference")
+    model, opt, x, labels, targets, loss_fn, _ = one_step(
+        model, batch, size, bf16=False, reference=variant == "reference"
+    )
     base = rss_mb()
     times = []
     for _ in range(steps):
@@ -57,6 +60,7 @@ def main() -> None:
         print(json.dumps(child(m, v, a.steps, a.batch, a.size)))
         return
     from _util import machine, run_child
+
     print(f"# training step, ViT-S/16 (+ DAv2-S), {a.size}², batch {a.batch}, fp32, median of {a.steps}; {machine()}")
     print("| method | reference-like s/step | dgss s/step | reference-like peak MB | dgss peak MB | memory saved |")
     print("|---|---:|---:|---:|---:|---:|")
@@ -65,8 +69,10 @@ def main() -> None:
         for v in ("reference", "dgss"):
             res[v] = run_child(__file__, f"{m}:{v}", "--steps", a.steps, "--batch", a.batch, "--size", a.size)
         r, d = res["reference"], res["dgss"]
-        print(f"| {m} | {r['time_s']:.2f} | {d['time_s']:.2f} | {r['peak_mb']:.0f} | {d['peak_mb']:.0f} | "
-              f"{100 * (1 - d['peak_mb'] / r['peak_mb']):.0f}% |")
+        print(
+            f"| {m} | {r['time_s']:.2f} | {d['time_s']:.2f} | {r['peak_mb']:.0f} | {d['peak_mb']:.0f} | "
+            f"{100 * (1 - d['peak_mb'] / r['peak_mb']):.0f}% |"
+        )
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ def _text_cache(tmp_path_factory):
     """Text tables of the tests go to a fresh cache, never the user's."""
     os.environ["DGSS_CACHE_DIR"] = str(tmp_path_factory.mktemp("dgss_cache"))
 
+
 @pytest.fixture(scope="module")
 def one_thread():
     """One torch thread for a module (``pytestmark = pytest.mark.usefixtures("one_thread")``): tiny tensors and

@@ -1,4 +1,5 @@
 """Every shipped run config validates and builds (meta device); config errors name the offending key."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,12 +7,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from dgss.config import (ConfigError, config_from_dict, load_config,
-                         segmentor_config_from)
+from dgss.config import config_from_dict, load_config, segmentor_config_from
 from dgss.engine.optim import build_optimizer
 from dgss.engine.schedulers import LRSchedule
+from dgss.errors import ConfigError
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = Path(__file__).resolve().parents[1] / "src" / "dgss" / "configs"
 ALL = sorted(CONFIGS.rglob("*.yaml"))
 TINY = CONFIGS / "tiny" / "rein_synthetic.yaml"
 
@@ -41,6 +42,7 @@ def test_config_validates_and_notes_anchors(path):
 def test_config_builds_on_meta_device(path):
     cfg = load_config(path)
     from dgss.models.build import build_model
+
     seg_cfg = segmentor_config_from(cfg.model)
     with torch.device("meta"):
         model = build_model(seg_cfg)
@@ -65,7 +67,12 @@ def test_paper_recipes():
     v_gta = load_config(CONFIGS / "vireo/gta2citys_vireo_dinov2-l.yaml")
     assert v_cs.train.grad_clip == 0.1 and v_gta.train.grad_clip is None
     assert load_config(CONFIGS / "vireo/citys2deliver_vireo_dinov2-l.yaml").data.mean_over == [
-        "deliver/sun", "deliver/night", "deliver/cloud", "deliver/rain", "deliver/fog"]
+        "deliver/sun",
+        "deliver/night",
+        "deliver/cloud",
+        "deliver/rain",
+        "deliver/fog",
+    ]
     acdc = load_config(CONFIGS / "rein/citys2acdc_rein_dinov2-l.yaml")
     assert acdc.data.mean_over == ["acdc/snow", "acdc/night", "acdc/fog", "acdc/rain"]
     r1024 = load_config(CONFIGS / "rein/citys2acdc_rein_dinov2-l_1024.yaml")
@@ -131,10 +138,22 @@ def test_tiny_vireo_trains_with_prior_loss_and_reloads(tmp_path):
     from dgss.cli import main
     from dgss.engine.logging import read_jsonl
     from dgss.models.checkpoint import load_checkpoint
+
     work = tmp_path / "run"
-    assert main(["train", str(CONFIGS / "tiny/vireo_synthetic.yaml"), "train.max_iters=4", "train.ckpt_interval=4",
-                 "--work-dir", str(work)]) == 0
-    rows = read_jsonl(work / "log.jsonl")            # {iteration: train record}
+    assert (
+        main(
+            [
+                "train",
+                str(CONFIGS / "tiny/vireo_synthetic.yaml"),
+                "train.max_iters=4",
+                "train.ckpt_interval=4",
+                "--work-dir",
+                str(work),
+            ]
+        )
+        == 0
+    )
+    rows = read_jsonl(work / "log.jsonl")  # {iteration: train record}
     assert sorted(rows) == [1, 2, 3, 4] and all(r["loss_prior"] > 0 for r in rows.values())
     model = load_checkpoint(work / "iter_000004.safetensors", random_frozen=True)
     assert model.vocab[0] == "road" and model.num_classes == 19

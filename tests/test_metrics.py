@@ -1,5 +1,6 @@
 """mIoU against two independent references (cityscapesscripts, torchmetrics) on the real Cityscapes
 fixture labels with perturbed predictions, plus the DomainMetrics accumulator."""
+
 from __future__ import annotations
 
 import json
@@ -24,7 +25,7 @@ def perturb(gt: np.ndarray, seed: int, band: tuple[int, int]) -> np.ndarray:
     pred[pred == 255] = 0
     m = rng.random(pred.shape) < 0.2
     pred[m] = rng.integers(0, 19, int(m.sum()))
-    pred[band[0]:band[1]] = 13
+    pred[band[0] : band[1]] = 13
     return pred
 
 
@@ -32,6 +33,7 @@ def perturb(gt: np.ndarray, seed: int, band: tuple[int, int]) -> np.ndarray:
 def cases(fixtures_dir, tmp_path):
     """Two (labelIds path, GT trainIds, prediction) cases from the real fixture (2nd: mirrored)."""
     from dgss.data.label_maps import CITYSCAPES_ID_TO_TRAINID
+
     src = fixtures_dir / f"cityscapes/gtFine/val/frankfurt/{STEM}_gtFine_labelIds.png"
     ids = np.array(Image.open(src))
     mirrored = tmp_path / "frankfurt_000001_000001_gtFine_labelIds.png"
@@ -53,6 +55,7 @@ def ours(cases) -> tuple[float, np.ndarray]:
 
 def test_agrees_with_torchmetrics(cases):
     from torchmetrics.classification import MulticlassJaccardIndex
+
     miou, iou = ours(cases)
     macro = MulticlassJaccardIndex(num_classes=19, ignore_index=255, average="macro")
     per = MulticlassJaccardIndex(num_classes=19, ignore_index=255, average="none")
@@ -70,6 +73,7 @@ def test_agrees_with_torchmetrics(cases):
 def test_agrees_with_cityscapesscripts(cases, tmp_path):
     import cityscapesscripts.evaluation.evalPixelLevelSemanticLabeling as ev
     from cityscapesscripts.helpers.labels import trainId2label
+
     to_id = np.array([trainId2label[t].id for t in range(19)], dtype=np.uint8)
     preds, gts = [], []
     for k, (gt_path, _, pred) in enumerate(cases):
@@ -84,6 +88,7 @@ def test_agrees_with_cityscapesscripts(cases, tmp_path):
     miou, iou = ours(cases)
     assert abs(miou - res["averageScoreClasses"]) < 1e-6
     from dgss.data.label_maps import CITYSCAPES_CLASSES
+
     for c, name in enumerate(CITYSCAPES_CLASSES):
         ref = res["classScores"][name]
         if math.isnan(ref):
@@ -160,6 +165,7 @@ def test_domain_metrics_summary_and_tables():
 
 def _worker(rank: int, port: int, world: int, out: str) -> None:
     import torch.distributed as dist
+
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     m = DomainMetrics(2)
     lab = torch.tensor([0, 1, 1])
@@ -176,8 +182,7 @@ def test_all_reduce_two_ranks(tmp_path):
         port = s.getsockname()[1]
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     # fork: the suite runs with --import-mode=importlib, so spawned children could not import this module
-    torch.multiprocessing.start_processes(_worker, args=(port, 2, str(tmp_path / "r")), nprocs=2,
-                                          start_method="fork")
+    torch.multiprocessing.start_processes(_worker, args=(port, 2, str(tmp_path / "r")), nprocs=2, start_method="fork")
     r0, r1 = (torch.load(tmp_path / f"r.{i}") for i in range(2))
     for r in (r0, r1):
         assert sorted(k for k in r if k != "images") == ["d0", "d1", "shared"]

@@ -44,6 +44,7 @@ How it works
 A full run (75 mutants, 10-25 s each, plus a ~1 min baseline) takes about 17 minutes on two busy
 CPU cores with ``--jobs 1``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -63,7 +64,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-COPY_ITEMS = ("src", "tests", "pyproject.toml", "configs")
+COPY_ITEMS = ("src", "tests", "pyproject.toml")
 IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache", "*.egg-info")
 
 
@@ -74,7 +75,7 @@ class CatalogueError(Exception):
 def load_catalogue():
     spec = importlib.util.spec_from_file_location("dgss_mutants", Path(__file__).with_name("mutants.py"))
     mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod          # dataclasses need the module registered
+    sys.modules[spec.name] = mod  # dataclasses need the module registered
     spec.loader.exec_module(mod)
     return mod
 
@@ -101,8 +102,9 @@ def plant(m, repo: Path) -> Planted:
     text = path.read_text()
     n = text.count(m.original)
     if n != 1:
-        raise CatalogueError(f"mutant {m.id}: original text found {n} times in {m.file} (needs exactly 1):\n"
-                             f"    {m.original!r}")
+        raise CatalogueError(
+            f"mutant {m.id}: original text found {n} times in {m.file} (needs exactly 1):\n    {m.original!r}"
+        )
     if m.replacement == m.original:
         raise CatalogueError(f"mutant {m.id}: replacement equals the original")
     pos = text.index(m.original)
@@ -134,25 +136,47 @@ class Workspace:
                 shutil.copytree(src, self.repo / item, ignore=IGNORE)
             elif src.is_file():
                 shutil.copy2(src, self.repo / item)
-        if shared is not None and shared.is_dir():   # a link (rmtree removes the link, never its target)
+        if shared is not None and shared.is_dir():  # a link (rmtree removes the link, never its target)
             (self.root / "shared").symlink_to(shared.resolve(), target_is_directory=True)
         self.src = self.repo / "src"
 
     def env(self) -> dict:
         env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTEST_ADDOPTS")}
-        env.update(PYTHONPATH=str(self.src), PYTHONDONTWRITEBYTECODE="1", HF_HUB_OFFLINE="1",
-                   TRANSFORMERS_OFFLINE="1", NO_ALBUMENTATIONS_UPDATE="1")
+        env.update(
+            PYTHONPATH=str(self.src),
+            PYTHONDONTWRITEBYTECODE="1",
+            HF_HUB_OFFLINE="1",
+            TRANSFORMERS_OFFLINE="1",
+            NO_ALBUMENTATIONS_UPDATE="1",
+        )
         return env
 
     def pytest(self, tests: list[str], timeout: float, extra: tuple[str, ...] = ()) -> tuple[int | None, str]:
         """Run pytest in the copy. Returns (exit code or None on timeout, combined output)."""
-        cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
-               f"--basetemp={self.root / 'pytest-tmp'}", *extra, *tests]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-x",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            f"--basetemp={self.root / 'pytest-tmp'}",
+            *extra,
+            *tests,
+        ]
         with _RUNNING_LOCK:
             if _STOP.is_set():
                 raise KeyboardInterrupt
-            proc = subprocess.Popen(cmd, cwd=self.repo, env=self.env(), stdout=subprocess.PIPE,
-                                    stderr=subprocess.STDOUT, text=True, start_new_session=True)
+            proc = subprocess.Popen(
+                cmd,
+                cwd=self.repo,
+                env=self.env(),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                start_new_session=True,
+            )
             _RUNNING.add(proc)
         try:
             out, _ = proc.communicate(timeout=timeout)
@@ -171,15 +195,22 @@ class Workspace:
     def verify_import(self, timeout: float) -> None:
         """The copy's package, not the editable install, must be what Python and pytest import."""
         expected = str(self.src / "dgss")
-        r = subprocess.run([sys.executable, "-c", "import dgss, dgss.models.segmentor as s; "
-                            "print(dgss.__file__); print(s.__file__)"],
-                           cwd=self.repo, env=self.env(), capture_output=True, text=True, timeout=timeout)
+        r = subprocess.run(
+            [sys.executable, "-c", "import dgss, dgss.models.segmentor as s; print(dgss.__file__); print(s.__file__)"],
+            cwd=self.repo,
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
         paths = r.stdout.split()
         if r.returncode != 0 or len(paths) != 2 or not all(p.startswith(expected) for p in paths):
             raise RuntimeError(f"the copy is not what Python imports (expected {expected}):\n{r.stdout}{r.stderr}")
         canary = self.repo / "tests" / "test_zz_mutation_canary.py"
-        canary.write_text("import dgss\n\n\ndef test_imports_the_copy():\n"
-                          f"    assert dgss.__file__.startswith({expected!r}), dgss.__file__\n")
+        canary.write_text(
+            "import dgss\n\n\ndef test_imports_the_copy():\n"
+            f"    assert dgss.__file__.startswith({expected!r}), dgss.__file__\n"
+        )
         try:
             code, out = self.pytest([str(canary.relative_to(self.repo))], timeout)
         finally:
@@ -188,7 +219,7 @@ class Workspace:
             raise RuntimeError(f"pytest in the copy does not import the copy's package:\n{out[-3000:]}")
 
 
-_RUNNING: set[subprocess.Popen] = set()     # pytest processes started by this script
+_RUNNING: set[subprocess.Popen] = set()  # pytest processes started by this script
 _RUNNING_LOCK = threading.Lock()
 _STOP = threading.Event()
 
@@ -217,7 +248,7 @@ def _kill(proc: subprocess.Popen) -> None:
 @dataclass
 class Result:
     planted: Planted
-    status: str          # killed | SURVIVED | ERROR | TIMEOUT
+    status: str  # killed | SURVIVED | ERROR | TIMEOUT
     seconds: float
     detail: str = ""
     output: str = ""
@@ -253,8 +284,9 @@ def fmt(r: Result) -> str:
 
 
 def parse_args(argv):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--only", help="comma-separated mutant ids")
     ap.add_argument("--area", help="comma-separated areas (adapters, heads, losses, models, data, metrics)")
     ap.add_argument("--list", action="store_true", help="validate and list the catalogue, run nothing")
@@ -262,10 +294,18 @@ def parse_args(argv):
     ap.add_argument("--tests", nargs="+", help="run these tests (files / node ids) for every mutant instead")
     ap.add_argument("--timeout", type=float, default=600.0, help="seconds per pytest run (default 600)")
     ap.add_argument("--no-baseline", action="store_true", help="skip the unmutated baseline run")
-    ap.add_argument("--allow-missing", action="store_true",
-                    help="drop test files that do not exist from the selections (default: error)")
-    ap.add_argument("--deselect", action="append", default=[], metavar="NODEID",
-                    help="pass --deselect NODEID to every pytest run (repeatable)")
+    ap.add_argument(
+        "--allow-missing",
+        action="store_true",
+        help="drop test files that do not exist from the selections (default: error)",
+    )
+    ap.add_argument(
+        "--deselect",
+        action="append",
+        default=[],
+        metavar="NODEID",
+        help="pass --deselect NODEID to every pytest run (repeatable)",
+    )
     ap.add_argument("--show-output", action="store_true", help="print pytest's output for survivors and errors")
     return ap.parse_args(argv)
 
@@ -295,14 +335,18 @@ def check_tests(planted: list[Planted], root: Path, args) -> int | None:
     missing = sorted({test_file(t) for p in planted for t in p.tests if not (root / test_file(t)).exists()})
     if missing:
         users = {f: [p.mutant.id for p in planted if any(test_file(t) == f for t in p.tests)] for f in missing}
-        msg = "\n".join(f"    {f}  (used by {len(u)} mutants: {', '.join(u[:4])}{', ...' if len(u) > 4 else ''})"
-                        for f, u in users.items())
+        msg = "\n".join(
+            f"    {f}  (used by {len(u)} mutants: {', '.join(u[:4])}{', ...' if len(u) > 4 else ''})"
+            for f, u in users.items()
+        )
         if not args.allow_missing and not args.list:
-            print(f"mutation_check: ERROR: test files in the selections do not exist:\n{msg}\n"
-                  "(write them, fix the catalogue, or pass --allow-missing to drop them)", file=sys.stderr)
+            print(
+                f"mutation_check: ERROR: test files in the selections do not exist:\n{msg}\n"
+                "(write them, fix the catalogue, or pass --allow-missing to drop them)",
+                file=sys.stderr,
+            )
             return 2
-        print(f"mutation_check: WARNING: missing test files{'' if args.list else ' dropped'}:\n{msg}",
-              file=sys.stderr)
+        print(f"mutation_check: WARNING: missing test files{'' if args.list else ' dropped'}:\n{msg}", file=sys.stderr)
         if not args.list:
             for p in planted:
                 p.tests = [t for t in p.tests if test_file(t) not in missing]
@@ -333,8 +377,11 @@ def run(mutants: list, args, tmp: Path) -> int:
         return code
     first.verify_import(args.timeout)
     workspaces = [first] + [Workspace(tmp, k, first.repo, REPO.parent / "shared") for k in range(1, jobs)]
-    print(f"mutation_check: {len(planted)} mutants, {jobs} job(s), copies in {tmp} "
-          f"(imports verified: {first.src / 'dgss'})", flush=True)
+    print(
+        f"mutation_check: {len(planted)} mutants, {jobs} job(s), copies in {tmp} "
+        f"(imports verified: {first.src / 'dgss'})",
+        flush=True,
+    )
     t_start = time.perf_counter()
     if not args.no_baseline:
         union = list(dict.fromkeys(t for p in planted for t in p.tests))
@@ -342,11 +389,15 @@ def run(mutants: list, args, tmp: Path) -> int:
         if code != 0:
             notfound = [l for l in out.splitlines() if l.startswith("ERROR: not found")]
             print("\n".join(notfound) if notfound else out[-5000:])
-            print(f"mutation_check: ERROR: the baseline (unmutated) run fails (exit {code}); "
-                  "every mutant would count as killed. Fix the suite or the selections first.", file=sys.stderr)
+            print(
+                f"mutation_check: ERROR: the baseline (unmutated) run fails (exit {code}); "
+                "every mutant would count as killed. Fix the suite or the selections first.",
+                file=sys.stderr,
+            )
             return 2
-        print(f"baseline: {len(union)} test selections pass unmutated ({time.perf_counter() - t_start:.1f}s)",
-              flush=True)
+        print(
+            f"baseline: {len(union)} test selections pass unmutated ({time.perf_counter() - t_start:.1f}s)", flush=True
+        )
 
     def report(r: Result) -> Result:
         print(fmt(r), flush=True)
@@ -369,7 +420,7 @@ def run(mutants: list, args, tmp: Path) -> int:
                 r = run_mutant(ws, p, args.timeout, extra)
             finally:
                 pool.put(ws)
-            if _STOP.is_set():          # killed by an interrupt: not a result
+            if _STOP.is_set():  # killed by an interrupt: not a result
                 raise KeyboardInterrupt
             with lock:
                 return report(r)
@@ -391,8 +442,10 @@ def run(mutants: list, args, tmp: Path) -> int:
     if bad:
         print("not killed:")
         for r in bad:
-            print(f"  {r.status:<8} {r.planted.mutant.id:<32} {r.planted.where:<40} {r.planted.mutant.description}"
-                  + (f"  [{r.detail}]" if r.detail else ""))
+            print(
+                f"  {r.status:<8} {r.planted.mutant.id:<32} {r.planted.where:<40} {r.planted.mutant.description}"
+                + (f"  [{r.detail}]" if r.detail else "")
+            )
     return 0 if not bad else 1
 
 
@@ -408,12 +461,15 @@ def main(argv=None) -> int:
                 counts[p.mutant.area] = counts.get(p.mutant.area, 0) + 1
                 print(f"{p.mutant.id:<32} {p.where:<40} {p.mutant.description}")
                 print(f"{'':<32}   tests: {' '.join(p.tests)}")
-            print(f"{len(planted)} mutants, all originals found exactly once: "
-                  + ", ".join(f"{a} {n}" for a, n in sorted(counts.items())))
+            print(
+                f"{len(planted)} mutants, all originals found exactly once: "
+                + ", ".join(f"{a} {n}" for a, n in sorted(counts.items()))
+            )
             return 0
 
-        def _term(signum, frame):   # SIGTERM -> KeyboardInterrupt: the temporary directory is removed
+        def _term(signum, frame):  # SIGTERM -> KeyboardInterrupt: the temporary directory is removed
             raise KeyboardInterrupt
+
         old = signal.signal(signal.SIGTERM, _term)
         try:
             with tempfile.TemporaryDirectory(prefix="dgss-mutation-") as tmp:

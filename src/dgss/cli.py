@@ -5,6 +5,7 @@ path, a bad option value) prints ``dgss <verb>: error: <what, where, what to do>
 with status 2, without a traceback (``--debug`` or ``DGSS_DEBUG=1`` shows it). Any other exception is
 a bug: its traceback is printed, then one line saying so, and the exit status is 1.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -13,9 +14,6 @@ import os
 import sys
 import traceback
 
-import torch
-
-from .backbones.zoo import ENCODERS, UnknownModelError
 from .errors import DgssError
 
 # OS errors a user causes with a path: reported as one line like DgssError
@@ -29,10 +27,6 @@ def is_expected(e: BaseException) -> bool:
     return isinstance(e, (DgssError, *PATH_ERRORS)) or (isinstance(e, OSError) and e.errno in PATH_ERRNOS)
 
 
-class CLIError(DgssError):
-    """An error the CLI reports as one clear line (no traceback)."""
-
-
 class DgssArgumentParser(argparse.ArgumentParser):
     """argparse with dgss's one-line errors: ``dgss <verb>: error: argument --x: ... (see --help)``."""
 
@@ -40,61 +34,9 @@ class DgssArgumentParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 
-def _known_models() -> list[str]:
-    from .backbones.clip_text import TEXT_ENCODERS
-    from .models.presets import PRESETS
-    return sorted(ENCODERS) + sorted(TEXT_ENCODERS) + sorted(PRESETS)
-
-
-def cmd_params(args: argparse.Namespace) -> int:
-    """Build the named encoder or model on the meta device and print its parameter table."""
-    from .backbones.clip_text import TEXT_ENCODERS, ClipTextEncoder
-    from .models.param_report import format_rows, param_rows
-    from .models.presets import PRESETS, build_preset
-    name = args.model
-    with torch.device("meta"):
-        if name.startswith("dav2-"):
-            from .backbones.depth_anything import DepthAnythingV2
-            size = name.split("-")[1]
-            model = DepthAnythingV2(size, patch14=name.endswith("-p14"))
-            rows = param_rows(model, {"encoder": model.encoder, "depth_head (DPT)": model.depth_head})
-        elif name in ENCODERS:
-            from .backbones.vit_encoder import build_encoder
-            model = build_encoder(name)
-            rows = param_rows(model, {"encoder": model})
-        elif name in TEXT_ENCODERS:
-            model = ClipTextEncoder(TEXT_ENCODERS[name])
-            rows = param_rows(model, {"text encoder": model})
-            print(format_rows(f"{name} (built on the meta device; context of "
-                              f"{TEXT_ENCODERS[name].context_length} tokens)", rows))
-            return 0
-        elif name in PRESETS:
-            model = build_preset(name, num_classes=args.num_classes)
-            rows = param_rows(model, model.param_groups(), subtotals={"head (all)": model.head})
-        else:
-            raise UnknownModelError(f"unknown model {name!r}; known models: {', '.join(_known_models())}")
-    enc = model if hasattr(model, "embed") else getattr(model, "encoder", None)
-    size = enc.cfg.img_size if enc is not None else "?"
-    print(format_rows(f"{name} (built on the meta device; {size}x{size} input)", rows))
-    if name in PRESETS and model.adapter is not None:
-        from .models.param_report import count, published_notes
-        for line in published_notes(model.cfg, count(model.adapter).trainable):
-            print(line)
-    if enc is not None and enc.cfg.keep_mask_token:
-        print(f"note: counts include the public checkpoint's unused DINOv2 mask token ({enc.cfg.embed_dim:,} "
-              "parameters), so that public files load strictly")
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
-    from .cli_checks import positive_int
     p = DgssArgumentParser(prog="dgss", description="Domain-generalized semantic segmentation on frozen VFMs.")
     sub = p.add_subparsers(dest="command", required=True)
-    sp = sub.add_parser("params", help="per-module total / trainable / frozen parameter counts")
-    sp.add_argument("model", help="encoder (dinov2-l, eva02-l, clip-l, sam-h, dav2-l, clip-l-336-text, ...) "
-                                  "or model preset")
-    sp.add_argument("--num-classes", type=positive_int, default=19)
-    sp.set_defaults(func=cmd_params)
     for register in _registrars():
         register(sub)
     _add_debug_flag(p)
@@ -107,19 +49,31 @@ def _add_debug_flag(parser: argparse.ArgumentParser) -> None:
         if isinstance(action, argparse._SubParsersAction):
             for child in action.choices.values():
                 if not any("--debug" in a.option_strings for a in child._actions):
-                    child.add_argument("--debug", action="store_true",
-                                       help="show the traceback of errors (also: DGSS_DEBUG=1)")
+                    child.add_argument(
+                        "--debug", action="store_true", help="show the traceback of errors (also: DGSS_DEBUG=1)"
+                    )
                 _add_debug_flag(child)
 
 
-SUBCOMMAND_MODULES = ("dgss.engine.train_cli", "dgss.engine.eval_cli", "dgss.engine.predict_cli",
-                      "dgss.models.convert_cli", "dgss.models.export", "dgss.data.cli", "dgss.demo.cli",
-                      "dgss.app.cli", "dgss.hub.cli")
+SUBCOMMAND_MODULES = (
+    "dgss.commands.params",
+    "dgss.commands.configs",
+    "dgss.commands.train",
+    "dgss.commands.eval",
+    "dgss.commands.predict",
+    "dgss.commands.convert",
+    "dgss.commands.export",
+    "dgss.commands.data",
+    "dgss.commands.demo",
+    "dgss.commands.app",
+    "dgss.commands.hub",
+)
 
 
 def _registrars():
     """Sub-command groups that live next to their concern: each module has ``register(subparsers)``."""
     import importlib
+
     regs = []
     for name in SUBCOMMAND_MODULES:
         try:
@@ -143,9 +97,11 @@ def error_text(e: BaseException) -> str:
     if isinstance(e, OSError) and not isinstance(e, DgssError) and e.strerror:
         where = f": {e.filename}" if e.filename else ""
         where += f" -> {e.filename2}" if e.filename2 else ""
-        hint = {PermissionError: "; choose a location you can write to (or read)",
-                NotADirectoryError: "; a path component is a regular file, not a folder",
-                FileExistsError: "; choose another path"}.get(type(e), "")
+        hint = {
+            PermissionError: "; choose a location you can write to (or read)",
+            NotADirectoryError: "; a path component is a regular file, not a folder",
+            FileExistsError: "; choose another path",
+        }.get(type(e), "")
         if e.errno in (errno.EROFS, errno.ENOSPC, errno.EDQUOT):
             hint = "; choose another location (or free some space)"
         return f"{e.strerror.lower()}{where}{hint}"
@@ -158,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     debug = bool(getattr(args, "debug", False)) or os.environ.get("DGSS_DEBUG", "") not in ("", "0")
     verb = verb_of(args)
     try:
-        func = getattr(args, "func", None) or getattr(args, "handler")
+        func = getattr(args, "func", None) or args.handler
         return int(func(args) or 0)
     except KeyboardInterrupt:
         print(f"dgss {verb}: interrupted", file=sys.stderr)
@@ -169,9 +125,12 @@ def main(argv: list[str] | None = None) -> int:
                 traceback.print_exc()
             print(f"dgss {verb}: error: {error_text(e)}", file=sys.stderr)
             return 2
-        traceback.print_exc()    # a bug in dgss: keep the traceback, say so
-        print(f"dgss {verb}: internal error ({type(e).__name__}): this is a bug in dgss, not in your "
-              "input; please report it to the dgss issue tracker with the traceback above", file=sys.stderr)
+        traceback.print_exc()  # a bug in dgss: keep the traceback, say so
+        print(
+            f"dgss {verb}: internal error ({type(e).__name__}): this is a bug in dgss, not in your "
+            "input; please report it to the dgss issue tracker with the traceback above",
+            file=sys.stderr,
+        )
         return 1
 
 

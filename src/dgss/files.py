@@ -1,15 +1,17 @@
 """Writing files so that a kill never leaves a half-written one: a temporary file beside the target,
 then a rename onto it."""
+
 from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[str], None], *, durable: bool = True,
-                 suffix: str = ".tmp") -> Path:
+def atomic_write(
+    path: str | os.PathLike, write: Callable[[str], None], *, durable: bool = True, suffix: str = ".tmp"
+) -> Path:
     """Call ``write(tmp_path)`` for a hidden temporary file beside ``path``, then rename it onto ``path``.
 
     ``durable`` also fsyncs the file and its folder (checkpoints, models); many small outputs (scenes,

@@ -8,6 +8,7 @@ mmseg's dataset-level intersection/union accumulation. Per-image averaging is no
 `DomainMetrics` keeps one matrix per domain tag, can be summed over `torch.distributed` ranks,
 and `summary()` gives per-domain mIoU, per-class IoU and the mean over chosen domains.
 """
+
 from __future__ import annotations
 
 import csv
@@ -19,7 +20,9 @@ from dataclasses import dataclass, field
 import torch
 
 
-def confusion_matrix(pred: torch.Tensor, label: torch.Tensor, num_classes: int, ignore_index: int = 255) -> torch.Tensor:
+def confusion_matrix(
+    pred: torch.Tensor, label: torch.Tensor, num_classes: int, ignore_index: int = 255
+) -> torch.Tensor:
     """(K,K) int64 confusion matrix of one prediction; rows = ground truth, cols = prediction.
 
     pred, label: integer tensors of the same shape (e.g. (H,W)). Pixels with label == ignore_index
@@ -37,8 +40,11 @@ def confusion_matrix(pred: torch.Tensor, label: torch.Tensor, num_classes: int, 
             raise ValueError(f"label values {bad} are neither classes 0..{num_classes - 1} nor ignore {ignore_index}")
         if int(pred.min()) < 0 or int(pred.max()) >= num_classes:
             raise ValueError(f"prediction values outside 0..{num_classes - 1}")
-    return torch.bincount(label * num_classes + pred, minlength=num_classes * num_classes).reshape(
-        num_classes, num_classes).cpu()
+    return (
+        torch.bincount(label * num_classes + pred, minlength=num_classes * num_classes)
+        .reshape(num_classes, num_classes)
+        .cpu()
+    )
 
 
 def iou_per_class(cm: torch.Tensor) -> torch.Tensor:
@@ -79,16 +85,22 @@ class MetricsSummary:
 
     def to_dict(self, percent: bool = True) -> dict:
         """JSON-ready dict; values in % with two decimals if `percent` (NaN -> None)."""
+
         def f(x: float):
             if x is None or math.isnan(x):
                 return None
             return round(100 * x, 2) if percent else x
+
         return {
             "mean": f(self.mean),
             "mean_over": list(self.mean_over),
             "domains": {
-                d: {"mIoU": f(r.miou), "images": r.images, "pixels": r.pixels,
-                    "IoU": {c: f(v) for c, v in zip(self.class_names, r.iou)}}
+                d: {
+                    "mIoU": f(r.miou),
+                    "images": r.images,
+                    "pixels": r.pixels,
+                    "IoU": {c: f(v) for c, v in zip(self.class_names, r.iou, strict=False)},
+                }
                 for d, r in self.domains.items()
             },
         }
@@ -172,7 +184,9 @@ class DomainMetrics:
         dist.all_gather_object(names, sorted(self.matrices))
         domains = sorted({d for ns in names for d in ns})
         k = self.num_classes
-        device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+        device = (
+            torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+        )
         stacked = torch.stack([self.matrices.get(d, torch.zeros(k, k, dtype=torch.int64)) for d in domains]).to(device)
         counts = torch.tensor([self.images.get(d, 0) for d in domains], dtype=torch.int64, device=device)
         dist.all_reduce(stacked)

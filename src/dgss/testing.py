@@ -1,72 +1,27 @@
-"""Tiny models for tests and CPU demos (random weights, declared as such)."""
+"""Helpers for dgss's own tests and benchmarks: tiny random models and generated Cityscapes folders.
+
+Library code never imports this module (an import-layer test enforces it)."""
+
 from __future__ import annotations
 
-import dataclasses
-
 from .backbones.weights import mark_random
-from .adapters.rein import ReinConfig
-from .backbones.zoo import encoder_config
-from .heads.mask2former import Mask2FormerHeadConfig
-from .models.presets import DEPTHFORGE_ABLATIONS, depthforge_config, segmentor_config
-from .backbones.clip_text import TEXT_ENCODERS
-from .models.segmentor import Segmentor, SegmentorConfig
+from .models.segmentor import Segmentor
+from .models.tiny import TINY_BLOCK_ADAPTERS, TINY_CLIP, tiny_segmentor_config
 
-TINY_CLIP = TEXT_ENCODERS["tiny-clip-text"]
-TINY_BLOCK_ADAPTERS = {"lora": {"rank": 4}, "adaptformer": {"bottleneck": 8}, "vpt": {"num_prompts": 6}}
-
-
-def tiny_segmentor_config(method: str = "rein", *, num_classes: int = 19, embed_dim: int = 64, depth: int = 4,
-                          img_size: int = 64, num_tokens: int = 10, encoder: str = "dinov2-s",
-                          depth_encoder: str = "dav2-s", depth_embed_dim: int | None = None,
-                          depth_depth: int | None = None, ablation: str = "full", **adapter_kw) -> SegmentorConfig:
-    """A few-hundred-thousand-parameter model with the real structure (4 taps, 10 head outputs).
-
-    ``method="depthforge"`` adds a tiny frozen depth encoder (``depth_encoder`` zoo name for its
-    family and patch size; width/depth default to the visual ones) and the switches of ``ablation``.
-    """
-    enc = encoder_config(encoder).replace(embed_dim=embed_dim, depth=depth, num_heads=2, img_size=img_size)
-    if enc.family == "sam":
-        enc = enc.replace(global_attn_indexes=(depth - 1,), rel_pos_grid=img_size // 16, window_size=2)
-    if method == "vireo":
-        from .models.vireo import vireo_config
-        dcfg = encoder_config(depth_encoder)
-        dep = dcfg.replace(embed_dim=depth_embed_dim or embed_dim, depth=depth_depth or depth, num_heads=2,
-                           img_size=img_size if dcfg.patch_size == 16 else round(img_size / 16) * 14)
-        cfg = vireo_config(enc, dep, ablation=ablation, name="tiny-vireo", text_dim=TINY_CLIP.embed_dim,
-                           cmpe_class_chunk=8, clip=TINY_CLIP.name)
-        num_classes = cfg.head.num_classes
-    elif method == "depthforge":
-        dcfg = encoder_config(depth_encoder)
-        dimg = img_size if dcfg.patch_size == 16 else round(img_size / 16) * 14
-        dep = dcfg.replace(embed_dim=depth_embed_dim or embed_dim, depth=depth_depth or depth, num_heads=2,
-                           img_size=dimg)
-        cfg = depthforge_config(enc, dep, num_classes=num_classes, name="tiny-depthforge",
-                                **{**DEPTHFORGE_ABLATIONS[ablation], **adapter_kw})
-    else:
-        cfg = segmentor_config(method, enc, num_classes=num_classes, name=f"tiny-{method}", crop_size=img_size,
-                               **adapter_kw)
-    if isinstance(cfg.adapter, ReinConfig):   # REIN family and FADA
-        cfg.adapter = dataclasses.replace(cfg.adapter, num_tokens=num_tokens, rank=4 if cfg.adapter.rank else None,
-                                          query_dim=32)
-    elif cfg.adapter is not None:             # LoRA / AdaptFormer / VPT: small rank, bottleneck, prompt count
-        tiny = {k: v for k, v in TINY_BLOCK_ADAPTERS[method].items() if k not in adapter_kw}
-        cfg.adapter = dataclasses.replace(cfg.adapter, **tiny)
-    if cfg.method == "depthforge" and cfg.depth_encoder is None:
-        cfg.adapter = dataclasses.replace(cfg.adapter, depth_dim=None)
-    cfg.head = Mask2FormerHeadConfig(
-        num_classes=cfg.head.num_classes, in_channels=[embed_dim] * 4, feat_channels=32, out_channels=32,
-        num_queries=num_tokens, num_encoder_layers=1, num_decoder_layers=3, num_heads=4, num_points=2,
-        encoder_ffn_dims=64, decoder_ffn_dims=64, num_groups=8, query_source=cfg.head.query_source)
-    cfg.taps = tuple(range(depth))[-4:] if depth >= 4 else cfg.taps
-    cfg.crop_size = img_size
-    cfg.slide_stride = img_size * 2 // 3
-    SegmentorConfig.__post_init__(cfg)
-    return cfg
+__all__ = [
+    "TINY_BLOCK_ADAPTERS",
+    "TINY_CLIP",
+    "tiny_segmentor",
+    "tiny_segmentor_config",
+    "tiny_text_encoder",
+    "write_cityscapes_scenes",
+]
 
 
 def tiny_text_encoder(seed: int = 0):
     """A tiny random CLIP text tower (real tokenizer, 2 layers, 32-d output), reproducible per seed."""
     from .backbones.clip_text import build_text_encoder
+
     return build_text_encoder(TINY_CLIP.name, random_seed=seed)
 
 
@@ -78,16 +33,20 @@ def tiny_segmentor(method: str = "rein", *, vocab="cityscapes", **kw) -> Segment
         mark_random(module, seed=seed)
     if model.cfg.text is not None:
         from .models.vireo import use_vocabulary
+
         use_vocabulary(model, vocab, text_encoder=tiny_text_encoder())
     return model
 
 
 def write_cityscapes_scenes(root, n: int = 2, *, seed: int = 0, height: int = 128, width: int = 256):
-    """``n`` generated scenes (``dgss.demo.scenes``) in the official Cityscapes layout: val split, city
+    """``n`` generated scenes (``dgss.data.scenes``) in the official Cityscapes layout: val split, city
     ``synth``, trainId labels. Returns ``root``."""
     from pathlib import Path
+
     from PIL import Image
-    from .demo.scenes import make_scene
+
+    from .data.scenes import make_scene
+
     root = Path(root)
     for i in range(n):
         s = make_scene(seed + i, height, width)

@@ -1,5 +1,6 @@
 """Pictures: palettes, colourised labels, overlays with legends, depth maps, token-attention maps, and
 labelled grids / banners / legend strips / IoU charts that explain themselves."""
+
 from __future__ import annotations
 
 import colorsys
@@ -11,7 +12,15 @@ from PIL import Image, ImageDraw, ImageFont
 def cityscapes_palette() -> np.ndarray:
     """(19, 3) uint8: the official Cityscapes colours in trainId order (from cityscapesscripts)."""
     from cityscapesscripts.helpers.labels import trainId2label
+
     return np.array([trainId2label[i].color for i in range(19)], dtype=np.uint8)
+
+
+def cityscapes_names() -> tuple[str, ...]:
+    """The 19 Cityscapes class names in trainId order (from cityscapesscripts, as the palette)."""
+    from cityscapesscripts.helpers.labels import trainId2label
+
+    return tuple(trainId2label[i].name for i in range(19))
 
 
 def generated_palette(n: int, seed: int = 0) -> np.ndarray:
@@ -27,18 +36,22 @@ def generated_palette(n: int, seed: int = 0) -> np.ndarray:
 
 def is_palette(colours, n: int) -> bool:
     """Whether ``colours`` lists exactly one [r, g, b] of ints in 0..255 for each of ``n`` classes."""
-    return isinstance(colours, (list, tuple)) and len(colours) == n and all(
-        isinstance(c, (list, tuple)) and len(c) == 3 and all(isinstance(v, int) and 0 <= v <= 255 for v in c)
-        for c in colours)
+    return (
+        isinstance(colours, (list, tuple))
+        and len(colours) == n
+        and all(
+            isinstance(c, (list, tuple)) and len(c) == 3 and all(isinstance(v, int) and 0 <= v <= 255 for v in c)
+            for c in colours
+        )
+    )
 
 
 def palette_for(class_names: list[str] | tuple[str, ...], palette=None) -> np.ndarray:
     """``palette`` (one RGB per class) when given, else Cityscapes colours for the 19 Cityscapes classes
     and generated colours for any other vocabulary. Returns (K, 3) uint8."""
-    from .models.presets import CITYSCAPES_CLASSES
     if palette is not None and len(palette) == len(class_names):
         return np.asarray(palette, dtype=np.uint8).reshape(-1, 3)
-    if tuple(class_names) == tuple(CITYSCAPES_CLASSES):
+    if tuple(class_names) == cityscapes_names():
         return cityscapes_palette()
     return generated_palette(len(class_names))
 
@@ -57,8 +70,9 @@ def overlay(image: np.ndarray, label: np.ndarray, palette: np.ndarray, alpha: fl
     return np.clip((1 - alpha) * image.astype(np.float32) + alpha * col, 0, 255).astype(np.uint8)
 
 
-def add_legend(image: np.ndarray, class_names, palette: np.ndarray, present: np.ndarray | None = None,
-               max_rows: int = 24) -> np.ndarray:
+def add_legend(
+    image: np.ndarray, class_names, palette: np.ndarray, present: np.ndarray | None = None, max_rows: int = 24
+) -> np.ndarray:
     """Append a legend column listing the classes (those present in the prediction first)."""
     idx = list(range(len(class_names)))
     if present is not None:
@@ -82,6 +96,7 @@ def add_legend(image: np.ndarray, class_names, palette: np.ndarray, present: np.
 def colorize_depth(depth: np.ndarray, cmap: str = "inferno") -> np.ndarray:
     """Relative depth (H, W) (larger = nearer, as DAv2) -> (H, W, 3) uint8, min-max normalised."""
     import matplotlib
+
     d = depth.astype(np.float64)
     lo, hi = np.percentile(d, 1), np.percentile(d, 99)
     d = np.clip((d - lo) / max(hi - lo, 1e-8), 0, 1)
@@ -133,8 +148,9 @@ def banner(text: str, width: int, *, size: int = 18, color=(176, 0, 32)) -> np.n
     return np.asarray(img)
 
 
-def legend_strip(class_names, palette: np.ndarray, ids, width: int, *, size: int = 16,
-                 title: str = "classes present:") -> np.ndarray:
+def legend_strip(
+    class_names, palette: np.ndarray, ids, width: int, *, size: int = 16, title: str = "classes present:"
+) -> np.ndarray:
     """Swatches + names of the classes ``ids``, flowed left to right into rows ``width`` wide."""
     fnt = font(size)
     probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
@@ -159,8 +175,16 @@ def legend_strip(class_names, palette: np.ndarray, ids, width: int, *, size: int
     return np.asarray(img)
 
 
-def titled_grid(tiles: list[list[np.ndarray]], *, row_labels: list[str] | None = None,
-                col_titles: list[str] | None = None, header=(), footer=(), gap: int = 4, size: int = 20) -> np.ndarray:
+def titled_grid(
+    tiles: list[list[np.ndarray]],
+    *,
+    row_labels: list[str] | None = None,
+    col_titles: list[str] | None = None,
+    header=(),
+    footer=(),
+    gap: int = 4,
+    size: int = 20,
+) -> np.ndarray:
     """Tiles (rows of RGB images) on white, with row labels on the left, column titles on top, strips
     above (``header``, e.g. :func:`banner`) and below (``footer``, e.g. :func:`legend_strip`). A strip
     is an array (padded with white to the width) or a function ``width -> array`` drawn at the full width."""
@@ -189,8 +213,12 @@ def titled_grid(tiles: list[list[np.ndarray]], *, row_labels: list[str] | None =
     W = max([W] + [a.shape[1] for a in (*header, *footer)])
 
     def pad(a: np.ndarray) -> np.ndarray:
-        return a if a.shape[1] == W else np.concatenate(
-            [a, np.full((a.shape[0], W - a.shape[1], 3), 255, np.uint8)], axis=1)
+        return (
+            a
+            if a.shape[1] == W
+            else np.concatenate([a, np.full((a.shape[0], W - a.shape[1], 3), 255, np.uint8)], axis=1)
+        )
+
     return np.concatenate([pad(a) for a in (*header, np.asarray(grid), *footer)], axis=0)
 
 
@@ -198,8 +226,10 @@ def iou_bar_chart(class_names, series: dict[str, list[float]], path, *, title: s
     """Grouped bars of per-class IoU (%), one bar per series (e.g. clean vs mean of adverse conditions);
     classes that are NaN in every series are left out. ``note`` goes under the title (e.g. random weights)."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     vals = {k: np.asarray(v, dtype=float) for k, v in series.items()}
     keep = [i for i in range(len(class_names)) if any(not np.isnan(v[i]) for v in vals.values())]
     names = [str(class_names[i]) for i in keep]
@@ -208,16 +238,30 @@ def iou_bar_chart(class_names, series: dict[str, list[float]], path, *, title: s
     width = 0.8 / max(len(vals), 1)
     colors = ["#4c72b0", "#dd8452", "#55a868", "#c44e52"]
     for j, (label, v) in enumerate(vals.items()):
-        bars = ax.bar(x + (j - (len(vals) - 1) / 2) * width, np.nan_to_num(v[keep]), width, label=label,
-                      color=colors[j % len(colors)])
+        bars = ax.bar(
+            x + (j - (len(vals) - 1) / 2) * width,
+            np.nan_to_num(v[keep]),
+            width,
+            label=label,
+            color=colors[j % len(colors)],
+        )
         ax.bar_label(bars, fmt="%.0f", fontsize=7, padding=1)
     ax.set_xticks(x, names, rotation=40, ha="right", fontsize=8)
     ax.set_ylabel("IoU (%)")
     ax.set_ylim(0, 105)
     ax.set_title(title, fontsize=11)
     if note:
-        ax.text(0.5, 1.0, note, transform=ax.transAxes, ha="center", va="bottom", fontsize=8, color="#b00020",
-                fontweight="bold")
+        ax.text(
+            0.5,
+            1.0,
+            note,
+            transform=ax.transAxes,
+            ha="center",
+            va="bottom",
+            fontsize=8,
+            color="#b00020",
+            fontweight="bold",
+        )
         ax.set_title(title, fontsize=11, pad=16)
     ax.legend(fontsize=8, loc="upper right")
     fig.tight_layout()

@@ -4,6 +4,7 @@ Three `dgss app` pages are served on free loopback ports: a tiny DepthForge chec
 checkpoint (both with random frozen weights, asked for with --random-weights) and no model at all. The
 expected labels are recomputed here with plain ``slide_inference`` on the same checkpoint.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -25,15 +26,25 @@ from dgss.app.service import generated_scene
 from dgss.models.checkpoint import load_checkpoint, save_checkpoint
 from dgss.testing import tiny_segmentor, tiny_text_encoder
 
-SHORT_SIDE = 64           # the servers segment at 64 px short side: a few 64-px windows per image (fast)
+SHORT_SIDE = 64  # the servers segment at 64 px short side: a few 64-px windows per image (fast)
 TRAIN_CLASSES = ["road", "sidewalk", "building", "vegetation", "sky", "person, pedestrian", "car"]
 NEW_CLASSES = "road, car, sky"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 TIMEOUT_MS = 60_000
 # Gradio's own use of pandas 3 (not ours)
-pytestmark = [pytest.mark.filterwarnings("ignore:.*no_silent_downcasting"),
-              pytest.mark.filterwarnings("ignore:The copy keyword is deprecated")]
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:.*no_silent_downcasting"),
+    pytest.mark.filterwarnings("ignore:The copy keyword is deprecated"),
+]
 
 
 def chromium_path() -> str:
@@ -60,7 +71,8 @@ def expected_label(ckpt: Path, rgb: np.ndarray, vocab: str | None = None) -> tup
     model = load_checkpoint(ckpt, random_frozen=True).eval()
     if vocab:
         from dgss.models.vireo import use_vocabulary
-        use_vocabulary(model, vocab)          # the tables the server reads: from the cache, no text tower
+
+        use_vocabulary(model, vocab)  # the tables the server reads: from the cache, no text tower
     H, W = rgb.shape[:2]
     with torch.no_grad():
         x = model.normalize(torch.from_numpy(rgb).permute(2, 0, 1).float()[None])
@@ -75,13 +87,14 @@ class Server:
     the blocking launch is replaced by a background one)."""
 
     def __init__(self, args: list[str]):
-        from dgss.app import cli as app_cli
         from dgss.app import web
         from dgss.cli import build_parser
+        from dgss.commands import app as app_cli
+
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
         parsed = build_parser().parse_args(["app", "--port", str(self.port), *args])
-        assert parsed.host == "127.0.0.1"                       # loopback unless asked otherwise
+        assert parsed.host == "127.0.0.1"  # loopback unless asked otherwise
         self.page = app_cli.build_page(parsed)
         web.serve(self.page, parsed.host, parsed.port, block=False)
         with urllib.request.urlopen(self.url, timeout=30) as r:
@@ -101,11 +114,15 @@ def servers(tmp_path_factory, _text_cache):
     torch.manual_seed(1)
     vireo_model = tiny_segmentor("vireo", vocab=TRAIN_CLASSES)
     # trained on this vocabulary: its config says so, as vireo_config's does (the checkpoint records it)
-    vireo_model.cfg = dataclasses.replace(vireo_model.cfg, class_names=tuple(TRAIN_CLASSES),
-                                          text=dataclasses.replace(vireo_model.cfg.text, vocab=tuple(TRAIN_CLASSES)))
+    vireo_model.cfg = dataclasses.replace(
+        vireo_model.cfg,
+        class_names=tuple(TRAIN_CLASSES),
+        text=dataclasses.replace(vireo_model.cfg.text, vocab=tuple(TRAIN_CLASSES)),
+    )
     vireo = save_checkpoint(vireo_model, tmp / "vireo.safetensors")
     from dgss.models.vireo import use_vocabulary
-    use_vocabulary(vireo_model, NEW_CLASSES, text_encoder=tiny_text_encoder())   # cache the new tables once
+
+    use_vocabulary(vireo_model, NEW_CLASSES, text_encoder=tiny_text_encoder())  # cache the new tables once
     common = ["--random-weights", "--short-side", str(SHORT_SIDE), "--precision", "fp32", "--device", "cpu"]
     started = {}
     try:
@@ -121,11 +138,16 @@ def servers(tmp_path_factory, _text_cache):
 @pytest.fixture(scope="module")
 def browser(servers):
     from playwright.sync_api import sync_playwright
+
     exe = chromium_path()
     with sync_playwright() as p:
         ctx = p.chromium.launch_persistent_context(
-            tempfile.mkdtemp(prefix="dgss-chromium-"), executable_path=exe, args=CHROMIUM_ARGS, headless=True,
-            viewport={"width": 1400, "height": 1100})
+            tempfile.mkdtemp(prefix="dgss-chromium-"),
+            executable_path=exe,
+            args=CHROMIUM_ARGS,
+            headless=True,
+            viewport={"width": 1400, "height": 1100},
+        )
         yield ctx
         ctx.close()
 
@@ -146,8 +168,9 @@ def pick_scene(page, choice: str) -> None:
 def wait_for_result(page, image_name: str) -> None:
     """Until the legend shows the result for ``image_name`` (the overlay is filled in the same update)."""
     page.wait_for_selector(f'#dgss-legend ul.dgss-legend[data-image="{image_name}"]')
-    page.wait_for_function("() => { const i = document.querySelector('#dgss-overlay img');"
-                           " return i && i.complete && i.naturalWidth > 0; }")
+    page.wait_for_function(
+        "() => { const i = document.querySelector('#dgss-overlay img'); return i && i.complete && i.naturalWidth > 0; }"
+    )
 
 
 def agreement(a: np.ndarray, b: np.ndarray) -> float:
@@ -181,7 +204,7 @@ def test_scene_overlay_has_the_input_size_and_legend_lists_the_classes_present(s
     label, names = expected_label(servers["ckpt"]["depthforge"], rgb)
     present = {short(names[k]) for k in np.unique(label)}
     assert legend_names(page) == present
-    assert agreement(download_label(page), label) > 0.999          # the label PNG offered for download
+    assert agreement(download_label(page), label) > 0.999  # the label PNG offered for download
     table = page.locator("#dgss-shares").inner_text()
     assert all(n in table for n in present)
     # depth map and token attention at the slider's block (last by default), both at the input size
@@ -222,7 +245,7 @@ def test_not_an_image_shows_a_message_and_the_server_keeps_serving(servers, brow
 def test_vireo_class_names_change_the_legend(servers, browser):
     page = open_page(browser, servers["vireo"])
     box = page.locator("#dgss-classes textarea")
-    assert box.input_value() == "; ".join(TRAIN_CLASSES)       # the training vocabulary (";": it has synonyms)
+    assert box.input_value() == "; ".join(TRAIN_CLASSES)  # the training vocabulary (";": it has synonyms)
     name, rgb = generated_scene("scene 3 · clean")
     pick_scene(page, "scene 3 · clean")
     wait_for_result(page, name)
@@ -231,8 +254,10 @@ def test_vireo_class_names_change_the_legend(servers, browser):
     assert before and before <= {short(n) for n in train_names}
     box.fill(NEW_CLASSES)
     box.press("Enter")
-    page.wait_for_function("() => [...document.querySelectorAll('#dgss-legend .dgss-legend-name')]"
-                           ".every(e => ['road', 'car', 'sky'].includes(e.innerText))")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#dgss-legend .dgss-legend-name')]"
+        ".every(e => ['road', 'car', 'sky'].includes(e.innerText))"
+    )
     label, names = expected_label(servers["ckpt"]["vireo"], rgb, NEW_CLASSES)
     assert names == ("road", "car", "sky")
     after = legend_names(page)

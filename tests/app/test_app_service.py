@@ -1,4 +1,5 @@
 """`dgss app` without the browser: inputs, limits, vocabulary, progress, and the page chosen for the CLI flags."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -8,8 +9,9 @@ import pytest
 import torch
 from PIL import Image
 
-from dgss.app.service import SegmentationService, UserError, demo_checkpoint, generated_scene, vocabulary_text
+from dgss.app.service import SegmentationService, demo_checkpoint, generated_scene, vocabulary_text
 from dgss.engine.predict import predict_image
+from dgss.errors import UserError
 from dgss.models.checkpoint import save_checkpoint
 from dgss.models.segmentor import window_boxes
 from dgss.testing import tiny_segmentor
@@ -41,10 +43,10 @@ def test_bad_files_become_one_line_messages(svc, tmp_path):
 
 
 def test_huge_images_are_refused_with_the_limit_named(svc, tmp_path):
-    Image.new("RGB", (4200, 2100)).save(tmp_path / "huge.png")          # 8.8 MP > 8.4 MP
+    Image.new("RGB", (4200, 2100)).save(tmp_path / "huge.png")  # 8.8 MP > 8.4 MP
     with pytest.raises(UserError, match=r"huge.png is 4200x2100 \(8.8 MP\), over the limit of 8.4 MP"):
         svc.read_upload(tmp_path / "huge.png")
-    with pytest.raises(UserError, match="over the limit"):                # arrays (generated scenes) too
+    with pytest.raises(UserError, match="over the limit"):  # arrays (generated scenes) too
         svc.segment([("big", np.zeros((2100, 4200, 3), np.uint8))])
 
 
@@ -55,7 +57,7 @@ def test_segment_reports_every_window_and_matches_predict(svc):
     # short side 64 -> a 64x128 input in 64-px windows (stride 42)
     total = len(window_boxes(64, 128, 64, 42))
     assert calls == [(0, k, total) for k in range(1, total + 1)]
-    assert "predict_windows" not in svc.model.__dict__                   # the counting wrapper is gone
+    assert "predict_windows" not in svc.model.__dict__  # the counting wrapper is gone
     ref = predict_image(svc.model, rgb, short_side=64).label
     assert np.array_equal(res.label, ref)
     assert np.array_equal(np.asarray(Image.open(res.label_file)), ref)
@@ -79,13 +81,13 @@ def test_vireo_class_list_checks(tmp_path):
     svc = SegmentationService(str(ckpt), random_weights=True, short_side=64)
     assert svc.open_vocabulary and svc.train_vocabulary == vocab
     text = vocabulary_text(svc.train_vocabulary)
-    assert text == "road; person with clothes,people,human; bicycle, bike; car"   # ";" between entries
+    assert text == "road; person with clothes,people,human; bicycle, bike; car"  # ";" between entries
     assert svc.use_classes(text) == svc.train_vocabulary
     with pytest.raises(UserError, match="the class list is empty"):
         svc.use_classes(" ;, ")
     with pytest.raises(UserError, match="no cached text table.*--weights clip=FILE"):
         svc.use_classes("zebra, giraffe")
-    assert svc.model.class_names == svc.train_vocabulary                  # a refused list changes nothing
+    assert svc.model.class_names == svc.train_vocabulary  # a refused list changes nothing
 
 
 def test_demo_checkpoint_is_the_newest_complete_one(tmp_path):
@@ -104,8 +106,9 @@ def _texts(page) -> str:
 
 
 def test_cli_pages_explain_a_missing_or_unusable_model(tmp_path, df_ckpt):
-    from dgss.app.cli import build_page
     from dgss.cli import build_parser
+    from dgss.commands.app import build_page
+
     page = build_page(build_parser().parse_args(["app", "--demo-out", str(tmp_path / "none")]))
     assert "no model" in _texts(page) and "dgss demo" in _texts(page)
     # a checkpoint trained with random encoders, random weights not asked for: the page says what to do

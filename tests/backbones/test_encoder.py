@@ -1,8 +1,10 @@
 """Block-by-block loop vs timm's own forward, frozen behaviour, input checks."""
+
 import pytest
 import torch
 
-from dgss.backbones import InputSizeError, build_encoder, encoder_config
+from dgss.backbones import build_encoder, encoder_config
+from dgss.errors import InputSizeError
 
 
 def tiny(name, **kw):

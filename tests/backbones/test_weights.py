@@ -1,11 +1,13 @@
 """Public checkpoint layouts written by the tests, loaded, and checked value by value."""
+
 import pytest
 import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
-from dgss.backbones import FrozenWeightsError, build_encoder, encoder_config, load_encoder_weights
+from dgss.backbones import build_encoder, encoder_config, load_encoder_weights
 from dgss.backbones.depth_anything import DepthAnythingV2
+from dgss.errors import FrozenWeightsError
 
 C, DEPTH, HEADS = 32, 2, 2
 
@@ -13,24 +15,46 @@ C, DEPTH, HEADS = 32, 2, 2
 def meta_dinov2_state(seed=0, patch=14, grid=5, depth=DEPTH):
     """A tiny checkpoint in Meta's dinov2_vit*14_pretrain.pth layout (random values)."""
     g = torch.Generator().manual_seed(seed)
-    r = lambda *s: torch.randn(*s, generator=g)  # noqa: E731
-    sd = {"cls_token": r(1, 1, C), "pos_embed": r(1, 1 + grid * grid, C), "mask_token": r(1, C),
-          "patch_embed.proj.weight": r(C, 3, patch, patch), "patch_embed.proj.bias": r(C),
-          "norm.weight": r(C), "norm.bias": r(C)}
+    r = lambda *s: torch.randn(*s, generator=g)
+    sd = {
+        "cls_token": r(1, 1, C),
+        "pos_embed": r(1, 1 + grid * grid, C),
+        "mask_token": r(1, C),
+        "patch_embed.proj.weight": r(C, 3, patch, patch),
+        "patch_embed.proj.bias": r(C),
+        "norm.weight": r(C),
+        "norm.bias": r(C),
+    }
     for i in range(depth):
         b = f"blocks.{i}."
-        sd.update({b + "norm1.weight": r(C), b + "norm1.bias": r(C), b + "norm2.weight": r(C),
-                   b + "norm2.bias": r(C), b + "attn.qkv.weight": r(3 * C, C), b + "attn.qkv.bias": r(3 * C),
-                   b + "attn.proj.weight": r(C, C), b + "attn.proj.bias": r(C), b + "ls1.gamma": r(C),
-                   b + "ls2.gamma": r(C), b + "mlp.fc1.weight": r(4 * C, C), b + "mlp.fc1.bias": r(4 * C),
-                   b + "mlp.fc2.weight": r(C, 4 * C), b + "mlp.fc2.bias": r(C)})
+        sd.update(
+            {
+                b + "norm1.weight": r(C),
+                b + "norm1.bias": r(C),
+                b + "norm2.weight": r(C),
+                b + "norm2.bias": r(C),
+                b + "attn.qkv.weight": r(3 * C, C),
+                b + "attn.qkv.bias": r(3 * C),
+                b + "attn.proj.weight": r(C, C),
+                b + "attn.proj.bias": r(C),
+                b + "ls1.gamma": r(C),
+                b + "ls2.gamma": r(C),
+                b + "mlp.fc1.weight": r(4 * C, C),
+                b + "mlp.fc1.bias": r(4 * C),
+                b + "mlp.fc2.weight": r(C, 4 * C),
+                b + "mlp.fc2.bias": r(C),
+            }
+        )
     return sd
 
 
 def tiny_dinov2(patch=16, img=64, name="dinov2-s"):
     """Tiny encoder whose 'public' weights are patch 14 on a 5x5 grid (70 px), like 518 -> 37x37."""
-    return build_encoder(encoder_config(name).replace(embed_dim=C, depth=DEPTH, num_heads=HEADS,
-                                                      patch_size=patch, img_size=img, source_img_size=70))
+    return build_encoder(
+        encoder_config(name).replace(
+            embed_dim=C, depth=DEPTH, num_heads=HEADS, patch_size=patch, img_size=img, source_img_size=70
+        )
+    )
 
 
 def expected_pos(pos, grid):
@@ -44,8 +68,13 @@ def expected_pos(pos, grid):
 def assert_blocks_equal(enc, sd):
     got = enc.vit.state_dict()
     for k, v in sd.items():
-        if k.startswith("blocks.") or k in ("cls_token", "norm.weight", "norm.bias", "patch_embed.proj.bias",
-                                            "mask_token"):
+        if k.startswith("blocks.") or k in (
+            "cls_token",
+            "norm.weight",
+            "norm.bias",
+            "patch_embed.proj.bias",
+            "mask_token",
+        ):
             assert torch.equal(got[k], v), k
 
 
@@ -88,8 +117,17 @@ def test_timm_safetensors_without_mask_token(tmp_path):
 def test_transformers_dinov2_layout_gives_identical_outputs(tmp_path):
     """Independent implementation: transformers' Dinov2Model with the same weights."""
     from transformers import Dinov2Config, Dinov2Model
-    hf = Dinov2Model(Dinov2Config(hidden_size=C, num_hidden_layers=DEPTH, num_attention_heads=HEADS,
-                                  patch_size=14, image_size=70, layer_norm_eps=1e-6)).eval()
+
+    hf = Dinov2Model(
+        Dinov2Config(
+            hidden_size=C,
+            num_hidden_layers=DEPTH,
+            num_attention_heads=HEADS,
+            patch_size=14,
+            image_size=70,
+            layer_norm_eps=1e-6,
+        )
+    ).eval()
     save_file({k: v.contiguous() for k, v in hf.state_dict().items()}, str(tmp_path / "model.safetensors"))
     enc = tiny_dinov2(patch=14, img=70, name="dinov2-s-p14")
     load_encoder_weights(enc, tmp_path / "model.safetensors")
@@ -144,8 +182,9 @@ def test_missing_and_unexpected_keys_are_named(tmp_path):
 
 def test_wrong_width_is_refused(tmp_path):
     torch.save(meta_dinov2_state(), tmp_path / "vits.pth")
-    wide = build_encoder(encoder_config("dinov2-s").replace(embed_dim=64, depth=DEPTH, num_heads=HEADS, img_size=64,
-                                                           source_img_size=70))
+    wide = build_encoder(
+        encoder_config("dinov2-s").replace(embed_dim=64, depth=DEPTH, num_heads=HEADS, img_size=64, source_img_size=70)
+    )
     with pytest.raises(FrozenWeightsError, match="width differs"):
         load_encoder_weights(wide, tmp_path / "vits.pth")
 
@@ -170,7 +209,7 @@ def test_timm_layout_other_towers_with_resampling(tmp_path, name):
     kw = dict(embed_dim=C, depth=DEPTH, num_heads=HEADS)
     if cfg.family == "sam":
         kw.update(global_attn_indexes=(1,), rel_pos_grid=8, window_size=2)
-        src = build_encoder(cfg.replace(img_size=128, **kw))   # the "pretrained" grid 8x8
+        src = build_encoder(cfg.replace(img_size=128, **kw))  # the "pretrained" grid 8x8
     else:
         src = build_encoder(cfg.replace(img_size=56, patch_size=14, **kw))  # patch 14, grid 4
     with torch.no_grad():
@@ -178,7 +217,7 @@ def test_timm_layout_other_towers_with_resampling(tmp_path, name):
             p.normal_()
     sd = {k: v.contiguous() for k, v in src.vit.state_dict().items()}
     save_file(sd, str(tmp_path / "model.safetensors"))
-    dst = build_encoder(cfg.replace(img_size=64, **kw))       # patch 16, grid 4
+    dst = build_encoder(cfg.replace(img_size=64, **kw))  # patch 16, grid 4
     load_encoder_weights(dst, tmp_path / "model.safetensors")
     got = dst.vit.state_dict()
     for k, v in sd.items():
@@ -195,12 +234,28 @@ def test_timm_layout_other_towers_with_resampling(tmp_path, name):
 def test_depth_anything_hf_port_gives_identical_depth(tmp_path):
     """Independent implementation: transformers' DepthAnythingForDepthEstimation, same weights."""
     from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config
-    bb = Dinov2Config(hidden_size=C, num_hidden_layers=12, num_attention_heads=HEADS, patch_size=14, image_size=70,
-                      out_indices=[3, 6, 9, 12], apply_layernorm=True, reshape_hidden_states=False,
-                      layer_norm_eps=1e-6)
-    hf = DepthAnythingForDepthEstimation(DepthAnythingConfig(
-        backbone_config=bb, reassemble_hidden_size=C, patch_size=14, fusion_hidden_size=64,
-        neck_hidden_sizes=[48, 96, 192, 384], depth_estimation_type="relative")).eval()
+
+    bb = Dinov2Config(
+        hidden_size=C,
+        num_hidden_layers=12,
+        num_attention_heads=HEADS,
+        patch_size=14,
+        image_size=70,
+        out_indices=[3, 6, 9, 12],
+        apply_layernorm=True,
+        reshape_hidden_states=False,
+        layer_norm_eps=1e-6,
+    )
+    hf = DepthAnythingForDepthEstimation(
+        DepthAnythingConfig(
+            backbone_config=bb,
+            reassemble_hidden_size=C,
+            patch_size=14,
+            fusion_hidden_size=64,
+            neck_hidden_sizes=[48, 96, 192, 384],
+            depth_estimation_type="relative",
+        )
+    ).eval()
     save_file({k: v.contiguous() for k, v in hf.state_dict().items()}, str(tmp_path / "model.safetensors"))
     enc = build_encoder(encoder_config("dav2-s-p14").replace(embed_dim=C, num_heads=HEADS, img_size=70))
     ours = DepthAnythingV2("s", patch14=True, encoder=enc).load(tmp_path / "model.safetensors")
@@ -212,13 +267,11 @@ def test_depth_anything_hf_port_gives_identical_depth(tmp_path):
 
 def test_depth_anything_original_layout_maps_every_head_tensor(tmp_path):
     """Original depth_head.* names (written here from the DAv2 source layout) reach the DPT head."""
-    enc = build_encoder(encoder_config("dav2-s").replace(embed_dim=C, num_heads=HEADS, img_size=64,
-                                                         source_img_size=70))
+    enc = build_encoder(encoder_config("dav2-s").replace(embed_dim=C, num_heads=HEADS, img_size=64, source_img_size=70))
     model = DepthAnythingV2("s", encoder=enc)
     head = model.depth_head.state_dict()
     orig = {}
-    table = {"projects.{i}.": "neck.reassemble_stage.layers.{i}.projection.",
-             "scratch.layer{j}_rn.": "neck.convs.{i}."}
+    table = {"projects.{i}.": "neck.reassemble_stage.layers.{i}.projection.", "scratch.layer{j}_rn.": "neck.convs.{i}."}
     for i in range(4):
         for o, h in table.items():
             for s in ("weight", "bias"):
@@ -228,16 +281,19 @@ def test_depth_anything_original_layout_maps_every_head_tensor(tmp_path):
     for i in (0, 1, 3):
         for s in ("weight", "bias"):
             orig[f"depth_head.resize_layers.{i}.{s}"] = torch.randn_like(
-                head[f"neck.reassemble_stage.layers.{i}.resize.{s}"])
+                head[f"neck.reassemble_stage.layers.{i}.resize.{s}"]
+            )
     for r in range(1, 5):
         f = 4 - r
         for s in ("weight", "bias"):
             orig[f"depth_head.scratch.refinenet{r}.out_conv.{s}"] = torch.randn_like(
-                head[f"neck.fusion_stage.layers.{f}.projection.{s}"])
+                head[f"neck.fusion_stage.layers.{f}.projection.{s}"]
+            )
             for u in (1, 2):
                 for c in (1, 2):
                     orig[f"depth_head.scratch.refinenet{r}.resConfUnit{u}.conv{c}.{s}"] = torch.randn_like(
-                        head[f"neck.fusion_stage.layers.{f}.residual_layer{u}.convolution{c}.{s}"])
+                        head[f"neck.fusion_stage.layers.{f}.residual_layer{u}.convolution{c}.{s}"]
+                    )
     for o, h in {"output_conv1": "head.conv1", "output_conv2.0": "head.conv2", "output_conv2.2": "head.conv3"}.items():
         for s in ("weight", "bias"):
             orig[f"depth_head.scratch.{o}.{s}"] = torch.randn_like(head[f"{h}.{s}"])
@@ -246,8 +302,9 @@ def test_depth_anything_original_layout_maps_every_head_tensor(tmp_path):
     torch.save(orig, tmp_path / "depth_anything_v2_vits.pth")
     model.load(tmp_path / "depth_anything_v2_vits.pth")
     got = model.depth_head.state_dict()
-    assert torch.equal(got["neck.fusion_stage.layers.0.projection.weight"],
-                       orig["depth_head.scratch.refinenet4.out_conv.weight"])
+    assert torch.equal(
+        got["neck.fusion_stage.layers.0.projection.weight"], orig["depth_head.scratch.refinenet4.out_conv.weight"]
+    )
     assert torch.equal(got["head.conv3.bias"], orig["depth_head.scratch.output_conv2.2.bias"])
     assert torch.equal(got["neck.convs.2.weight"], orig["depth_head.scratch.layer3_rn.weight"])
     depth = model(torch.randn(1, 3, 64, 64))

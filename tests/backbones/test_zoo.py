@@ -1,30 +1,36 @@
 """Parameter counts of the frozen encoders against the papers' published totals (DepthForge Tables 6/7)."""
+
 import pytest
 import torch
 
-from dgss.backbones import ENCODERS, UnknownModelError, build_encoder, encoder_config
+from dgss.backbones import ENCODERS, build_encoder, encoder_config
 from dgss.backbones.depth_anything import DepthAnythingV2
 from dgss.cli import main
+from dgss.errors import UnknownModelError
 
 
 def n_params(m):
     return sum(p.numel() for p in m.parameters())
 
 
-@pytest.mark.parametrize("name,expected", [
-    ("dinov2-l", 304_199_680),       # weights.md: DINOv2-L/16 at 512 incl. the unused mask token
-    ("dinov2-l-p14", 304_368_640),   # weights.md: the public file at patch 14
-    ("clip-l", 304_150_528),         # published 304.15M, image tower without projection
-    ("dav2-l", 304_199_680),         # DAv2-L encoder = DINOv2-L architecture
-])
+@pytest.mark.parametrize(
+    "name,expected",
+    [
+        ("dinov2-l", 304_199_680),  # weights.md: DINOv2-L/16 at 512 incl. the unused mask token
+        ("dinov2-l-p14", 304_368_640),  # weights.md: the public file at patch 14
+        ("clip-l", 304_150_528),  # published 304.15M, image tower without projection
+        ("dav2-l", 304_199_680),  # DAv2-L encoder = DINOv2-L architecture
+    ],
+)
 def test_exact_counts(name, expected):
     with torch.device("meta"):
         enc = build_encoder(name)
     assert n_params(enc) == expected
 
 
-@pytest.mark.parametrize("name,published_m", [("dinov2-l", 304.20), ("eva02-l", 304.24), ("clip-l", 304.15),
-                                               ("sam-h", 632.18)])
+@pytest.mark.parametrize(
+    "name,published_m", [("dinov2-l", 304.20), ("eva02-l", 304.24), ("clip-l", 304.15), ("sam-h", 632.18)]
+)
 def test_published_totals(name, published_m):
     with torch.device("meta"):
         enc = build_encoder(name)
@@ -69,6 +75,18 @@ def test_cli_unknown_model_is_one_clear_line(capsys):
 
 
 def test_zoo_covers_papers_backbones():
-    for name in ["dinov2-s", "dinov2-b", "dinov2-l", "dinov2-g", "dinov2-l-p14", "eva02-l", "clip-l", "sam-h",
-                 "dav2-s", "dav2-b", "dav2-l", "dav2-l-p14"]:
+    for name in [
+        "dinov2-s",
+        "dinov2-b",
+        "dinov2-l",
+        "dinov2-g",
+        "dinov2-l-p14",
+        "eva02-l",
+        "clip-l",
+        "sam-h",
+        "dav2-s",
+        "dav2-b",
+        "dav2-l",
+        "dav2-l-p14",
+    ]:
         assert name in ENCODERS

@@ -4,6 +4,7 @@ A second demo into the same folder replaces the previous run's files and keeps t
 them; a user's file inside the run folder makes the demo refuse before any work (tests/cli/
 test_error_matrix.py has the refusals of a foreign --out and an unmarked run folder).
 """
+
 from __future__ import annotations
 
 import torch
@@ -20,14 +21,14 @@ def test_demo_twice_keeps_user_files_and_refuses_to_delete_them(tmp_path, capsys
         assert main(["demo", "--out", str(out), *TINY_DEMO]) == 0
         first = sorted(p.name for p in (out / "run").iterdir())
         assert "iter_000002.safetensors" in first and ".dgss-owned" in first
-        (out / "my_notes.txt").write_text("keep me\n")                 # next to the demo's files
+        (out / "my_notes.txt").write_text("keep me\n")  # next to the demo's files
         (out / "run" / "iter_000002.safetensors").write_bytes(b"stale")  # the demo's own file: replaced
         assert main(["demo", "--out", str(out), *TINY_DEMO]) == 0
         assert (out / "my_notes.txt").read_text() == "keep me\n"
         assert (out / "run" / "iter_000002.safetensors").stat().st_size > 1000
         assert sorted(p.name for p in (out / "run").iterdir()) == first
 
-        (out / "run" / "thesis.tex").write_text("my thesis\n")          # a user's file inside the run folder
+        (out / "run" / "thesis.tex").write_text("my thesis\n")  # a user's file inside the run folder
         before = {p.name: p.read_bytes() for p in (out / "run").iterdir() if p.is_file()}
         capsys.readouterr()
         assert main(["demo", "--out", str(out), *TINY_DEMO]) == 2

@@ -4,6 +4,7 @@
 The kill comes at a seeded random moment after the first output file appears, and the test checks that
 the killed run had not finished (so the kill did interrupt work).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -20,7 +21,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from dgss.demo.scenes import make_scene
+from dgss.data.scenes import make_scene
 from dgss.models.checkpoint import save_checkpoint
 from dgss.testing import tiny_segmentor
 
@@ -35,13 +36,17 @@ def env() -> dict:
 
 
 def digest(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def dgss(*args: str) -> subprocess.CompletedProcess:
-    res = subprocess.run([sys.executable, "-m", "dgss", *args], env=env(), capture_output=True, text=True,
-                         timeout=600, cwd=ROOT)
+    res = subprocess.run(
+        [sys.executable, "-m", "dgss", *args], env=env(), capture_output=True, text=True, timeout=600, cwd=ROOT
+    )
     assert res.returncode == 0, f"dgss {' '.join(args)} failed ({res.returncode}):\n{res.stderr}"
     return res
 
@@ -49,8 +54,14 @@ def dgss(*args: str) -> subprocess.CompletedProcess:
 def kill_mid_work(args: list[str], done, first_output, total: int, seed: int) -> None:
     """Start ``dgss *args``, wait for ``first_output()`` to be true, sleep a seeded random moment and
     SIGKILL it; asserts the run had not finished (``done()`` < ``total`` outputs)."""
-    proc = subprocess.Popen([sys.executable, "-m", "dgss", *args], env=env(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dgss", *args],
+        env=env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
     deadline = time.time() + 300
     while not first_output():
         assert proc.poll() is None, f"exited before the first output: {proc.stderr.read()}"
@@ -85,11 +96,16 @@ def test_prepare_killed_and_rerun_equals_one_run(tmp_path):
     shutil.copytree(src, ref)
     shutil.copytree(src, killed)
     dgss("data", "prepare", "cityscapes", str(ref), "--no-progress")
-    outputs = lambda: list(killed.rglob("*_labelTrainIds.png"))      # noqa: E731
+    outputs = lambda: list(killed.rglob("*_labelTrainIds.png"))
     assert len(list(ref.rglob("*_labelTrainIds.png"))) == n
-    for seed in (1, 2):        # killed twice at different moments
-        kill_mid_work(["data", "prepare", "cityscapes", str(killed), "--no-progress"], lambda: len(outputs()),
-                      lambda: len(outputs()) > (0 if seed == 1 else n // 3), n, seed)
+    for seed in (1, 2):  # killed twice at different moments
+        kill_mid_work(
+            ["data", "prepare", "cityscapes", str(killed), "--no-progress"],
+            lambda: len(outputs()),
+            lambda: len(outputs()) > (0 if seed == 1 else n // 3),
+            n,
+            seed,
+        )
     dgss("data", "prepare", "cityscapes", str(killed), "--no-progress")
     assert digest(killed) == digest(ref)
     assert not [p for p in killed.rglob(".*")], "temporary files left behind"
@@ -107,10 +123,15 @@ def test_predict_killed_and_rerun_equals_one_run(tmp_path):
     common = ["--model", str(ckpt), "--random-weights", "--precision", "fp32", "--no-progress"]
     ref, killed = tmp_path / "ref", tmp_path / "killed"
     dgss("predict", str(images), *common, "--out", str(ref))
-    labels = lambda: list(killed.glob("*_label.png")) if killed.is_dir() else []   # noqa: E731
+    labels = lambda: list(killed.glob("*_label.png")) if killed.is_dir() else []
     assert len(list(ref.glob("*_label.png"))) == n
-    kill_mid_work(["predict", str(images), *common, "--out", str(killed)], lambda: len(labels()),
-                  lambda: len(labels()) > 0, n, seed=3)
+    kill_mid_work(
+        ["predict", str(images), *common, "--out", str(killed)],
+        lambda: len(labels()),
+        lambda: len(labels()) > 0,
+        n,
+        seed=3,
+    )
     dgss("predict", str(images), *common, "--out", str(killed))
     assert digest(killed) == digest(ref)
     leftovers = [p.name for p in killed.iterdir() if p.name.startswith(".") and p.name != ".dgss-owned"]

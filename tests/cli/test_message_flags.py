@@ -2,6 +2,7 @@
 Python argument that had no flag). The error matrix checks the flags of the messages it provokes
 against that verb's parser; this test reads every ``raise ...(...)`` message in the source (AST) and
 checks each ``--flag`` it names against the flags of all verbs."""
+
 from __future__ import annotations
 
 import argparse
@@ -24,6 +25,7 @@ def all_flags() -> set[str]:
             if isinstance(a, argparse._SubParsersAction):
                 for child in a.choices.values():
                     walk(child)
+
     walk(build_parser())
     return flags
 
@@ -34,8 +36,12 @@ def raised_messages() -> list[tuple[str, int, str]]:
     for path in sorted(SRC.rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call):
-                parts = [c.value for arg in node.exc.args for c in ast.walk(arg)
-                         if isinstance(c, ast.Constant) and isinstance(c.value, str)]
+                parts = [
+                    c.value
+                    for arg in node.exc.args
+                    for c in ast.walk(arg)
+                    if isinstance(c, ast.Constant) and isinstance(c.value, str)
+                ]
                 out.append((str(path.relative_to(SRC)), node.lineno, "\n".join(parts)))
     return out
 
@@ -44,7 +50,7 @@ def test_every_flag_named_by_an_error_message_exists():
     flags = all_flags()
     assert {"--random-weights", "--weights", "--resume", "--allow-hash-mismatch"} <= flags
     messages = raised_messages()
-    assert len(messages) > 100          # the scan sees the source
+    assert len(messages) > 100  # the scan sees the source
     bad = [(f, line, flag) for f, line, text in messages for flag in FLAG_RE.findall(text) if flag not in flags]
     assert not bad, f"messages name flags no verb has: {bad}"
 

@@ -1,4 +1,5 @@
 """`dgss predict` on a folder shows a progress bar on a terminal (n/total), and none with --no-progress."""
+
 from __future__ import annotations
 
 import io
@@ -8,7 +9,7 @@ import torch
 from PIL import Image
 
 from dgss.cli import main
-from dgss.demo.scenes import make_scene
+from dgss.data.scenes import make_scene
 from dgss.models.checkpoint import save_checkpoint
 from dgss.testing import tiny_segmentor
 
@@ -28,8 +29,21 @@ def test_folder_progress_bar(tmp_path, monkeypatch):
     for extra, shown in (([], True), (["--no-progress"], False)):
         term = Terminal()
         monkeypatch.setattr(sys, "stderr", term)
-        assert main(["predict", str(folder), "--model", str(ckpt), "--random-weights", "--out",
-                     str(tmp_path / f"out{len(extra)}"), *extra]) == 0
+        assert (
+            main(
+                [
+                    "predict",
+                    str(folder),
+                    "--model",
+                    str(ckpt),
+                    "--random-weights",
+                    "--out",
+                    str(tmp_path / f"out{len(extra)}"),
+                    *extra,
+                ]
+            )
+            == 0
+        )
         monkeypatch.undo()
         text = term.getvalue()
         assert ("3/3" in text and "predict" in text) == shown, text

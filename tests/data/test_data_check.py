@@ -1,15 +1,16 @@
 """`dgss data check` on broken trees: one clear line per problem, non-zero exit, nothing modified."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from dgss.data import cli as data_cli
+from dgss.cli import main
 from dgss.data.check import check_dataset
 
 
 def run_cli(capsys, *argv: str) -> tuple[int, list[str], str]:
-    code = data_cli.main(list(argv))    # through dgss.cli.main: its error contract
+    code = main(["data", *argv])  # through dgss.cli.main: its error contract
     out, err = capsys.readouterr()
     return code, out.splitlines(), err
 
@@ -23,8 +24,9 @@ def tree(dh, tmp_path, fixtures):
 
 def check(capsys, dh, cs, *extra: str) -> tuple[int, list[str]]:
     before = dh.tree_digest(cs)
-    code, lines, _ = run_cli(capsys, "check", "cityscapes", str(cs), "--expect", "val=3", "--expect", "train=1",
-                             "--no-progress", *extra)
+    code, lines, _ = run_cli(
+        capsys, "check", "cityscapes", str(cs), "--expect", "val=3", "--expect", "train=1", "--no-progress", *extra
+    )
     assert dh.tree_digest(cs) == before, "check modified the tree"
     return code, lines
 
@@ -44,7 +46,8 @@ def test_missing_label(capsys, dh, tree):
     assert code == 1
     assert errors(lines) == [
         "ERROR [val] missing label: 1 image(s) without their '*_gtFine_labelTrainIds.png' label: "
-        "leftImg8bit/val/frankfurt/frankfurt_000001_000019_leftImg8bit.png"]
+        "leftImg8bit/val/frankfurt/frankfurt_000001_000019_leftImg8bit.png"
+    ]
     assert any(line.startswith("hint:") and "dgss data prepare cityscapes" in line for line in lines)
 
 
@@ -74,7 +77,8 @@ def test_label_value_77(capsys, dh, tree, fixtures):
     assert code == 1
     assert errors(lines) == [
         "ERROR [val] label values: values [77] are neither classes 0..18 nor ignore 255, in 1 label(s): "
-        "gtFine/val/frankfurt/frankfurt_000000_000019_gtFine_labelTrainIds.png"]
+        "gtFine/val/frankfurt/frankfurt_000000_000019_gtFine_labelTrainIds.png"
+    ]
 
 
 def test_truncated_split(capsys, dh, tree):
@@ -97,7 +101,8 @@ def test_unpaired_label_and_size_mismatch(capsys, dh, tree, fixtures):
         "ERROR [val] unpaired label: 1 label(s) without an image: "
         "gtFine/val/frankfurt/frankfurt_000001_000019_gtFine_labelTrainIds.png",
         "ERROR [val] size mismatch: 1 file(s): label and image sizes differ (first: 256x64 vs 256x128): "
-        "gtFine/val/frankfurt/frankfurt_000000_000019_gtFine_labelTrainIds.png"]
+        "gtFine/val/frankfurt/frankfurt_000000_000019_gtFine_labelTrainIds.png",
+    ]
 
 
 def test_missing_split_dir_and_bad_input(capsys, dh, tmp_path, fixtures):
@@ -106,8 +111,10 @@ def test_missing_split_dir_and_bad_input(capsys, dh, tmp_path, fixtures):
     assert code == 1
     assert f"ERROR [train] missing directory: {cs}/leftImg8bit/train does not exist" in lines
     code, lines, err = run_cli(capsys, "check", "kitti", str(cs))
-    assert code == 2 and err.strip() == ("dgss data check: error: unknown dataset 'kitti'; known: cityscapes, gta5, "
-                                         "bdd100k, mapillary, acdc, deliver, ade150, ade847, folder")
+    assert code == 2 and err.strip() == (
+        "dgss data check: error: unknown dataset 'kitti'; known: cityscapes, gta5, "
+        "bdd100k, mapillary, acdc, deliver, ade150, ade847, folder"
+    )
     code, _, err = run_cli(capsys, "check", "cityscapes", str(tmp_path / "nope"))
     assert code == 2 and "does not exist" in err and "Traceback" not in err
     code, _, err = run_cli(capsys, "prepare", "gta5", str(tmp_path / "nope"))
@@ -123,9 +130,14 @@ def test_check_acdc_per_condition_counts(dh, tmp_path, fixtures):
     rep = check_dataset("acdc", acdc, splits=["val"], workers=1)
     assert rep.counts == {"fog/val": 1, "night/val": 1, "rain/val": 1, "snow/val": 1}
     assert [p.detail for p in rep.problems] == [
-        "1 images, expected 100 (official split size)", "1 images, expected 106 (official split size)",
-        "1 images, expected 100 (official split size)", "1 images, expected 100 (official split size)"]
-    rep = check_dataset("acdc", acdc, splits=["val"], expected={f"{c}/val": 1 for c in ("fog", "night", "rain", "snow")})
+        "1 images, expected 100 (official split size)",
+        "1 images, expected 106 (official split size)",
+        "1 images, expected 100 (official split size)",
+        "1 images, expected 100 (official split size)",
+    ]
+    rep = check_dataset(
+        "acdc", acdc, splits=["val"], expected={f"{c}/val": 1 for c in ("fog", "night", "rain", "snow")}
+    )
     assert rep.ok
 
 
@@ -138,4 +150,5 @@ def test_check_deliver_raw_values(dh, tmp_path, fixtures):
         dh.save(raw, dl / f"semantic/{cond}/test/s/1_semantic_front.png")
     rep = check_dataset("deliver", dl, splits=["test"], expected={"test": 5})
     assert [(p.kind, p.detail) for p in rep.problems] == [
-        ("label values", "values [30] are neither classes 0..24 nor ignore 255, in 5 label(s)")]
+        ("label values", "values [30] are neither classes 0..24 nor ignore 255, in 5 label(s)")
+    ]

@@ -1,4 +1,5 @@
 """The evaluation loop (dgss.engine.evaluator) with dummy `predict_logits` callables."""
+
 from __future__ import annotations
 
 import numpy as np

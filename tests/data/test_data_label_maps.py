@@ -1,4 +1,5 @@
 """Label tables and conversions, with hand-checked values."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -8,15 +9,51 @@ from PIL import Image
 from dgss.data import label_maps as lm
 
 # data.md §1, typed by hand on purpose (the code takes it from cityscapesscripts)
-SPEC_TABLE = {7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 22: 9, 23: 10, 24: 11, 25: 12,
-              26: 13, 27: 14, 28: 15, 31: 16, 32: 17, 33: 18}
-
+SPEC_TABLE = {
+    7: 0,
+    8: 1,
+    11: 2,
+    12: 3,
+    13: 4,
+    17: 5,
+    19: 6,
+    20: 7,
+    21: 8,
+    22: 9,
+    23: 10,
+    24: 11,
+    25: 12,
+    26: 13,
+    27: 14,
+    28: 15,
+    31: 16,
+    32: 17,
+    33: 18,
+}
 
 
 def test_cityscapes_table_matches_spec():
     assert lm.CITYSCAPES_CLASSES == (
-        "road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign", "vegetation",
-        "terrain", "sky", "person", "rider", "car", "truck", "bus", "train", "motorcycle", "bicycle")
+        "road",
+        "sidewalk",
+        "building",
+        "wall",
+        "fence",
+        "pole",
+        "traffic light",
+        "traffic sign",
+        "vegetation",
+        "terrain",
+        "sky",
+        "person",
+        "rider",
+        "car",
+        "truck",
+        "bus",
+        "train",
+        "motorcycle",
+        "bicycle",
+    )
     lut = lm.CITYSCAPES_ID_TO_TRAINID
     assert lut.dtype == np.uint8 and lut.shape == (256,)
     for i in range(256):
@@ -88,8 +125,19 @@ def test_ade847_16bit_label_survives(tmp_path):
 def test_ade847_id_table():
     ids = lm.ADE847_FULL_IDS
     # spot checks against MaskFormer's ADE20K_SEM_SEG_FULL_CATEGORIES (name: id -> trainId)
-    for train_id, full_id in {0: 2978, 1: 312, 7: 165, 244: 2155, 255: 1857, 263: 6, 511: 2879, 512: 444,
-                              600: 459, 797: 1824, 846: 3148}.items():
+    for train_id, full_id in {
+        0: 2978,
+        1: 312,
+        7: 165,
+        244: 2155,
+        255: 1857,
+        263: 6,
+        511: 2879,
+        512: 444,
+        600: 459,
+        797: 1824,
+        846: 3148,
+    }.items():
         assert ids[train_id] == full_id
     lut = lm.ade847_lut()
     assert lut[1857] == 255 and lut[3148] == 846 and lut[0] == 65535

@@ -1,4 +1,5 @@
 """`dgss data prepare`: correct outputs, idempotent, resumable, never touches source files."""
+
 from __future__ import annotations
 
 import json
@@ -8,8 +9,8 @@ import pytest
 from PIL import Image
 
 from dgss.data import label_maps as lm
-from dgss.data.datasets import DataError
 from dgss.data.prepare import prepare
+from dgss.errors import DataError
 
 
 def test_cityscapes_trainids_from_labelids(dh, tmp_path, fixtures):
@@ -53,9 +54,14 @@ def test_idempotent_resumable_force(dh, tmp_path, fixtures):
 def test_cityscapes_from_polygons(tmp_path):
     city = tmp_path / "cityscapes/gtFine/val/x"
     city.mkdir(parents=True)
-    ann = {"imgHeight": 8, "imgWidth": 16, "objects": [
-        {"label": "road", "polygon": [[0, 4], [15, 4], [15, 7], [0, 7]]},
-        {"label": "sky", "polygon": [[0, 0], [15, 0], [15, 1], [0, 1]]}]}
+    ann = {
+        "imgHeight": 8,
+        "imgWidth": 16,
+        "objects": [
+            {"label": "road", "polygon": [[0, 4], [15, 4], [15, 7], [0, 7]]},
+            {"label": "sky", "polygon": [[0, 0], [15, 0], [15, 1], [0, 1]]},
+        ],
+    }
     (city / "x_000000_000019_gtFine_polygons.json").write_text(json.dumps(ann))
     assert prepare("cityscapes", tmp_path, progress=False).written == 1
     out = np.array(Image.open(city / "x_000000_000019_gtFine_labelTrainIds.png"))

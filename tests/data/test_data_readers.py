@@ -1,4 +1,5 @@
 """Every reader on a miniature tree in its exact official layout, built from the real fixtures."""
+
 from __future__ import annotations
 
 import json
@@ -11,8 +12,9 @@ import torch
 from PIL import Image
 
 from dgss.data import label_maps as lm
-from dgss.data.datasets import DataError, SegDataset, list_samples, resolve_root
+from dgss.data.datasets import SegDataset, list_samples, resolve_root
 from dgss.data.prepare import prepare
+from dgss.errors import DataError
 
 
 def test_cityscapes(dh, tmp_path, fixtures):
@@ -43,8 +45,16 @@ def test_gta5_ids_prepared_and_resized(dh, tmp_path, fixtures):
     assert [s.image.name for s in ds.samples] == ["00001.png", "00002.png"]
     lab = ds[0]["label"].numpy()
     # hand-checked pixels: the fixture's label ids at these positions and their trainIds
-    for (y, x), (i, t) in {(93, 167): (7, 0), (85, 244): (8, 1), (32, 83): (11, 2), (54, 201): (26, 13),
-                              (52, 152): (24, 11), (7, 139): (23, 10), (64, 0): (3, 255), (119, 186): (1, 255)}.items():
+    for (y, x), (i, t) in {
+        (93, 167): (7, 0),
+        (85, 244): (8, 1),
+        (32, 83): (11, 2),
+        (54, 201): (26, 13),
+        (52, 152): (24, 11),
+        (7, 139): (23, 10),
+        (64, 0): (3, 255),
+        (119, 186): (1, 255),
+    }.items():
         assert ids[y, x] == i and lab[y, x] == t
     np.testing.assert_array_equal(lab, lm.CITYSCAPES_ID_TO_TRAINID[ids])
     assert ds[1]["label"].shape == (128, 256)
@@ -61,8 +71,9 @@ def test_bdd100k(tmp_path, fixtures):
 
 def _mapillary_tree(dh, tmp_path, fixtures):
     mp = tmp_path / "mapillary"
-    cfg = {"labels": [{"readable": n, "name": n.lower(), "color": [i, i, i]} for i, (n, _) in
-                       enumerate(dh.MAPILLARY_V12)]}
+    cfg = {
+        "labels": [{"readable": n, "name": n.lower(), "color": [i, i, i]} for i, (n, _) in enumerate(dh.MAPILLARY_V12)]
+    }
     mp.mkdir()
     (mp / "config_v1.2.json").write_text(json.dumps(cfg))
     name = "__CRyFzoDOXn6unQ6a3DnQ"
@@ -170,8 +181,8 @@ def test_ade847_prepare_from_full_release(dh, tmp_path, fixtures):
     img = np.asarray(Image.fromarray(dh.cs_image(fixtures)).resize((1200, 600)))  # short side 600 > 512: resized
     seg = np.zeros((600, 1200, 3), np.uint8)
     for x0, full_id in ((0, 1857), (400, 3148), (800, 2978)):  # pier (255), adding machine (846), wall (0)
-        seg[:, x0:x0 + 400, 0] = (full_id // 256) * 10
-        seg[:, x0:x0 + 400, 1] = full_id % 256
+        seg[:, x0 : x0 + 400, 0] = (full_id // 256) * 10
+        seg[:, x0 : x0 + 400, 1] = full_id % 256
     seg[:300, 1100:, :2] = 0  # id 0: unlabelled
     dh.save(img, tmp_path / folder / "ADE_val_00000001.jpg")
     dh.save(seg, tmp_path / folder / "ADE_val_00000001_seg.png")

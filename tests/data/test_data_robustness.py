@@ -1,4 +1,5 @@
 """Robustness suite: fixed, seeded severities on a real image; evaluation per condition x severity."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -7,7 +8,8 @@ import torch
 from PIL import Image
 
 from dgss.data.datasets import SegDataset
-from dgss.data.robustness import CONDITIONS, SEVERITIES, SEVERITY_PARAMS, Corruption, corrupt, evaluate_robustness
+from dgss.data.robustness import CONDITIONS, SEVERITIES, SEVERITY_PARAMS, Corruption, corrupt
+from dgss.engine.robustness_eval import evaluate_robustness
 
 
 @pytest.fixture(scope="module")

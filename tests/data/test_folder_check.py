@@ -1,4 +1,5 @@
 """`dgss data check folder ROOT`: one line per problem kind naming files, non-zero exit, nothing modified."""
+
 from __future__ import annotations
 
 import hashlib
@@ -15,8 +16,9 @@ from dgss.cli import main
 def build(root: Path, classes=None) -> Path:
     """A valid two-split folder: 2 classes, domains day/night, 8x6 images."""
     (root).mkdir(parents=True)
-    (root / "classes.yaml").write_text(yaml.safe_dump(classes or {"name": "t", "classes": ["a", "b"],
-                                                                  "domains": ["day", "night"]}))
+    (root / "classes.yaml").write_text(
+        yaml.safe_dump(classes or {"name": "t", "classes": ["a", "b"], "domains": ["day", "night"]})
+    )
     lab = np.zeros((6, 8), np.uint8)
     lab[:, 4:] = 1
     lab[0, 0] = 255
@@ -30,8 +32,13 @@ def build(root: Path, classes=None) -> Path:
 
 def state(root: Path) -> dict:
     """Every file and folder with its mtime (and content hash for files)."""
-    return {str(p.relative_to(root)): (p.stat().st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest()
-                                       if p.is_file() else None) for p in sorted(root.rglob("*"))}
+    return {
+        str(p.relative_to(root)): (
+            p.stat().st_mtime_ns,
+            hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else None,
+        )
+        for p in sorted(root.rglob("*"))
+    }
 
 
 def test_valid_folder_passes(tmp_path, capsys):
@@ -43,13 +50,13 @@ def test_valid_folder_passes(tmp_path, capsys):
 
 def test_every_problem_kind_is_one_line_naming_files(tmp_path, capsys):
     root = build(tmp_path / "bad")
-    (root / "labels/val/day/s3.png").unlink()                                   # missing label
-    Image.fromarray(np.zeros((5, 8), np.uint8)).save(root / "labels/val/night/s4.png")   # size mismatch
-    (root / "images/train/day/s1.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")        # unreadable image
+    (root / "labels/val/day/s3.png").unlink()  # missing label
+    Image.fromarray(np.zeros((5, 8), np.uint8)).save(root / "labels/val/night/s4.png")  # size mismatch
+    (root / "images/train/day/s1.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")  # unreadable image
     bad = np.zeros((6, 8), np.uint8)
-    bad[2, 2] = 7                                                               # unknown label value
+    bad[2, 2] = 7  # unknown label value
     Image.fromarray(bad).save(root / "labels/train/night/s2.png")
-    Image.fromarray(bad).save(root / "labels/train/day/orphan.png")             # label without image
+    Image.fromarray(bad).save(root / "labels/train/day/orphan.png")  # label without image
     (root / "images/val/dusk").mkdir()
     Image.fromarray(np.zeros((6, 8, 3), np.uint8)).save(root / "images/val/dusk/s5.png")  # undeclared domain
     before = state(root)
@@ -70,12 +77,12 @@ def test_every_problem_kind_is_one_line_naming_files(tmp_path, capsys):
     assert "values [7] are neither classes 0..1 of classes.yaml nor ignore 255" in "\n".join(errors)
     assert "8x5 vs 8x6" in "\n".join(errors)
     assert len(errors) == len(expect)
-    assert state(root) == before                    # nothing modified, nothing created
+    assert state(root) == before  # nothing modified, nothing created
 
 
 def test_id_map_values_are_checked_against_classes_yaml(tmp_path, capsys):
     root = build(tmp_path / "m", {"classes": ["a", "b"], "id_map": {0: "a", 1: "b"}, "ignore_index": 255})
-    for p in (root / "images").rglob("*.png"):      # move files out of the domain folders: no domains declared
+    for p in (root / "images").rglob("*.png"):  # move files out of the domain folders: no domains declared
         p.rename(p.parent.parent / p.name)
     for p in (root / "labels").rglob("*.png"):
         p.rename(p.parent.parent / p.name)
@@ -87,11 +94,14 @@ def test_id_map_values_are_checked_against_classes_yaml(tmp_path, capsys):
     assert "ERROR [val] label values: values [9] are neither keys of id_map in classes.yaml nor ignore 255" in out
 
 
-@pytest.mark.parametrize("yaml_text, match", [
-    ("classes: [a, a]\n", "duplicate class name"),
-    ("classes: [a]\nignore: 3\n", "unknown key"),
-    (None, "classes.yaml not found"),
-])
+@pytest.mark.parametrize(
+    "yaml_text, match",
+    [
+        ("classes: [a, a]\n", "duplicate class name"),
+        ("classes: [a]\nignore: 3\n", "unknown key"),
+        (None, "classes.yaml not found"),
+    ],
+)
 def test_bad_classes_yaml_exits_2_with_one_line(tmp_path, capsys, yaml_text, match):
     root = build(tmp_path / "y")
     if yaml_text is None:

@@ -1,6 +1,7 @@
 """Image/label pairs through the training transforms, without the real fixtures, against independent
 references: exact rational arithmetic for the resize sizes (mmcv rounding: int(x + 0.5)), hand-built
 nearest/flip/pad expectations, and an image whose pixels encode their label."""
+
 from __future__ import annotations
 
 import math
@@ -34,8 +35,15 @@ def ref_short_edge(h: int, w: int, short: int, max_long: int) -> tuple[int, int]
     return round_half_up(h * scale), round_half_up(w * scale)
 
 
-CASES = [(1052, 1914, 512, 2048), (720, 1280, 307, 2048), (375, 1242, 460, 2048), (1914, 1052, 665, 2048),
-         (500, 3000, 1024, 2048), (1024, 2048, 358, 2048), (1080, 1920, 972, 2048)]
+CASES = [
+    (1052, 1914, 512, 2048),
+    (720, 1280, 307, 2048),
+    (375, 1242, 460, 2048),
+    (1914, 1052, 665, 2048),
+    (500, 3000, 1024, 2048),
+    (1024, 2048, 358, 2048),
+    (1080, 1920, 972, 2048),
+]
 
 
 @pytest.mark.parametrize("h,w,short,max_long", CASES)
@@ -51,8 +59,10 @@ def test_rounding_cases_are_not_trivial():
     assert any(f >= Fraction(1, 2) for f in fracs)
 
 
-@pytest.mark.parametrize("h,w,box", [(1052, 1914, (1280, 720)), (1080, 1920, (960, 540)), (1500, 2000, (1024, 512)),
-                                     (900, 1000, (2048, 512))])
+@pytest.mark.parametrize(
+    "h,w,box",
+    [(1052, 1914, (1280, 720)), (1080, 1920, (960, 540)), (1500, 2000, (1024, 512)), (900, 1000, (2048, 512))],
+)
 def test_fit_size_matches_mmcv_keep_ratio(h, w, box):
     scale = min(Fraction(max(box), max(h, w)), Fraction(min(box), min(h, w)))
     assert fit_size(h, w, box) == (round_half_up(h * scale), round_half_up(w * scale))
@@ -62,10 +72,9 @@ def test_resize_pair_label_nearest_hand_built():
     label = torch.tensor([[0, 1, 2], [3, 4, 255]])
     image = torch.full((3, 2, 3), 7, dtype=torch.uint8)
     img, lab = resize_pair(image, label, (4, 6))
-    want = torch.tensor([[0, 0, 1, 1, 2, 2], [0, 0, 1, 1, 2, 2],
-                         [3, 3, 4, 4, 255, 255], [3, 3, 4, 4, 255, 255]])
+    want = torch.tensor([[0, 0, 1, 1, 2, 2], [0, 0, 1, 1, 2, 2], [3, 3, 4, 4, 255, 255], [3, 3, 4, 4, 255, 255]])
     assert torch.equal(lab, want)
-    assert img.shape == (3, 4, 6) and bool((img == 7).all())     # bilinear keeps a constant image
+    assert img.shape == (3, 4, 6) and bool((img == 7).all())  # bilinear keeps a constant image
 
 
 def test_pad_pair_image_zero_label_ignore():
@@ -104,7 +113,7 @@ def test_upscaled_pair_label_is_nearest_and_padding_is_ignore():
     pipe = TrainPipeline(crop_size=(20, 30), scales=(16,), cat_max_ratio=1.0, flip_prob=0.0, photometric=False)
     x, y = pipe(image, label, gen(0))
     assert x.shape == (3, 20, 30) and y.shape == (20, 30)
-    big = label.repeat_interleave(2, 0).repeat_interleave(2, 1)              # 16 x 24, nearest x2
+    big = label.repeat_interleave(2, 0).repeat_interleave(2, 1)  # 16 x 24, nearest x2
     assert torch.equal(y[:16, :24], big)
     assert bool((y[16:] == 255).all()) and bool((y[:, 24:] == 255).all())
     assert bool((x[:, 16:] == 0).all()) and bool((x[:, :, 24:] == 0).all())
@@ -113,7 +122,8 @@ def test_upscaled_pair_label_is_nearest_and_padding_is_ignore():
 def test_crop_ratio_rule_is_strict_at_the_boundary():
     """mmseg RandomCrop keeps a crop only if max(count) / sum(count) < cat_max_ratio (strict)."""
     from dgss.data.transforms import cat_max_ratio_ok
-    exactly = torch.tensor([[0, 0, 0, 1], [255, 255, 255, 255]])          # 3 / 4 = 0.75
+
+    exactly = torch.tensor([[0, 0, 0, 1], [255, 255, 255, 255]])  # 3 / 4 = 0.75
     assert not cat_max_ratio_ok(exactly, 0.75, 255)
-    assert cat_max_ratio_ok(torch.tensor([[0, 0, 1, 1, 2, 255]]), 0.75, 255)   # 2 / 5
+    assert cat_max_ratio_ok(torch.tensor([[0, 0, 1, 1, 2, 255]]), 0.75, 255)  # 2 / 5
     assert not cat_max_ratio_ok(torch.tensor([[4, 4, 4, 4, 4, 7]]), 0.75, 255)  # 5 / 6

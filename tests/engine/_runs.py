@@ -1,4 +1,5 @@
 """Helpers of the subprocess tests: run `dgss train` the way users do, with a fixed thread count."""
+
 from __future__ import annotations
 
 import os
@@ -8,21 +9,21 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-TINY = ROOT / "configs" / "tiny" / "rein_synthetic.yaml"
+TINY = ROOT / "src" / "dgss" / "configs" / "tiny" / "rein_synthetic.yaml"
 
 
 def env() -> dict:
     e = dict(os.environ)
     # one intra-op thread in every process: identical kernels (and reduction orders) in all runs compared,
     # and no oversubscription of the 2 shared cores
-    e.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
-             PYTHONUNBUFFERED="1")
+    e.update(
+        OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONUNBUFFERED="1"
+    )
     return e
 
 
 def train_cmd(work_dir: Path, *overrides: str, config: Path = TINY, resume: bool = False) -> list[str]:
-    cmd = [sys.executable, "-m", "dgss", "train", str(config), *overrides, "--work-dir", str(work_dir),
-           "--no-progress"]
+    cmd = [sys.executable, "-m", "dgss", "train", str(config), *overrides, "--work-dir", str(work_dir), "--no-progress"]
     return cmd + (["--resume"] if resume else [])
 
 

@@ -35,10 +35,14 @@ def test_keep_last_k_and_incomplete_checkpoints(tmp_path):
         ck.save_training_checkpoint(tmp_path, model, it, _state(opt), keep_last=2)
     assert [c.iteration for c in ck.list_checkpoints(tmp_path)] == [6, 8]
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "iter_000006.safetensors", "iter_000006.train_state.pt",
-        "iter_000008.safetensors", "iter_000008.train_state.pt"]
+        "iter_000006.safetensors",
+        "iter_000006.train_state.pt",
+        "iter_000008.safetensors",
+        "iter_000008.train_state.pt",
+    ]
     # a kill between the weights write and the train-state write leaves weights only: not a checkpoint
     from dgss.models.checkpoint import save_checkpoint
+
     save_checkpoint(model, tmp_path / "iter_000010.safetensors", iteration=10)
     (tmp_path / ".iter_000010.train_state.pt.abc.tmp").write_bytes(b"partial")
     assert ck.latest_checkpoint(tmp_path).iteration == 8
@@ -65,6 +69,7 @@ def test_rng_roundtrip():
 
 def _save(obj):
     import io
+
     buf = io.BytesIO()
     torch.save(obj, buf)
     buf.seek(0)

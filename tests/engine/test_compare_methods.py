@@ -1,5 +1,6 @@
 """`dgss demo --methods ...`: the side-by-side comparison at a tiny size; the table is checked against the
 models themselves (parameter counts, an independent re-evaluation of a checkpoint) and for consistency."""
+
 from __future__ import annotations
 
 import json
@@ -11,16 +12,28 @@ from PIL import Image
 
 from dgss.cli import main
 from dgss.config import config_from_dict, segmentor_config_from
-from dgss.demo.compare import CompareError, CompareOptions, MethodSpec, method_run_config, parse_methods, \
-    run_comparison
+from dgss.demo.compare import CompareOptions, MethodSpec, method_run_config, parse_methods, run_comparison
+from dgss.errors import CompareError
 
-TINY_OPTS = CompareOptions(iters=2, train_scenes=3, val_scenes=2, batch_size=2, crop=64, embed_dim=32,
-                           scene_size=(64, 128), num_points=256, threads=1)
+TINY_OPTS = CompareOptions(
+    iters=2,
+    train_scenes=3,
+    val_scenes=2,
+    batch_size=2,
+    crop=64,
+    embed_dim=32,
+    scene_size=(64, 128),
+    num_points=256,
+    threads=1,
+)
 
 
 def test_method_list_parsing_and_errors():
     assert parse_methods("rein, freeze+pasta,full+advstyle+pasta") == [
-        MethodSpec("rein"), MethodSpec("freeze", ("pasta",)), MethodSpec("full", ("advstyle", "pasta"))]
+        MethodSpec("rein"),
+        MethodSpec("freeze", ("pasta",)),
+        MethodSpec("full", ("advstyle", "pasta")),
+    ]
     with pytest.raises(CompareError, match=r"unknown method 'reins' in 'reins'; known: rein, freeze"):
         parse_methods("reins")
     with pytest.raises(CompareError, match=r"unknown augmentation 'mixup' in 'rein\+mixup'"):
@@ -34,12 +47,15 @@ def test_method_list_parsing_and_errors():
 
 
 def test_identical_settings_for_every_method(tmp_path):
-    a, b = (method_run_config(s, tmp_path / s.slug, tmp_path / "data" / "cityscapes", TINY_OPTS)
-            for s in parse_methods("freeze,depthforge+advstyle"))
+    a, b = (
+        method_run_config(s, tmp_path / s.slug, tmp_path / "data" / "cityscapes", TINY_OPTS)
+        for s in parse_methods("freeze,depthforge+advstyle")
+    )
     for key in ("seed", "data", "optim", "schedule", "loss"):
         assert a[key] == b[key], key
-    assert {k: v for k, v in a["train"].items() if k != "work_dir"} == \
-        {k: v for k, v in b["train"].items() if k != "work_dir"}
+    assert {k: v for k, v in a["train"].items() if k != "work_dir"} == {
+        k: v for k, v in b["train"].items() if k != "work_dir"
+    }
     assert (a["model"]["method"], b["model"]["method"]) == ("freeze", "depthforge")
     assert not a["augment"]["advstyle"]["enabled"] and b["augment"]["advstyle"]["enabled"]
 
@@ -49,12 +65,13 @@ def test_comparison_run_writes_a_consistent_table_and_chart(tmp_path):
     from dgss.engine.checkpointing import latest_checkpoint
     from dgss.models.build import build_model
     from dgss.models.checkpoint import load_checkpoint
+
     specs = parse_methods("freeze,rein+pasta")
     result = run_comparison(specs, tmp_path, TINY_OPTS, echo=lambda *a: None)
     rows = result["rows"]
     assert [r["method"] for r in rows] == ["freeze", "rein+pasta"]
     assert json.loads((tmp_path / "compare.json").read_text()) == result
-    for spec, row in zip(specs, rows):
+    for spec, row in zip(specs, rows, strict=False):
         cfg = config_from_dict(method_run_config(spec, tmp_path / "x", tmp_path / "data" / "cityscapes", TINY_OPTS))
         with torch.device("meta"):
             model = build_model(segmentor_config_from(cfg.model))
@@ -66,13 +83,15 @@ def test_comparison_run_writes_a_consistent_table_and_chart(tmp_path):
         assert math.isclose(row["mean_adverse"], sum(adverse) / 4, abs_tol=0.01)
         assert row["iterations"] == 2 and 0 < row["sec_per_iter"] < row["train_seconds"]
         assert row["peak_mem_mb"] > 0 and row["mem_kind"] == "CPU peak RSS above start"
-    assert rows[0]["trainable_params"] < rows[1]["trainable_params"]       # REIN adds its tokens to the head
+    assert rows[0]["trainable_params"] < rows[1]["trainable_params"]  # REIN adds its tokens to the head
 
     # the table's mIoU is what the trained checkpoint gives when evaluated again, independently
-    model = load_checkpoint(latest_checkpoint(tmp_path / "runs" / "rein_pasta" / "run").weights,
-                            random_frozen=True).eval()
-    summary, _ = evaluate_conditions(model, tmp_path / "data" / "cityscapes", (128, 64), TINY_OPTS.severity,
-                                     TINY_OPTS.seed)
+    model = load_checkpoint(
+        latest_checkpoint(tmp_path / "runs" / "rein_pasta" / "run").weights, random_frozen=True
+    ).eval()
+    summary, _ = evaluate_conditions(
+        model, tmp_path / "data" / "cityscapes", (128, 64), TINY_OPTS.severity, TINY_OPTS.seed
+    )
     assert {d: round(100 * r.miou, 2) for d, r in summary.domains.items()} == rows[1]["mIoU"]
     saved = config_from_dict(json.loads((tmp_path / "runs" / "rein_pasta" / "job.json").read_text())["run_config"])
     assert saved.augment.pasta.enabled and not saved.augment.advstyle.enabled
@@ -99,9 +118,17 @@ def test_a_failing_method_is_reported_and_the_others_kept(tmp_path, monkeypatch)
     def fake_child(job, job_file):
         if job["label"] == "rein":
             raise RuntimeError("method 'rein' failed (exit 1): boom")
-        return {"method": job["label"], "mIoU": {c: 10.0 for c in cmp.CONDITION_COLUMNS}, "mean_adverse": 10.0,
-                "trainable_params": 5, "total_params": 9, "sec_per_iter": 0.5, "peak_mem_mb": 12.0,
-                "mem_kind": "CPU peak RSS above start"}
+        return {
+            "method": job["label"],
+            "mIoU": dict.fromkeys(cmp.CONDITION_COLUMNS, 10.0),
+            "mean_adverse": 10.0,
+            "trainable_params": 5,
+            "total_params": 9,
+            "sec_per_iter": 0.5,
+            "peak_mem_mb": 12.0,
+            "mem_kind": "CPU peak RSS above start",
+        }
+
     monkeypatch.setattr(cmp, "_run_child", fake_child)
     opts = CompareOptions(iters=1, train_scenes=1, val_scenes=1, scene_size=(32, 64), crop=32, embed_dim=32)
     result = run_comparison("freeze,rein", tmp_path, opts, echo=lambda *a: None)
@@ -112,6 +139,7 @@ def test_a_failing_method_is_reported_and_the_others_kept(tmp_path, monkeypatch)
 
 def test_a_method_that_cannot_be_built_fails_before_any_training(tmp_path, monkeypatch):
     import dgss.demo.compare as cmp
+
     monkeypatch.setattr(cmp, "_run_child", lambda job, f: pytest.fail("trained although a later method is invalid"))
     # FADA needs 2w | C: a 4x4 patch grid (64 px crop) and width 36 cannot work, the frozen baseline can
     opts = CompareOptions(iters=1, train_scenes=1, val_scenes=1, scene_size=(32, 64), crop=64, embed_dim=36)

@@ -15,6 +15,7 @@ Setting and why:
 Validation at the end runs sharded (3 images over 2 ranks) with all-reduced confusion matrices and must
 report the same mIoU as the single process.
 """
+
 from __future__ import annotations
 
 import sys
@@ -28,18 +29,44 @@ from dgss.engine.logging import read_jsonl
 from ._runs import TINY, free_port, run
 
 K = 4
-OVERRIDES = (f"train.max_iters={K}", "train.ckpt_interval=0", "train.precision=fp64", "logging.interval=1",
-             "loss.mode=full_res_query_mean", "loss.points=fixed", "logging.tensorboard=false",
-             "data.val=[{dataset: synthetic, synthetic: {num_images: 3, seed: 7, domain: val}}]")
+OVERRIDES = (
+    f"train.max_iters={K}",
+    "train.ckpt_interval=0",
+    "train.precision=fp64",
+    "logging.interval=1",
+    "loss.mode=full_res_query_mean",
+    "loss.points=fixed",
+    "logging.tensorboard=false",
+    "data.val=[{dataset: synthetic, synthetic: {num_images: 3, seed: 7, domain: val}}]",
+)
 
 
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed not available")
 def test_two_process_ddp_equals_one_process(tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
     run([sys.executable, "-m", "dgss", "train", str(TINY), *OVERRIDES, "--work-dir", str(one), "--no-progress"])
-    res = run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
-               "--master-port", str(free_port()), "-m", "dgss", "train", str(TINY), *OVERRIDES,
-               "data.train.batch_size=2", "--work-dir", str(two), "--no-progress"])
+    res = run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc-per-node",
+            "2",
+            "--master-addr",
+            "127.0.0.1",
+            "--master-port",
+            str(free_port()),
+            "-m",
+            "dgss",
+            "train",
+            str(TINY),
+            *OVERRIDES,
+            "data.train.batch_size=2",
+            "--work-dir",
+            str(two),
+            "--no-progress",
+        ]
+    )
     assert res.stdout.count("done:") == 1, "only rank 0 reports"
 
     start = read_jsonl(two / "log.jsonl", "start")[0]
@@ -66,6 +93,7 @@ def test_two_process_ddp_equals_one_process(tmp_path):
 def _initial_weights():
     from dgss.config import load_config
     from dgss.engine.trainer import build_model, seed_everything
+
     cfg = load_config(TINY)
     seed_everything(cfg.seed)
     return {k: v.double() for k, v in build_model(cfg).trainable_state_dict().items()}

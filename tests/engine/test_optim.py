@@ -13,15 +13,25 @@ def _by_name(model, cfg=None):
 def test_no_decay_rules_rein():
     model = tiny_segmentor("rein")
     a = _by_name(model)
-    for name in ("adapter.learnable_tokens_a", "adapter.learnable_tokens_b", "adapter.scale", "head.level_embed.weight",
-                 "head.transformer_decoder.post_norm.weight", "head.transformer_decoder.layers.0.ffn_norm.bias"):
+    for name in (
+        "adapter.learnable_tokens_a",
+        "adapter.learnable_tokens_b",
+        "adapter.scale",
+        "head.level_embed.weight",
+        "head.transformer_decoder.post_norm.weight",
+        "head.transformer_decoder.layers.0.ffn_norm.bias",
+    ):
         assert a[name].decay_mult == 0.0 and a[name].lr_mult == 1.0, name
     # GroupNorm of the pixel-decoder convs: no "norm" in the name, caught as a normalisation layer
     assert a["head.pixel_decoder.input_convs.0.gn.weight"].decay_mult == 0.0
     assert a["head.pixel_decoder.input_convs.0.gn.weight"].rule == "norm-layer"
     # biases and the pixel decoder's level_encoding decay (data.md section 7)
-    for name in ("adapter.mlp_delta_f.bias", "head.pixel_decoder.level_encoding.weight", "head.cls_embed.weight",
-                 "adapter.mlp_token2feat.weight"):
+    for name in (
+        "adapter.mlp_delta_f.bias",
+        "head.pixel_decoder.level_encoding.weight",
+        "head.cls_embed.weight",
+        "adapter.mlp_token2feat.weight",
+    ):
         assert a[name].decay_mult == 1.0, name
 
 

@@ -8,6 +8,7 @@ the iteration (the schedule is a closed-form function of it), the global/numpy/p
 criterion's point generator (random importance sampling stays on) and the data position (sample-stream
 offset; per-sample augmentation seeds depend on (seed, index, epoch) only).
 """
+
 from __future__ import annotations
 
 import signal
@@ -21,17 +22,24 @@ from dgss.engine.logging import read_jsonl
 
 from ._runs import env, run, train_cmd
 
-OVERRIDES = ("train.max_iters=40", "train.ckpt_interval=5", "train.keep_last=3", "train.val_interval=10",
-             "logging.interval=1", "logging.tensorboard=false",
-             "data.val=[{dataset: synthetic, synthetic: {num_images: 3, seed: 7, domain: val}}]")
+OVERRIDES = (
+    "train.max_iters=40",
+    "train.ckpt_interval=5",
+    "train.keep_last=3",
+    "train.val_interval=10",
+    "logging.interval=1",
+    "logging.tensorboard=false",
+    "data.val=[{dataset: synthetic, synthetic: {num_images: 3, seed: 7, domain: val}}]",
+)
 
 
 def test_sigkill_and_resume_reproduces_the_uninterrupted_run(tmp_path):
     ref, killed = tmp_path / "reference", tmp_path / "killed"
     run(train_cmd(ref, *OVERRIDES))
 
-    proc = subprocess.Popen(train_cmd(killed, *OVERRIDES), env=env(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        train_cmd(killed, *OVERRIDES), env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     marker = killed / "iter_000015.train_state.pt"
     deadline = time.time() + 300
     while not marker.exists():
@@ -67,4 +75,7 @@ def test_sigkill_and_resume_reproduces_the_uninterrupted_run(tmp_path):
     assert sa["samples_consumed"] == sb["samples_consumed"] == 40 * 4
     # keep-last-3 held in the resumed run as well
     assert sorted(p.name for p in killed.glob("iter_*.train_state.pt")) == [
-        "iter_000030.train_state.pt", "iter_000035.train_state.pt", "iter_000040.train_state.pt"]
+        "iter_000030.train_state.pt",
+        "iter_000035.train_state.pt",
+        "iter_000040.train_state.pt",
+    ]

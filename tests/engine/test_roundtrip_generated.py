@@ -9,6 +9,7 @@ trained model beats the trivial baseline (always the majority class) on the trai
 margin, which fails if images and labels come apart anywhere between reader, augmentation, loss,
 checkpoint and inference.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,23 +21,34 @@ from PIL import Image
 
 from dgss.cli import main
 from dgss.data.datasets import DATASETS
+from dgss.data.scenes import make_scene
 from dgss.demo.run import write_scenes
-from dgss.demo.scenes import make_scene
 from dgss.engine.logging import read_jsonl
 
-CONFIG = Path(__file__).resolve().parents[2] / "configs" / "tiny" / "rein_cityscapes_layout.yaml"
-H, W = 128, 256          # scene size; the tiny models use 128-pixel windows, so eval needs no resize
+CONFIG = Path(__file__).resolve().parents[2] / "src" / "dgss" / "configs" / "tiny" / "rein_cityscapes_layout.yaml"
+H, W = 128, 256  # scene size; the tiny models use 128-pixel windows, so eval needs no resize
 # a short memorising recipe: 128-pixel crops of two scenes, constant lr, no weight decay
-RECIPE = ["train.keep_last=1", "logging.interval=10", "model.tiny_options={img_size: 128}",
-          "data.train.crop_size=128", "data.train.batch_size=1", "data.train.scales=[128, 144]",
-          f"data.val.0.resize=[{W}, {H}]", "optim.lr=2e-3", "optim.weight_decay=0", "schedule.type=constant",
-          "loss.num_points=2048"]
+RECIPE = [
+    "train.keep_last=1",
+    "logging.interval=10",
+    "model.tiny_options={img_size: 128}",
+    "data.train.crop_size=128",
+    "data.train.batch_size=1",
+    "data.train.scales=[128, 144]",
+    f"data.val.0.resize=[{W}, {H}]",
+    "optim.lr=2e-3",
+    "optim.weight_decay=0",
+    "schedule.type=constant",
+    "loss.num_points=2048",
+]
 # method -> (iterations, overrides); Vireo (text classifier + CMPE prior) needs more steps to separate classes
 METHODS = {
     "rein": (100, []),
     "depthforge": (100, ["model.method=depthforge"]),
-    "vireo": (200, ["model.method=vireo", "model.vocab=cityscapes", "loss.mode=full_res_query_mean",
-                    "loss.prior_weight=0.1"]),
+    "vireo": (
+        200,
+        ["model.method=vireo", "model.vocab=cityscapes", "loss.mode=full_res_query_mean", "loss.prior_weight=0.1"],
+    ),
 }
 K = 19
 
@@ -67,9 +79,24 @@ def test_train_eval_predict_round_trip_on_generated_scenes(method, scenes, tmp_p
     work = tmp_path / "run"
     iters, overrides = METHODS[method]
     # ---- train
-    assert main(["train", str(CONFIG), f"data.root={scenes}", *RECIPE, *overrides, f"train.max_iters={iters}",
-                 f"train.val_interval={iters}", f"train.ckpt_interval={iters}", "--work-dir", str(work),
-                 "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                str(CONFIG),
+                f"data.root={scenes}",
+                *RECIPE,
+                *overrides,
+                f"train.max_iters={iters}",
+                f"train.val_interval={iters}",
+                f"train.ckpt_interval={iters}",
+                "--work-dir",
+                str(work),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     ckpt = work / f"iter_{iters:06d}.safetensors"
     assert ckpt.is_file()
     log = read_jsonl(work / "log.jsonl")
@@ -80,8 +107,26 @@ def test_train_eval_predict_round_trip_on_generated_scenes(method, scenes, tmp_p
     tables = {}
     for split in ("val", "train"):
         out = tmp_path / f"eval_{split}"
-        assert main(["eval", str(ckpt), "--data", f"cityscapes={root}", "--split", split, "--random-weights",
-                     "--resize", str(W), str(H), "--out", str(out), "--no-progress"]) == 0
+        assert (
+            main(
+                [
+                    "eval",
+                    str(ckpt),
+                    "--data",
+                    f"cityscapes={root}",
+                    "--split",
+                    split,
+                    "--random-weights",
+                    "--resize",
+                    str(W),
+                    str(H),
+                    "--out",
+                    str(out),
+                    "--no-progress",
+                ]
+            )
+            == 0
+        )
         for f in ("results.csv", "results.md", "miou_per_domain.png", "iou_per_class.png"):
             assert (out / f).is_file(), f
         tables[split] = json.loads((out / "results.json").read_text())
@@ -96,8 +141,23 @@ def test_train_eval_predict_round_trip_on_generated_scenes(method, scenes, tmp_p
     odd = tmp_path / "odd.png"
     Image.fromarray(make_scene(7, 100, 180).image).save(odd)
     pred_dir = tmp_path / "pred"
-    assert main(["predict", str(root / "leftImg8bit" / "train"), str(odd), "--model", str(ckpt),
-                 "--random-weights", "--precision", "fp32", "--out", str(pred_dir)]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                str(root / "leftImg8bit" / "train"),
+                str(odd),
+                "--model",
+                str(ckpt),
+                "--random-weights",
+                "--precision",
+                "fp32",
+                "--out",
+                str(pred_dir),
+            ]
+        )
+        == 0
+    )
     odd_label = np.asarray(Image.open(pred_dir / "odd_label.png"))
     assert odd_label.shape == (100, 180) and odd_label.max() < K
 
@@ -114,13 +174,13 @@ def test_train_eval_predict_round_trip_on_generated_scenes(method, scenes, tmp_p
     # eval's table, recomputed from predict's labels: mIoU and every class's IoU
     ious = iou(cm)
     assert dom["mIoU"] == pytest.approx(round(100 * np.nanmean(ious), 2), abs=0.011)
-    for c, v in zip(DATASETS["cityscapes"].class_names, ious):
+    for c, v in zip(DATASETS["cityscapes"].class_names, ious, strict=False):
         assert (dom["IoU"][c] is None) if np.isnan(v) else dom["IoU"][c] == pytest.approx(100 * v, abs=0.006), c
 
     # far above the trivial baseline: always predicting the majority class of the training scenes
     gt_counts = cm.sum(1)
     share = gt_counts.max() / gt_counts.sum()
     acc = np.trace(cm) / cm.sum()
-    trivial_miou = 100 * share / (gt_counts > 0).sum()   # majority IoU = its share, every other class 0
+    trivial_miou = 100 * share / (gt_counts > 0).sum()  # majority IoU = its share, every other class 0
     assert acc >= share + 0.2, (acc, share)
     assert dom["mIoU"] >= 3 * trivial_miou, (dom["mIoU"], trivial_miou)

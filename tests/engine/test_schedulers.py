@@ -18,19 +18,26 @@ def test_warmup_poly():
     assert s.lr_at(0) == pytest.approx(6e-5 * 1e-6)
     assert s.lr_at(5000) == pytest.approx(6e-5 * (1e-6 + (1 - 1e-6) * 0.5))
     assert s.lr_at(10000) == pytest.approx(6e-5)
-    assert s.lr_at(25000) == pytest.approx(6e-5 * 0.5 ** 0.9)
+    assert s.lr_at(25000) == pytest.approx(6e-5 * 0.5**0.9)
     lrs = [s.lr_at(t) for t in range(0, 40000, 500)]
     peak = lrs.index(max(lrs))
-    assert all(a <= b for a, b in zip(lrs[:peak], lrs[1:peak + 1]))
+    assert all(a <= b for a, b in zip(lrs[:peak], lrs[1 : peak + 1], strict=False))
 
 
 @pytest.mark.parametrize("total", [50, 1000])
 def test_onecycle_equals_torch(total):
     p = torch.nn.Parameter(torch.zeros(1))
     opt = torch.optim.AdamW([p], lr=1e-4)
-    ref = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=1e-4, total_steps=total, pct_start=0.1,
-                                              anneal_strategy="cos", div_factor=10, final_div_factor=10,
-                                              cycle_momentum=False)
+    ref = torch.optim.lr_scheduler.OneCycleLR(
+        opt,
+        max_lr=1e-4,
+        total_steps=total,
+        pct_start=0.1,
+        anneal_strategy="cos",
+        div_factor=10,
+        final_div_factor=10,
+        cycle_momentum=False,
+    )
     ours = LRSchedule("onecycle", 1e-4, total, pct_start=0.1, div_factor=10, final_div_factor=10)
     for t in range(total):
         assert ours.lr_at(t) == pytest.approx(opt.param_groups[0]["lr"], rel=1e-9, abs=1e-15), t

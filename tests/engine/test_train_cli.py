@@ -1,4 +1,5 @@
 """`dgss train` end to end on a tiny config over a Cityscapes-layout folder (real readers and pipeline)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,7 +13,7 @@ from dgss.engine.logging import read_jsonl
 from dgss.engine.train_data import SyntheticSegDataset
 from dgss.models.checkpoint import load_checkpoint
 
-CONFIG = Path(__file__).resolve().parents[2] / "configs" / "tiny" / "rein_cityscapes_layout.yaml"
+CONFIG = Path(__file__).resolve().parents[2] / "src" / "dgss" / "configs" / "tiny" / "rein_cityscapes_layout.yaml"
 
 
 def make_cityscapes_layout(root: Path, n_train: int = 8, n_val: int = 2) -> Path:
@@ -36,8 +37,9 @@ def make_cityscapes_layout(root: Path, n_train: int = 8, n_val: int = 2) -> Path
 def test_dgss_train_tiny_config_lowers_loss_writes_events_and_checkpoint(tmp_path, capsys):
     data = make_cityscapes_layout(tmp_path / "data")
     work = tmp_path / "run"
-    rc = main(["train", str(CONFIG), f"data.root={data}", "logging.interval=1", "--work-dir", str(work),
-               "--no-progress"])
+    rc = main(
+        ["train", str(CONFIG), f"data.root={data}", "logging.interval=1", "--work-dir", str(work), "--no-progress"]
+    )
     out = capsys.readouterr()
     assert rc == 0, out.err
     assert "done: 50 iterations" in out.out
@@ -48,6 +50,7 @@ def test_dgss_train_tiny_config_lowers_loss_writes_events_and_checkpoint(tmp_pat
     events = list((work / "tb").glob("events.out.tfevents.*"))
     assert events and events[0].stat().st_size > 0
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
     acc = EventAccumulator(str(work / "tb"))
     acc.Reload()
     assert {"train/loss", "train/lr", "val/cityscapes/mIoU", "val/mean_mIoU"} <= set(acc.Tags()["scalars"])
@@ -55,8 +58,11 @@ def test_dgss_train_tiny_config_lowers_loss_writes_events_and_checkpoint(tmp_pat
     val = read_jsonl(work / "log.jsonl", "val")[50]
     assert 0 <= val["cityscapes/mIoU"] <= 100 and val["mean_mIoU"] == val["cityscapes/mIoU"]
     assert sorted(p.name for p in work.glob("iter_*")) == [
-        "iter_000025.safetensors", "iter_000025.train_state.pt",
-        "iter_000050.safetensors", "iter_000050.train_state.pt"]
+        "iter_000025.safetensors",
+        "iter_000025.train_state.pt",
+        "iter_000050.safetensors",
+        "iter_000050.train_state.pt",
+    ]
     model = load_checkpoint(work / "iter_000050.safetensors", random_frozen=True)
     assert model.cfg.name == "tiny-rein"
 
@@ -76,8 +82,23 @@ def test_data_loader_workers_do_not_change_the_run(tmp_path, capsys):
     losses = {}
     for nw in (0, 2):
         work = tmp_path / f"w{nw}"
-        assert main(["train", str(CONFIG), f"data.root={data}", "logging.interval=1", "train.max_iters=4",
-                     "data.val=[]", f"data.train.num_workers={nw}", "--work-dir", str(work), "--no-progress"]) == 0
+        assert (
+            main(
+                [
+                    "train",
+                    str(CONFIG),
+                    f"data.root={data}",
+                    "logging.interval=1",
+                    "train.max_iters=4",
+                    "data.val=[]",
+                    f"data.train.num_workers={nw}",
+                    "--work-dir",
+                    str(work),
+                    "--no-progress",
+                ]
+            )
+            == 0
+        )
         log = read_jsonl(work / "log.jsonl")
         losses[nw] = [log[i]["loss"] for i in range(1, 5)]
     assert losses[0] == losses[2]

@@ -1,4 +1,5 @@
 """In-process training on the tiny model and in-memory data (the loop, groups, frozen parts, hooks)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,15 +9,25 @@ import torch
 
 from dgss.config import load_config
 from dgss.engine.logging import read_jsonl
-from dgss.engine.trainer import Trainer, TrainingError, Validator, build_model, seed_everything
 from dgss.engine.train_data import SyntheticSegDataset
+from dgss.engine.trainer import Trainer, Validator, build_model, seed_everything
+from dgss.errors import TrainingError
 
-TINY = Path(__file__).resolve().parents[2] / "configs" / "tiny" / "rein_synthetic.yaml"
+TINY = Path(__file__).resolve().parents[2] / "src" / "dgss" / "configs" / "tiny" / "rein_synthetic.yaml"
 
 
 def _setup(tmp_path, *overrides, method="rein"):
-    cfg = load_config(TINY, ["data.val=[]", "logging.interval=1", "logging.progress=false",
-                             f"train.work_dir={tmp_path / 'run'}", f"model.method={method}", *overrides])
+    cfg = load_config(
+        TINY,
+        [
+            "data.val=[]",
+            "logging.interval=1",
+            "logging.progress=false",
+            f"train.work_dir={tmp_path / 'run'}",
+            f"model.method={method}",
+            *overrides,
+        ],
+    )
     seed_everything(cfg.seed)
     model = build_model(cfg)
     data = SyntheticSegDataset(16, 64, 64, num_classes=19, seed=0)
@@ -66,8 +77,15 @@ def test_accumulation_clipping_and_validation_hook(tmp_path):
         calls.append(m.training)
         return {"fake/mIoU": 12.5, "mean_mIoU": 12.5}
 
-    cfg, model, data = _setup(tmp_path, "train.max_iters=4", "train.accumulate=2", "train.grad_clip=0.01",
-                              "train.val_interval=2", "train.ckpt_interval=0", "data.train.batch_size=2")
+    cfg, model, data = _setup(
+        tmp_path,
+        "train.max_iters=4",
+        "train.accumulate=2",
+        "train.grad_clip=0.01",
+        "train.val_interval=2",
+        "train.ckpt_interval=0",
+        "data.train.batch_size=2",
+    )
     trainer = Trainer(cfg, model, data, validate=validate)
     trainer.fit()
     assert trainer.samples_consumed == 4 * 2 * 2
@@ -81,12 +99,18 @@ def test_accumulation_clipping_and_validation_hook(tmp_path):
 
 
 def test_synthetic_validator_reports_domains_and_mean(tmp_path):
-    cfg = load_config(TINY, ["data.val=[{dataset: synthetic, synthetic: {num_images: 2, domain: a}}, "
-                             "{dataset: synthetic, synthetic: {num_images: 3, height: 64, width: 128, domain: b}}]",
-                             "data.mean_over=[b]"])
+    cfg = load_config(
+        TINY,
+        [
+            "data.val=[{dataset: synthetic, synthetic: {num_images: 2, domain: a}}, "
+            "{dataset: synthetic, synthetic: {num_images: 3, height: 64, width: 128, domain: b}}]",
+            "data.mean_over=[b]",
+        ],
+    )
     seed_everything(cfg.seed)
     model = build_model(cfg)
     from dgss.engine.distributed import DistContext
+
     res = Validator(cfg, model, DistContext())(model)
     assert set(res) == {"a/mIoU", "b/mIoU", "mean_mIoU"} and res["mean_mIoU"] == res["b/mIoU"]
     assert all(0 <= v <= 100 for v in res.values())

@@ -105,12 +105,12 @@ def naive_msda(m: MultiScaleDeformableAttention, query, value, ref, shapes, pos)
             for hd in range(nh):
                 acc = torch.zeros(dh, dtype=query.dtype)
                 for e, (h, w) in enumerate(shapes):
-                    vmap = v[b, starts[e]:starts[e + 1], hd * dh:(hd + 1) * dh].reshape(h, w, dh)
+                    vmap = v[b, starts[e] : starts[e + 1], hd * dh : (hd + 1) * dh].reshape(h, w, dh)
                     for k in range(npt):
                         x = ref[b, i, e, 0] + off[b, i, hd, e, k, 0] / w
                         y = ref[b, i, e, 1] + off[b, i, hd, e, k, 1] / h
                         acc = acc + att[b, i, hd, e, k] * bilinear_zero_pad(vmap, x.item(), y.item())
-                out[b, i, hd * dh:(hd + 1) * dh] = acc
+                out[b, i, hd * dh : (hd + 1) * dh] = acc
     return out @ m.output_proj.weight.T + m.output_proj.bias
 
 
@@ -151,8 +151,9 @@ def test_msda_init_grid():
 
 def test_pixel_decoder_init():
     torch.manual_seed(0)
-    pd = MSDeformAttnPixelDecoder(in_channels=[64, 64, 64, 64], feat_channels=64, out_channels=64,
-                                  num_encoder_layers=2, num_heads=8, ffn_dims=128)
+    pd = MSDeformAttnPixelDecoder(
+        in_channels=[64, 64, 64, 64], feat_channels=64, out_channels=64, num_encoder_layers=2, num_heads=8, ffn_dims=128
+    )
     for m in pd.modules():
         if isinstance(m, (nn.GroupNorm, nn.LayerNorm)):
             assert torch.all(m.weight == 1) and torch.all(m.bias == 0)
@@ -196,5 +197,9 @@ def test_msda_cores_equal_naive_loop(reference_core):
     query = torch.randn(b, nq, 12, dtype=torch.float64)
     pos = torch.randn(b, nq, 12, dtype=torch.float64)
     ref = torch.rand(b, nq, 3, 2, dtype=torch.float64)
-    torch.testing.assert_close(m(query, value, ref, shapes, query_pos=pos),
-                               naive_msda(m, query, value, ref, shapes, pos), rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(
+        m(query, value, ref, shapes, query_pos=pos),
+        naive_msda(m, query, value, ref, shapes, pos),
+        rtol=1e-10,
+        atol=1e-10,
+    )

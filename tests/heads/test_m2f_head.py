@@ -12,8 +12,18 @@ IN_CH = [16, 24, 32, 40]
 
 
 def tiny_cfg(**kw) -> Mask2FormerHeadConfig:
-    base = dict(num_classes=5, in_channels=IN_CH, feat_channels=32, out_channels=32, num_queries=10,
-                num_encoder_layers=2, num_decoder_layers=3, num_heads=4, encoder_ffn_dims=64, decoder_ffn_dims=64)
+    base = dict(
+        num_classes=5,
+        in_channels=IN_CH,
+        feat_channels=32,
+        out_channels=32,
+        num_queries=10,
+        num_encoder_layers=2,
+        num_decoder_layers=3,
+        num_heads=4,
+        encoder_ffn_dims=64,
+        decoder_ffn_dims=64,
+    )
     base.update(kw)
     return Mask2FormerHeadConfig(**base)
 

@@ -64,9 +64,18 @@ def test_reference_key_set_matches_weights_table(source):
 
 def test_round_trip_is_exact_inverse():
     torch.manual_seed(0)
-    cfg = Mask2FormerHeadConfig(num_classes=3, in_channels=[8, 8, 8, 8], feat_channels=32, out_channels=32,
-                                num_queries=4, num_encoder_layers=2, num_decoder_layers=3, num_heads=4,
-                                encoder_ffn_dims=16, decoder_ffn_dims=16)
+    cfg = Mask2FormerHeadConfig(
+        num_classes=3,
+        in_channels=[8, 8, 8, 8],
+        feat_channels=32,
+        out_channels=32,
+        num_queries=4,
+        num_encoder_layers=2,
+        num_decoder_layers=3,
+        num_heads=4,
+        encoder_ffn_dims=16,
+        decoder_ffn_dims=16,
+    )
     head = Mask2FormerHead(cfg)
     sd = head.state_dict()
     ref = head_to_reference(sd)

@@ -33,24 +33,46 @@ import torch
 from dgss.heads import Mask2FormerHead, Mask2FormerHeadConfig, Mask2FormerTransformerDecoder
 
 tf_m2f = pytest.importorskip("transformers.models.mask2former.modeling_mask2former")
-from transformers import Mask2FormerConfig  # noqa: E402
+from transformers import Mask2FormerConfig
 
 IN_CH = [16, 24, 32, 40]
 C, HEADS, ENC_LAYERS, DEC_LAYERS, QUERIES, K = 32, 4, 2, 3, 10, 5
 
 
 def our_cfg(source: str) -> Mask2FormerHeadConfig:
-    return Mask2FormerHeadConfig(num_classes=K, in_channels=IN_CH, feat_channels=C, out_channels=C,
-                                 num_queries=QUERIES, num_encoder_layers=ENC_LAYERS, num_decoder_layers=DEC_LAYERS,
-                                 num_heads=HEADS, num_points=4, encoder_ffn_dims=48, decoder_ffn_dims=64,
-                                 query_source=source)
+    return Mask2FormerHeadConfig(
+        num_classes=K,
+        in_channels=IN_CH,
+        feat_channels=C,
+        out_channels=C,
+        num_queries=QUERIES,
+        num_encoder_layers=ENC_LAYERS,
+        num_decoder_layers=DEC_LAYERS,
+        num_heads=HEADS,
+        num_points=4,
+        encoder_ffn_dims=48,
+        decoder_ffn_dims=64,
+        query_source=source,
+    )
 
 
 def hf_cfg() -> Mask2FormerConfig:
-    return Mask2FormerConfig(num_labels=K, feature_size=C, mask_feature_size=C, hidden_dim=C,
-                             encoder_layers=ENC_LAYERS, decoder_layers=DEC_LAYERS + 1, num_attention_heads=HEADS,
-                             encoder_feedforward_dim=48, dim_feedforward=64, num_queries=QUERIES,
-                             feature_strides=[4, 8, 16, 32], common_stride=4, dropout=0.0, pre_norm=False)
+    return Mask2FormerConfig(
+        num_labels=K,
+        feature_size=C,
+        mask_feature_size=C,
+        hidden_dim=C,
+        encoder_layers=ENC_LAYERS,
+        decoder_layers=DEC_LAYERS + 1,
+        num_attention_heads=HEADS,
+        encoder_feedforward_dim=48,
+        dim_feedforward=64,
+        num_queries=QUERIES,
+        feature_strides=[4, 8, 16, 32],
+        common_stride=4,
+        dropout=0.0,
+        pre_norm=False,
+    )
 
 
 def build_head(source: str, seed: int = 0) -> Mask2FormerHead:
@@ -143,7 +165,7 @@ def test_pixel_decoder_matches_transformers():
     ref = pd(x)
     torch.testing.assert_close(mask_features, ref.mask_features, rtol=1e-9, atol=1e-9)
     assert len(ref.multi_scale_features) == 3
-    for ours, theirs in zip(memories, ref.multi_scale_features):  # [o32, o16, o8]
+    for ours, theirs in zip(memories, ref.multi_scale_features, strict=False):  # [o32, o16, o8]
         torch.testing.assert_close(ours, theirs, rtol=1e-9, atol=1e-9)
 
 
@@ -168,7 +190,7 @@ def test_head_learned_queries_matches_transformers(monkeypatch):
     ref_pd = pd(x)
     ref = tm(multi_scale_features=ref_pd.multi_scale_features, mask_features=ref_pd.mask_features)
     assert len(ref.masks_queries_logits) == len(out) == DEC_LAYERS + 1
-    for ours, m, hs in zip(out, ref.masks_queries_logits, ref.intermediate_hidden_states):
+    for ours, m, hs in zip(out, ref.masks_queries_logits, ref.intermediate_hidden_states, strict=False):
         torch.testing.assert_close(ours["pred_masks"], m, rtol=1e-9, atol=1e-9)
         torch.testing.assert_close(ours["pred_logits"], head.cls_embed(hs.transpose(0, 1)), rtol=1e-9, atol=1e-9)
 
@@ -190,10 +212,16 @@ def test_head_link_queries_matches_transformers_decoder():
     b = x[0].shape[0]
     q_pos = query[:, None].expand(-1, b, -1)  # (Q, B, C)
     q_feat = head.querys2feat(query)[:, None].expand(-1, b, -1)
-    ref = tm.decoder(inputs_embeds=q_feat, multi_stage_positional_embeddings=pos,
-                     pixel_embeddings=ref_pd.mask_features, encoder_hidden_states=feats,
-                     query_position_embeddings=q_pos, feature_size_list=sizes, return_dict=True)
-    for ours, m, hs in zip(out, ref.masks_queries_logits, ref.intermediate_hidden_states):
+    ref = tm.decoder(
+        inputs_embeds=q_feat,
+        multi_stage_positional_embeddings=pos,
+        pixel_embeddings=ref_pd.mask_features,
+        encoder_hidden_states=feats,
+        query_position_embeddings=q_pos,
+        feature_size_list=sizes,
+        return_dict=True,
+    )
+    for ours, m, hs in zip(out, ref.masks_queries_logits, ref.intermediate_hidden_states, strict=False):
         torch.testing.assert_close(ours["pred_masks"], m, rtol=1e-9, atol=1e-9)
         torch.testing.assert_close(ours["pred_logits"], head.cls_embed(hs.transpose(0, 1)), rtol=1e-9, atol=1e-9)
 
@@ -207,5 +235,5 @@ def test_fp32_agreement():
     out = our_outputs(head(x))
     ref_pd = pd(x)
     ref = tm(multi_scale_features=ref_pd.multi_scale_features, mask_features=ref_pd.mask_features)
-    for ours, m in zip(out, ref.masks_queries_logits):
+    for ours, m in zip(out, ref.masks_queries_logits, strict=False):
         torch.testing.assert_close(ours["pred_masks"], m, rtol=1e-5, atol=1e-4)

@@ -24,7 +24,7 @@ def bce(v: float, y: float) -> float:
 
 def dice(vals, ys) -> float:
     s = [sig(v) for v in vals]
-    return 1 - (2 * sum(a * b for a, b in zip(s, ys)) + 1) / (sum(s) + sum(ys) + 1)
+    return 1 - (2 * sum(a * b for a, b in zip(s, ys, strict=False)) + 1) / (sum(s) + sum(ys) + 1)
 
 
 def reference_losses(logits, masks, targets, mode: str, k: int):
@@ -40,13 +40,15 @@ def reference_losses(logits, masks, targets, mode: str, k: int):
     for b in range(b_n):
         labels, blocks = targets[b]
         g_n = len(labels)
-        probs = [[math.exp(v) / sum(math.exp(u) for u in logits[b, q].tolist()) for v in logits[b, q].tolist()]
-                 for q in range(q_n)]
+        probs = [
+            [math.exp(v) / sum(math.exp(u) for u in logits[b, q].tolist()) for v in logits[b, q].tolist()]
+            for q in range(q_n)
+        ]
         m_pts = [masks[b, q].flatten().tolist() for q in range(q_n)]
         y_pts = [blocks[g].flatten().tolist() for g in range(g_n)]
 
         def cost(q, g):
-            c_bce = sum(bce(v, y) for v, y in zip(m_pts[q], y_pts[g])) / 4
+            c_bce = sum(bce(v, y) for v, y in zip(m_pts[q], y_pts[g], strict=False)) / 4
             return -2 * probs[q][labels[g]] + 5 * c_bce + 5 * dice(m_pts[q], y_pts[g])
 
         best = min(itertools.permutations(range(q_n), g_n), key=lambda p: sum(cost(p[g], g) for g in range(g_n)))
@@ -61,10 +63,13 @@ def reference_losses(logits, masks, targets, mode: str, k: int):
                 vals, ys = m_pts[q], y_pts[g]
             else:  # full-resolution: upsample 2x2 -> 4x4, GT 4x4
                 mk = masks[b, q].tolist()
-                vals = [sum(UP[y][i] * UP[x][j] * mk[i][j] for i in range(2) for j in range(2))
-                        for y in range(4) for x in range(4)]
+                vals = [
+                    sum(UP[y][i] * UP[x][j] * mk[i][j] for i in range(2) for j in range(2))
+                    for y in range(4)
+                    for x in range(4)
+                ]
                 ys = [blocks[g][y // 2][x // 2].item() for y in range(4) for x in range(4)]
-            bce_sum += sum(bce(v, y) for v, y in zip(vals, ys)) / len(vals)
+            bce_sum += sum(bce(v, y) for v, y in zip(vals, ys, strict=False)) / len(vals)
             dice_sum += dice(vals, ys)
     nbar = max(n, 1)
     cls = ce_num / ce_den if mode == "stock" else ce_num / (b_n * q_n)
@@ -80,8 +85,13 @@ def make_case(seed: int, b_n=2, q_n=4, k=3):
         blocks = (torch.rand(g_n, 2, 2, generator=g) > 0.5).float()
         targets_py.append((labels.tolist(), blocks))
         targets.append({"labels": labels, "masks": blocks.repeat_interleave(2, 1).repeat_interleave(2, 2).bool()})
-    outputs = [{"pred_logits": 2 * torch.randn(b_n, q_n, k + 1, generator=g, dtype=torch.float64),
-                "pred_masks": 3 * torch.randn(b_n, q_n, 2, 2, generator=g, dtype=torch.float64)} for _ in range(3)]
+    outputs = [
+        {
+            "pred_logits": 2 * torch.randn(b_n, q_n, k + 1, generator=g, dtype=torch.float64),
+            "pred_masks": 3 * torch.randn(b_n, q_n, 2, 2, generator=g, dtype=torch.float64),
+        }
+        for _ in range(3)
+    ]
     return outputs, targets, targets_py
 
 
@@ -100,7 +110,10 @@ def test_losses_equal_python_reference(mode, seed):
     head_out = {**outs[-1], "aux_outputs": outs[:-1]}
     losses = fixed_point_criterion(mode, k)(head_out, targets)
     assert list(losses) == [f"d{i}.{n}" for i in range(2) for n in ("loss_cls", "loss_mask", "loss_dice")] + [
-        "loss_cls", "loss_mask", "loss_dice"]
+        "loss_cls",
+        "loss_mask",
+        "loss_dice",
+    ]
     for prefix, o in [("d0.", outs[0]), ("d1.", outs[1]), ("", outs[2])]:
         want = reference_losses(o["pred_logits"], o["pred_masks"], targets_py, mode, k)
         for name, value in want.items():
@@ -117,7 +130,9 @@ def test_two_query_case_with_cross_entropy():
     ce = torch.nn.functional.cross_entropy(logits[0], torch.tensor([2, 1]), reduction="none")
     assert losses["loss_cls"].item() == pytest.approx(2 * (0.1 * ce[0] + ce[1]).item() / 1.1, rel=1e-6)
     vals, ys = [3.0, -2.0, 2.0, -3.0], [1, 0, 1, 0]
-    assert losses["loss_mask"].item() == pytest.approx(5 * sum(bce(v, y) for v, y in zip(vals, ys)) / 4, rel=1e-6)
+    assert losses["loss_mask"].item() == pytest.approx(
+        5 * sum(bce(v, y) for v, y in zip(vals, ys, strict=False)) / 4, rel=1e-6
+    )
     assert losses["loss_dice"].item() == pytest.approx(5 * dice(vals, ys), rel=1e-6)
 
 
@@ -128,8 +143,9 @@ def test_permutation_invariance(mode):
     label_map = torch.randint(0, k, (b_n, 16, 16))
     label_map[:, :3] = 255
     targets = semantic_to_targets(label_map, k)
-    outs = [{"pred_logits": torch.randn(b_n, q_n, k + 1), "pred_masks": 4 * torch.randn(b_n, q_n, 8, 8)}
-            for _ in range(3)]
+    outs = [
+        {"pred_logits": torch.randn(b_n, q_n, k + 1), "pred_masks": 4 * torch.randn(b_n, q_n, 8, 8)} for _ in range(3)
+    ]
     pts = torch.rand(1, 30, 2)
     crit = Mask2FormerCriterion(Mask2FormerCriterionConfig(num_classes=k, mode=mode, num_points=30))
     crit.matcher.sample_points = lambda device: pts
@@ -151,8 +167,13 @@ def test_permutation_invariance(mode):
 @pytest.mark.parametrize("mode", ["stock", "full_res_query_mean"])
 def test_zero_gt_finite_and_grads_only_on_class_logits(mode):
     torch.manual_seed(0)
-    outs = [{"pred_logits": torch.randn(2, 5, 4, requires_grad=True),
-             "pred_masks": torch.randn(2, 5, 8, 8, requires_grad=True)} for _ in range(3)]
+    outs = [
+        {
+            "pred_logits": torch.randn(2, 5, 4, requires_grad=True),
+            "pred_masks": torch.randn(2, 5, 8, 8, requires_grad=True),
+        }
+        for _ in range(3)
+    ]
     empty = {"labels": torch.zeros(0, dtype=torch.long), "masks": torch.zeros(0, 32, 32, dtype=torch.bool)}
     crit = Mask2FormerCriterion(Mask2FormerCriterionConfig(num_classes=3, mode=mode, num_points=50))
     losses = crit({**outs[-1], "aux_outputs": outs[:-1]}, [empty, empty])
@@ -173,8 +194,11 @@ def test_zero_gt_finite_and_grads_only_on_class_logits(mode):
 
 def test_mixed_batch_with_one_empty_image():
     torch.manual_seed(0)
-    out = {"pred_logits": torch.randn(2, 5, 4, requires_grad=True),
-           "pred_masks": torch.randn(2, 5, 8, 8, requires_grad=True), "aux_outputs": []}
+    out = {
+        "pred_logits": torch.randn(2, 5, 4, requires_grad=True),
+        "pred_masks": torch.randn(2, 5, 8, 8, requires_grad=True),
+        "aux_outputs": [],
+    }
     empty = {"labels": torch.zeros(0, dtype=torch.long), "masks": torch.zeros(0, 32, 32)}
     full = {"labels": torch.tensor([0, 2]), "masks": torch.rand(2, 32, 32) > 0.5}
     losses = Mask2FormerCriterion(Mask2FormerCriterionConfig(num_classes=3, num_points=50))(out, [empty, full])
@@ -204,8 +228,10 @@ def test_semantic_to_targets():
     lm = torch.tensor([[[0, 0, 255], [3, 3, 0]], [[255, 255, 255], [255, 255, 255]]])
     t = semantic_to_targets(lm, num_classes=4)
     assert t[0]["labels"].tolist() == [0, 3]
-    assert t[0]["masks"].tolist() == [[[True, True, False], [False, False, True]],
-                                      [[False, False, False], [True, True, False]]]
+    assert t[0]["masks"].tolist() == [
+        [[True, True, False], [False, False, True]],
+        [[False, False, False], [True, True, False]],
+    ]
     assert t[1]["labels"].numel() == 0 and t[1]["masks"].shape == (0, 2, 3)
     with pytest.raises(ValueError, match="7"):
         semantic_to_targets(torch.tensor([[[7]]]), num_classes=4)

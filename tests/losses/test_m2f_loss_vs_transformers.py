@@ -22,7 +22,7 @@ import torch
 from dgss.losses import HungarianMatcher, Mask2FormerCriterion, Mask2FormerCriterionConfig, semantic_to_targets
 
 tf_m2f = pytest.importorskip("transformers.models.mask2former.modeling_mask2former")
-from transformers import Mask2FormerConfig  # noqa: E402
+from transformers import Mask2FormerConfig
 
 K, Q, P = 4, 10, 60
 
@@ -32,14 +32,24 @@ def case(seed: int = 0, b: int = 2, n_aux: int = 3):
     label_map = torch.randint(0, K, (b, 6, 8), generator=g).repeat_interleave(8, 1).repeat_interleave(8, 2)
     label_map[:, :5] = 255  # ignored band
     targets = semantic_to_targets(label_map, K)
-    outs = [{"pred_logits": torch.randn(b, Q, K + 1, generator=g),
-             "pred_masks": 5 * torch.randn(b, Q, 12, 16, generator=g)} for _ in range(n_aux + 1)]
+    outs = [
+        {"pred_logits": torch.randn(b, Q, K + 1, generator=g), "pred_masks": 5 * torch.randn(b, Q, 12, 16, generator=g)}
+        for _ in range(n_aux + 1)
+    ]
     return outs, targets
 
 
 def hf_criterion():
-    cfg = Mask2FormerConfig(num_labels=K, train_num_points=P, oversample_ratio=3.0, importance_sample_ratio=0.75,
-                            no_object_weight=0.1, class_weight=2.0, mask_weight=5.0, dice_weight=5.0)
+    cfg = Mask2FormerConfig(
+        num_labels=K,
+        train_num_points=P,
+        oversample_ratio=3.0,
+        importance_sample_ratio=0.75,
+        no_object_weight=0.1,
+        class_weight=2.0,
+        mask_weight=5.0,
+        dice_weight=5.0,
+    )
     return tf_m2f.Mask2FormerLoss(cfg, {"loss_cross_entropy": 2.0, "loss_mask": 5.0, "loss_dice": 5.0})
 
 
@@ -51,9 +61,10 @@ def test_matcher_matches_transformers():
         torch.manual_seed(11)
         a = ours(o["pred_logits"], o["pred_masks"], targets)
         torch.manual_seed(11)
-        b = theirs(o["pred_masks"], o["pred_logits"], [t["masks"].float() for t in targets],
-                   [t["labels"] for t in targets])
-        for (qa, ga), (qb, gb) in zip(a, b):
+        b = theirs(
+            o["pred_masks"], o["pred_logits"], [t["masks"].float() for t in targets], [t["labels"] for t in targets]
+        )
+        for (qa, ga), (qb, gb) in zip(a, b, strict=False):
             assert qa.tolist() == qb.tolist() and ga.tolist() == gb.tolist()
 
 
@@ -66,13 +77,17 @@ def test_criterion_matches_transformers_loss(seed):
 
     hf = hf_criterion()
     torch.manual_seed(100 + seed)
-    theirs = hf(masks_queries_logits=outs[-1]["pred_masks"], class_queries_logits=outs[-1]["pred_logits"],
-                mask_labels=[t["masks"].float() for t in targets], class_labels=[t["labels"] for t in targets],
-                auxiliary_predictions=[{"masks_queries_logits": o["pred_masks"],
-                                        "class_queries_logits": o["pred_logits"]} for o in outs[:-1]])
+    theirs = hf(
+        masks_queries_logits=outs[-1]["pred_masks"],
+        class_queries_logits=outs[-1]["pred_logits"],
+        mask_labels=[t["masks"].float() for t in targets],
+        class_labels=[t["labels"] for t in targets],
+        auxiliary_predictions=[
+            {"masks_queries_logits": o["pred_masks"], "class_queries_logits": o["pred_logits"]} for o in outs[:-1]
+        ],
+    )
     assert len(ours) == len(theirs) == 3 * len(outs)
-    names = {"loss_cls": ("loss_cross_entropy", 2.0), "loss_mask": ("loss_mask", 5.0),
-             "loss_dice": ("loss_dice", 5.0)}
+    names = {"loss_cls": ("loss_cross_entropy", 2.0), "loss_mask": ("loss_mask", 5.0), "loss_dice": ("loss_dice", 5.0)}
     for ours_name, (hf_name, w) in names.items():
         torch.testing.assert_close(ours[ours_name], w * theirs[hf_name], rtol=1e-5, atol=1e-6)
         for i in range(len(outs) - 1):
@@ -89,12 +104,16 @@ def test_gradients_match_transformers_loss():
     hf_leaves = [{k: v.clone().requires_grad_() for k, v in o.items()} for o in outs]
     torch.manual_seed(5)
     theirs = hf_criterion()(
-        masks_queries_logits=hf_leaves[-1]["pred_masks"], class_queries_logits=hf_leaves[-1]["pred_logits"],
-        mask_labels=[t["masks"].float() for t in targets], class_labels=[t["labels"] for t in targets],
-        auxiliary_predictions=[{"masks_queries_logits": hf_leaves[0]["pred_masks"],
-                                "class_queries_logits": hf_leaves[0]["pred_logits"]}])
+        masks_queries_logits=hf_leaves[-1]["pred_masks"],
+        class_queries_logits=hf_leaves[-1]["pred_logits"],
+        mask_labels=[t["masks"].float() for t in targets],
+        class_labels=[t["labels"] for t in targets],
+        auxiliary_predictions=[
+            {"masks_queries_logits": hf_leaves[0]["pred_masks"], "class_queries_logits": hf_leaves[0]["pred_logits"]}
+        ],
+    )
     weights = {"loss_cross_entropy": 2.0, "loss_mask": 5.0, "loss_dice": 5.0}
     sum(weights[k.rsplit("_", 1)[0] if k[-1].isdigit() else k] * v for k, v in theirs.items()).backward()
-    for a, b in zip(leaves, hf_leaves):
+    for a, b in zip(leaves, hf_leaves, strict=False):
         for k in a:
             torch.testing.assert_close(a[k].grad, b[k].grad, rtol=1e-5, atol=1e-7)

@@ -29,8 +29,9 @@ def test_uncertain_points_prefer_boundary():
     xs = (torch.arange(w) + 0.5) / w
     logits = (50 * (xs - 0.5)).expand(h, w)[None, None].repeat(3, 1, 1, 1)
     g = torch.Generator().manual_seed(0)
-    pts = uncertain_point_coords_with_randomness(logits, num_points=40, oversample_ratio=3,
-                                                 importance_sample_ratio=0.75, generator=g)
+    pts = uncertain_point_coords_with_randomness(
+        logits, num_points=40, oversample_ratio=3, importance_sample_ratio=0.75, generator=g
+    )
     assert pts.shape == (3, 40, 2)
     assert ((pts >= 0) & (pts <= 1)).all()
     important = pts[:, :30, 0]
@@ -82,10 +83,10 @@ def test_matcher_equals_brute_force(seed):
     target = {"labels": torch.randint(0, 3, (g,)), "masks": torch.rand(g, 8, 8) > 0.5}
     m = HungarianMatcher(num_points=20, generator=torch.Generator().manual_seed(seed))
     m.sample_points = lambda device, pts=torch.rand(1, 20, 2): pts  # fixed points for cost and matching
-    (rows, cols), = m(logits, masks, [target])
+    ((rows, cols),) = m(logits, masks, [target])
     cost = m.cost_matrix(logits[0], masks[0], target["labels"], target["masks"].float(), m.sample_points(None))
     best = min(itertools.permutations(range(q), g), key=lambda perm: sum(cost[perm[j], j].item() for j in range(g)))
-    got = {int(c): int(r) for r, c in zip(rows, cols)}
+    got = {int(c): int(r) for r, c in zip(rows, cols, strict=False)}
     assert [got[j] for j in range(g)] == list(best)
     assert rows.tolist() == sorted(rows.tolist())
 
@@ -103,7 +104,7 @@ def test_perfect_prediction_gives_identity():
         masks[0, j][gt[j]] = 20.0
     logits[0, g:, k] = 20.0  # remaining queries predict no-object
     m = HungarianMatcher(num_points=200)
-    (rows, cols), = m(logits, masks, [{"labels": labels, "masks": gt}])
+    ((rows, cols),) = m(logits, masks, [{"labels": labels, "masks": gt}])
     assert rows.tolist() == [0, 1, 2] and cols.tolist() == [0, 1, 2]
     cost = m.cost_matrix(logits[0], masks[0], labels, gt.float(), pixel_centres(h, w))
     diag = cost.diagonal()
@@ -113,8 +114,13 @@ def test_perfect_prediction_gives_identity():
 
 def test_zero_gt_image():
     m = HungarianMatcher(num_points=10)
-    out = m(torch.randn(2, 3, 4), torch.randn(2, 3, 4, 4),
-            [{"labels": torch.zeros(0, dtype=torch.long), "masks": torch.zeros(0, 8, 8)},
-             {"labels": torch.tensor([1]), "masks": torch.ones(1, 8, 8)}])
+    out = m(
+        torch.randn(2, 3, 4),
+        torch.randn(2, 3, 4, 4),
+        [
+            {"labels": torch.zeros(0, dtype=torch.long), "masks": torch.zeros(0, 8, 8)},
+            {"labels": torch.tensor([1]), "masks": torch.ones(1, 8, 8)},
+        ],
+    )
     assert out[0][0].numel() == 0 and out[0][1].numel() == 0
     assert out[1][0].numel() == 1 and out[1][1].tolist() == [0]

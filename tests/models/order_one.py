@@ -1,14 +1,15 @@
 """Test-side building blocks for the order-one formula tests: float64 inputs, plain einsum / softmax
 re-derivations (never the modules' own helpers) and the sensitivity check that makes a pass mean
 something (``tests/models/test_formulas.py`` explains the approach)."""
+
 from __future__ import annotations
 
 import math
 
 import torch
 
-TOL = dict(rtol=1e-9, atol=1e-9)   # float64 re-derivations: only rounding may differ
-SENSITIVE = 1e-2                   # a wrong formula must move the output by at least this (relative)
+TOL = dict(rtol=1e-9, atol=1e-9)  # float64 re-derivations: only rounding may differ
+SENSITIVE = 1e-2  # a wrong formula must move the output by at least this (relative)
 
 
 def randn(*shape, seed=1, scale=1.0):
@@ -50,8 +51,15 @@ def query_link_ref(tokens, ad):
     return linear(q, ad.merge)
 
 
-FULL_TOKENS = ("learnable_tokens", "learnable_tokens2", "learnable_tokens_a", "learnable_tokens_a2", "depth_tokens",
-               "depth_tokens_a", "query_proto")
+FULL_TOKENS = (
+    "learnable_tokens",
+    "learnable_tokens2",
+    "learnable_tokens_a",
+    "learnable_tokens_a2",
+    "depth_tokens",
+    "depth_tokens_a",
+    "query_proto",
+)
 TOKEN_B_FACTORS = ("learnable_tokens_b", "learnable_tokens_b2", "depth_tokens_b")
 
 

@@ -1,4 +1,5 @@
 """Shared overfit routine: a tiny model must memorise one image (a real fixture or a generated scene)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -14,16 +15,17 @@ def load_cityscapes_fixture(fixtures_dir):
     img = np.asarray(Image.open(next((d / "leftImg8bit").rglob("*_leftImg8bit.png"))).convert("RGB"))
     ids = np.asarray(Image.open(next((d / "gtFine").rglob("*_gtFine_labelIds.png"))))
     label = cityscapes_ids_to_trainids(ids).astype(np.int64)
-    image = torch.from_numpy(img.copy()).permute(2, 0, 1).float()[None]   # (1, 3, 128, 256) in [0, 255]
-    return image, torch.from_numpy(label)[None]                            # (1, 128, 256)
+    image = torch.from_numpy(img.copy()).permute(2, 0, 1).float()[None]  # (1, 3, 128, 256) in [0, 255]
+    return image, torch.from_numpy(label)[None]  # (1, 128, 256)
 
 
 def load_generated_scene(seed: int = 0, height: int = 128, width: int = 256):
-    """A procedural street scene (``dgss.demo.scenes``, exact trainId labels), as ``load_cityscapes_fixture``."""
-    from dgss.demo.scenes import make_scene
+    """A procedural street scene (``dgss.data.scenes``, exact trainId labels), as ``load_cityscapes_fixture``."""
+    from dgss.data.scenes import make_scene
+
     s = make_scene(seed, height, width)
-    image = torch.from_numpy(s.image.copy()).permute(2, 0, 1).float()[None]   # (1, 3, H, W) in [0, 255]
-    return image, torch.from_numpy(s.label.astype(np.int64))[None]            # (1, H, W)
+    image = torch.from_numpy(s.image.copy()).permute(2, 0, 1).float()[None]  # (1, 3, H, W) in [0, 255]
+    return image, torch.from_numpy(s.label.astype(np.int64))[None]  # (1, H, W)
 
 
 def load_image(source: str, request, seed: int = 0):

@@ -1,21 +1,32 @@
 """Reference (mmengine) checkpoints <-> dgss checkpoints, and the dgss checkpoint guards."""
+
 import json
 
 import pytest
 import torch
 import yaml
 
-from dgss.backbones import FrozenWeightsError
 from dgss.cli import main
-from dgss.models.checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
-from dgss.models.convert_cli import export_reference, import_reference
+from dgss.commands.convert import export_reference, import_reference
+from dgss.errors import CheckpointError, FrozenWeightsError
+from dgss.models.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from dgss.models.reference import to_reference
 from dgss.testing import tiny_segmentor
 
 # rein.md §2 / weights.md §5: the adapter keys of a REIN reference checkpoint
-REIN_ADAPTER_KEYS = {"learnable_tokens_a", "learnable_tokens_b", "scale", "mlp_token2feat.weight",
-                     "mlp_token2feat.bias", "mlp_delta_f.weight", "mlp_delta_f.bias", "transform.weight",
-                     "transform.bias", "merge.weight", "merge.bias"}
+REIN_ADAPTER_KEYS = {
+    "learnable_tokens_a",
+    "learnable_tokens_b",
+    "scale",
+    "mlp_token2feat.weight",
+    "mlp_token2feat.bias",
+    "mlp_delta_f.weight",
+    "mlp_delta_f.bias",
+    "transform.weight",
+    "transform.bias",
+    "merge.weight",
+    "merge.bias",
+}
 
 
 def randomized_tiny(seed=0):
@@ -43,12 +54,21 @@ def write_encoder(tmp_path, model):
 def test_reference_import_gives_same_outputs_as_native(tmp_path):
     native = randomized_tiny()
     ref = {"meta": {"note": "synthetic"}, "state_dict": to_reference(native.trainable_state_dict(), "rein")}
-    assert {k[len("backbone.reins."):] for k in ref["state_dict"] if k.startswith("backbone.")} == REIN_ADAPTER_KEYS
+    assert {k[len("backbone.reins.") :] for k in ref["state_dict"] if k.startswith("backbone.")} == REIN_ADAPTER_KEYS
     assert all(k.startswith(("backbone.reins.", "decode_head.")) for k in ref["state_dict"])
     torch.save(ref, tmp_path / "iter_40000_published.pth")
     cfg_file, enc_file = write_config(tmp_path, native), write_encoder(tmp_path, native)
-    rc = main(["convert", str(tmp_path / "iter_40000_published.pth"), str(tmp_path / "rein.safetensors"),
-               "--model", str(cfg_file), "--encoder-weights", str(enc_file)])
+    rc = main(
+        [
+            "convert",
+            str(tmp_path / "iter_40000_published.pth"),
+            str(tmp_path / "rein.safetensors"),
+            "--model",
+            str(cfg_file),
+            "--encoder-weights",
+            str(enc_file),
+        ]
+    )
     assert rc == 0
     loaded = load_checkpoint(tmp_path / "rein.safetensors").eval()
     x = torch.randn(1, 3, 64, 64)
@@ -85,9 +105,10 @@ def test_guards(tmp_path):
     m = randomized_tiny()
     save_checkpoint(m, tmp_path / "m.safetensors")
     with pytest.raises(FrozenWeightsError, match="random"):
-        load_checkpoint(tmp_path / "m.safetensors")             # trained on random frozen weights
+        load_checkpoint(tmp_path / "m.safetensors")  # trained on random frozen weights
     enc = write_encoder(tmp_path, m)
     from dgss.backbones import load_encoder_weights
+
     load_encoder_weights(m.encoder, enc)
     save_checkpoint(m, tmp_path / "real.safetensors")
     other = tmp_path / "other.pth"
@@ -96,8 +117,9 @@ def test_guards(tmp_path):
     torch.save(sd, other)
     with pytest.raises(FrozenWeightsError, match="SHA-256"):
         load_checkpoint(tmp_path / "real.safetensors", frozen_weights={"encoder": str(other)})
-    load_checkpoint(tmp_path / "real.safetensors", frozen_weights={"encoder": str(other)},
-                    allow_frozen_hash_mismatch=True)
+    load_checkpoint(
+        tmp_path / "real.safetensors", frozen_weights={"encoder": str(other)}, allow_frozen_hash_mismatch=True
+    )
     (tmp_path / "bad.safetensors").write_bytes(b"\x00" * 20)
     with pytest.raises(CheckpointError, match="not a dgss checkpoint"):
         read_checkpoint(tmp_path / "bad.safetensors")
@@ -109,13 +131,30 @@ def test_mismatched_reference_checkpoint_names_keys(tmp_path, capsys):
     sd["backbone.reins.learnable_tokens_b"] = torch.zeros(4, 4, 4)
     sd["backbone.other.x"] = torch.zeros(1)
     torch.save({"state_dict": sd}, tmp_path / "ref.pth")
-    rc = main(["convert", str(tmp_path / "ref.pth"), str(tmp_path / "o.safetensors"),
-               "--model", str(write_config(tmp_path, native))])
+    rc = main(
+        [
+            "convert",
+            str(tmp_path / "ref.pth"),
+            str(tmp_path / "o.safetensors"),
+            "--model",
+            str(write_config(tmp_path, native)),
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and "backbone.other.x" in err and "Traceback" not in err
     del sd["backbone.other.x"]
     torch.save({"state_dict": sd}, tmp_path / "ref.pth")
-    assert main(["convert", str(tmp_path / "ref.pth"), str(tmp_path / "o.safetensors"),
-                 "--model", str(write_config(tmp_path, native))]) == 2
+    assert (
+        main(
+            [
+                "convert",
+                str(tmp_path / "ref.pth"),
+                str(tmp_path / "o.safetensors"),
+                "--model",
+                str(write_config(tmp_path, native)),
+            ]
+        )
+        == 2
+    )
     assert "learnable_tokens_b" in capsys.readouterr().err
     assert not (tmp_path / "o.safetensors").exists()

@@ -1,4 +1,5 @@
 """DepthForge: counts, REIN equivalences, depth-grid resampling, gated fusion, guards, reference keys."""
+
 import sys
 from pathlib import Path
 
@@ -8,7 +9,7 @@ import torch.nn.functional as F
 
 from dgss.adapters.depthforge import DepthForgeAdapter, DepthForgeConfig
 from dgss.adapters.rein import ReinAdapter, ReinConfig
-from dgss.backbones import FrozenWeightsError
+from dgss.errors import FrozenWeightsError
 from dgss.heads.refine import AdaptiveAttentionGate, GatedLevelFusion
 from dgss.models.presets import build_preset
 from dgss.models.reference import from_reference, to_reference
@@ -16,7 +17,7 @@ from dgss.models.segmentor import Segmentor, resample_token_grid
 from dgss.testing import tiny_segmentor
 
 sys.path.insert(0, str(Path(__file__).parent))
-from overfit import load_image, majority_share, overfit  # noqa: E402
+from overfit import load_image, majority_share, overfit
 
 
 def n(m, trainable=False):
@@ -43,8 +44,9 @@ def test_zero_depth_gives_exactly_rein():
     Fm = torch.randn(2, 9, 32)
     tokens = rein.all_tokens()
     for layer in range(2):
-        torch.testing.assert_close(df.update(Fm, layer, tokens, depth=torch.zeros_like(Fm)),
-                                   rein.update(Fm, layer, tokens), rtol=0, atol=0)
+        torch.testing.assert_close(
+            df.update(Fm, layer, tokens, depth=torch.zeros_like(Fm)), rein.update(Fm, layer, tokens), rtol=0, atol=0
+        )
     # and depth does change the update otherwise
     assert not torch.equal(df.update(Fm, 0, tokens, depth=torch.randn_like(Fm)), rein.update(Fm, 0, tokens))
 
@@ -64,6 +66,7 @@ def test_segmentor_with_zero_depth_features_equals_rein_segmentor():
     df = tiny_segmentor("depthforge", ablation="da-ao").eval()
     rein = tiny_segmentor("rein").eval()
     rein.load_state_dict({k: v for k, v in df.state_dict().items() if not k.startswith("depth_encoder.")})
+
     class Zeros:
         def __init__(self, x, grid):
             self.z = torch.zeros(x.shape[0], grid[0] * grid[1], 64)
@@ -91,9 +94,9 @@ def test_depth_grid_resampling_hand_built():
     out = resample_token_grid(src, (3, 3), (6, 6)).reshape(6, 6)
     # bilinear, align_corners False: dst i samples src at (i + 0.5) / 2 - 0.5, clamped to [0, 2]
     assert out[0, 0] == 0 and out[5, 5] == 22
-    assert out[1, 1] == pytest.approx(2.75)   # row 0.25, col 0.25
-    assert out[2, 3] == pytest.approx(8.75)   # row 0.75, col 1.25
-    assert out[5, 0] == pytest.approx(20.0)   # bottom-left stays bottom-left (a 1-D stretch would not)
+    assert out[1, 1] == pytest.approx(2.75)  # row 0.25, col 0.25
+    assert out[2, 3] == pytest.approx(8.75)  # row 0.75, col 1.25
+    assert out[5, 0] == pytest.approx(20.0)  # bottom-left stays bottom-left (a 1-D stretch would not)
     flat = F.interpolate(src.transpose(1, 2), size=36, mode="linear", align_corners=False).reshape(6, 6)
     assert flat[5, 0] != pytest.approx(20.0)
 
@@ -136,9 +139,11 @@ def test_gate_and_split_fusion():
     feats = [torch.randn(2, 32, s, s) for s in (16, 8, 4, 2)]
     a, b = fa(feats), fb(feats)
     torch.testing.assert_close(a[0], b[0], rtol=1e-5, atol=1e-5)
-    assert all(x is y for x, y in zip(a[1:], feats[1:]))
-    ups = [f if i == 0 else F.interpolate(f, size=(16, 16), mode="bilinear", align_corners=False)
-           for i, f in enumerate(feats)]
+    assert all(x is y for x, y in zip(a[1:], feats[1:], strict=False))
+    ups = [
+        f if i == 0 else F.interpolate(f, size=(16, 16), mode="bilinear", align_corners=False)
+        for i, f in enumerate(feats)
+    ]
     ref = feats[0] + fb.linear_fuse(torch.cat([fb.attention_gate(x) for x in ups], 1))
     torch.testing.assert_close(b[0], ref)
 
@@ -159,13 +164,16 @@ def test_reference_layout_depthforge_and_dqcm():
     ref = to_reference(m.trainable_state_dict(), "depthforge")
     assert any(k.startswith("backbone.depthforge.learnable_tokens_a") for k in ref)
     dq = {k for k in ref if k.startswith("decode_head.DQCM.")}
-    assert dq == {"decode_head.DQCM.attention_gate.channel_attention.0.weight",
-                  "decode_head.DQCM.attention_gate.channel_attention.0.bias",
-                  "decode_head.DQCM.attention_gate.channel_attention.2.weight",
-                  "decode_head.DQCM.attention_gate.channel_attention.2.bias",
-                  "decode_head.DQCM.attention_gate.spatial_attention.weight",
-                  "decode_head.DQCM.attention_gate.spatial_attention.bias",
-                  "decode_head.DQCM.linear_fuse.weight", "decode_head.DQCM.linear_fuse.bias"}
+    assert dq == {
+        "decode_head.DQCM.attention_gate.channel_attention.0.weight",
+        "decode_head.DQCM.attention_gate.channel_attention.0.bias",
+        "decode_head.DQCM.attention_gate.channel_attention.2.weight",
+        "decode_head.DQCM.attention_gate.channel_attention.2.bias",
+        "decode_head.DQCM.attention_gate.spatial_attention.weight",
+        "decode_head.DQCM.attention_gate.spatial_attention.bias",
+        "decode_head.DQCM.linear_fuse.weight",
+        "decode_head.DQCM.linear_fuse.bias",
+    }
     back = from_reference(ref)
     assert back.keys() == m.trainable_state_dict().keys()
 
@@ -173,7 +181,7 @@ def test_reference_layout_depthforge_and_dqcm():
 @pytest.mark.parametrize("source", ["generated", "cityscapes"])
 def test_tiny_depthforge_overfits_one_image(source, request):
     image, label = load_image(source, request)
-    assert majority_share(label) < 0.75          # 90 % accuracy is far above the trivial baseline
+    assert majority_share(label) < 0.75  # 90 % accuracy is far above the trivial baseline
     torch.manual_seed(0)
     model = tiny_segmentor("depthforge", img_size=128)
     vis = {k: v.clone() for k, v in model.encoder.state_dict().items()}
@@ -189,6 +197,7 @@ def test_tiny_depthforge_overfits_one_image(source, request):
 def test_config_round_trip():
     m = tiny_segmentor("depthforge", depth_embed_dim=32, depth_depth=2)
     from dgss.models.segmentor import SegmentorConfig
+
     cfg = SegmentorConfig.from_dict(m.cfg.to_dict())
     assert cfg == m.cfg and isinstance(cfg.adapter, DepthForgeConfig)
     Segmentor(cfg)
@@ -198,6 +207,7 @@ def test_config_round_trip():
 def test_recomputation_and_interleaving_change_no_gradient(ablation):
     """Activation recomputation of the frozen blocks and the interleaved depth branch are exact."""
     import dataclasses
+
     torch.manual_seed(0)
     base = tiny_segmentor("depthforge", ablation=ablation)
     x, grads = torch.randn(2, 3, 64, 64), []

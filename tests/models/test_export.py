@@ -1,17 +1,18 @@
 """ONNX export of tiny segmentors, checked with onnxruntime against PyTorch."""
+
 import warnings
 
 import pytest
 import torch
 
 from dgss.cli import main
+from dgss.engine.export import check_onnx, export_onnx
 from dgss.models.checkpoint import save_checkpoint
-from dgss.models.export import check_onnx, export_onnx
 from dgss.testing import tiny_segmentor
 
 pytest.importorskip("onnxruntime")
 
-TOL = 1e-4   # fp32 scores in [0, 1]; observed differences are ~1e-6
+TOL = 1e-4  # fp32 scores in [0, 1]; observed differences are ~1e-6
 
 
 @pytest.mark.parametrize("method", ["rein", "depthforge", "vireo"])
@@ -21,7 +22,7 @@ def test_onnx_matches_pytorch(tmp_path, method):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         path = export_onnx(model, tmp_path / f"{method}.onnx", batch=2)
-    report = check_onnx(model, path, torch.randn(3, 3, 64, 64))   # another batch size than exported
+    report = check_onnx(model, path, torch.randn(3, 3, 64, 64))  # another batch size than exported
     assert report["max_abs_diff"] < TOL and report["labels_equal"] == 1.0
 
 

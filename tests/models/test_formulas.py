@@ -10,6 +10,7 @@ module's own helpers. ``assert_sensitive`` checks on the way that the plausible 
 test must catch (missing 1/sqrt(C), swapped alpha, ...) move the reference by far more than the
 tolerance, so a pass means something.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -31,7 +32,7 @@ from dgss.heads.refine import GatedLevelFusion
 from dgss.testing import tiny_segmentor, tiny_segmentor_config
 
 sys.path.insert(0, str(Path(__file__).parent))
-from order_one import TOL, assert_sensitive, linear, order_one_, query_link_ref, randn, softmax, unit  # noqa: E402
+from order_one import TOL, assert_sensitive, linear, order_one_, query_link_ref, randn, softmax, unit
 
 # ------------------------------------------------------------------------------------------ helpers
 C = 32
@@ -63,11 +64,13 @@ def test_rein_update_at_order_one():
         assert_sensitive(
             ref,
             no_sqrt_c=rein_ref(Fm, T, ad, logits=torch.einsum("bnc,tc->bnt", Fm, T)),
-            no_discard=Fm + ad.scale * linear(torch.einsum("bnt,tc->bnc", S, linear(T, ad.mlp_token2feat)) + Fm,
-                                              ad.mlp_delta_f),
-            no_inner_residual=Fm + ad.scale * linear(
-                torch.einsum("bnt,tc->bnc", S[..., 1:], linear(T[1:], ad.mlp_token2feat)), ad.mlp_delta_f),
-            wrong_layer=rein_ref(Fm, tokens_of(ad, 1), ad))
+            no_discard=Fm
+            + ad.scale * linear(torch.einsum("bnt,tc->bnc", S, linear(T, ad.mlp_token2feat)) + Fm, ad.mlp_delta_f),
+            no_inner_residual=Fm
+            + ad.scale
+            * linear(torch.einsum("bnt,tc->bnc", S[..., 1:], linear(T[1:], ad.mlp_token2feat)), ad.mlp_delta_f),
+            wrong_layer=rein_ref(Fm, tokens_of(ad, 1), ad),
+        )
 
 
 def test_rein_full_rank_tokens_at_order_one():
@@ -84,16 +87,15 @@ def test_rein_query_link_interleaved_at_order_one():
         ref = query_link_ref(raw, ad)
         torch.testing.assert_close(ad.query_embed(), ref, **TOL)
         t = linear(raw, ad.transform)
-        blocks = torch.cat([t.max(0).values, t.mean(0), t[-1]], dim=-1)       # [m | a | z] block order
-        assert_sensitive(ref, block_order=linear(blocks, ad.merge),
-                         first_layer_as_last=query_link_ref(raw.flip(0), ad))
+        blocks = torch.cat([t.max(0).values, t.mean(0), t[-1]], dim=-1)  # [m | a | z] block order
+        assert_sensitive(ref, block_order=linear(blocks, ad.merge), first_layer_as_last=query_link_ref(raw.flip(0), ad))
 
 
 # ------------------------------------------------------------------------------------------ DepthForge
 def depthforge_ref(mode, F_, Z, T, ad, layer, attention_opt=True):
     """depthforge.md §3 and §9, one branch per ``depth_fusion`` mode."""
     sc = 1 / math.sqrt(C)
-    lv = lambda X, TT: torch.einsum("bnc,tc->bnt", X, TT) * sc  # noqa: E731
+    lv = lambda X, TT: torch.einsum("bnc,tc->bnt", X, TT) * sc
     if mode == "feature_concat":
         F_ = torch.einsum("bni,oi->bno", torch.cat([F_, Z], -1), ad.concat_proj.weight) + ad.concat_proj.bias
     if mode == "logit_sum":
@@ -105,7 +107,7 @@ def depthforge_ref(mode, F_, Z, T, ad, layer, attention_opt=True):
         S = softmax(a * lv(F_, T) + (1 - a) * lv(Z, T), -1)
     else:
         S = softmax(lv(F_, T), -1)
-    if not attention_opt:   # raw tokens as values, all tokens, no inner residual
+    if not attention_opt:  # raw tokens as values, all tokens, no inner residual
         return F_ + ad.scale * linear(torch.einsum("bnt,tc->bnc", S, T), ad.mlp_delta_f)
     agg = torch.einsum("bnt,tc->bnc", S[..., 1:], linear(T[1:], ad.mlp_token2feat))
     if mode == "depth_token":
@@ -116,8 +118,11 @@ def depthforge_ref(mode, F_, Z, T, ad, layer, attention_opt=True):
 
 
 def _depthforge(mode, attention_opt=True, seed=0):
-    ad = DepthForgeAdapter(DepthForgeConfig(num_layers=2, embed_dim=C, num_tokens=6, rank=4, query_dim=8,
-                                            depth_fusion=mode, attention_opt=attention_opt))
+    ad = DepthForgeAdapter(
+        DepthForgeConfig(
+            num_layers=2, embed_dim=C, num_tokens=6, rank=4, query_dim=8, depth_fusion=mode, attention_opt=attention_opt
+        )
+    )
     order_one_(ad, seed)
     if mode == "learned_mix":
         with torch.no_grad():
@@ -134,13 +139,16 @@ def test_depthforge_every_fusion_mode_at_order_one(mode):
             T = tokens_of(ad, layer)
             ref = depthforge_ref(mode, Fm, Z, T, ad, layer)
             torch.testing.assert_close(ad.update(Fm, layer, ad.all_tokens(), depth=Z), ref, **TOL)
-        if mode not in ("none", "feature_concat", "depth_token"):   # depth enters the token attention
+        if mode not in ("none", "feature_concat", "depth_token"):  # depth enters the token attention
             assert_sensitive(ref, no_depth=depthforge_ref("none", Fm, Z, T, ad, 1))
         if mode == "logit_sum":
             lv = torch.einsum("bnc,tc->bnt", Fm, T) / math.sqrt(C)
             ld = torch.einsum("bnc,tc->bnt", Z, T)
-            assert_sensitive(ref, depth_without_sqrt_c=rein_ref(Fm, T, ad, logits=lv + ld),
-                             prob_mean_instead=depthforge_ref("prob_mean", Fm, Z, T, ad, 1))
+            assert_sensitive(
+                ref,
+                depth_without_sqrt_c=rein_ref(Fm, T, ad, logits=lv + ld),
+                prob_mean_instead=depthforge_ref("prob_mean", Fm, Z, T, ad, 1),
+            )
         if mode == "learned_mix":
             assert_sensitive(ref, alpha_swapped=depthforge_ref("learned_mix", Z, Fm, T, ad, 1) - Z + Fm)
         if mode == "feature_concat":
@@ -161,14 +169,16 @@ def test_depthforge_attention_opt_off_at_order_one(mode):
 
 
 def test_depthforge_depth_projection_for_a_narrower_depth_encoder():
-    ad = DepthForgeAdapter(DepthForgeConfig(num_layers=1, embed_dim=C, num_tokens=5, rank=2, query_dim=8,
-                                            depth_dim=12))
+    ad = DepthForgeAdapter(DepthForgeConfig(num_layers=1, embed_dim=C, num_tokens=5, rank=2, query_dim=8, depth_dim=12))
     order_one_(ad)
     Fm, Zn = randn(1, 4, C, seed=5), randn(1, 4, 12, seed=6)
     with torch.no_grad():
         Z = linear(Zn, ad.depth_proj)
-        torch.testing.assert_close(ad.update(Fm, 0, ad.all_tokens(), depth=Zn),
-                                   depthforge_ref("logit_sum", Fm, Z, tokens_of(ad, 0), ad, 0), **TOL)
+        torch.testing.assert_close(
+            ad.update(Fm, 0, ad.all_tokens(), depth=Zn),
+            depthforge_ref("logit_sum", Fm, Z, tokens_of(ad, 0), ad, 0),
+            **TOL,
+        )
 
 
 # ------------------------------------------------------------------------------------------ GeoText
@@ -187,19 +197,18 @@ def geotext_ref(F_, Z, P, t, ad, layer, *, fuse_softmax_scale=1.0, alpha_on_dept
 
 
 def _geotext(seed=0, **kw):
-    ad = GeoTextAdapter(GeoTextConfig(num_layers=3, embed_dim=C, num_tokens=6, rank=4, query_dim=8, text_dim=12,
-                                      **kw))
+    ad = GeoTextAdapter(GeoTextConfig(num_layers=3, embed_dim=C, num_tokens=6, rank=4, query_dim=8, text_dim=12, **kw))
     order_one_(ad, seed)
     if hasattr(ad, "fusion_weights"):
         with torch.no_grad():
-            for w, v in zip(ad.fusion_weights, (1.4, -1.1, 0.7)):
+            for w, v in zip(ad.fusion_weights, (1.4, -1.1, 0.7), strict=False):
                 w.fill_(v)
     return ad
 
 
 def test_geotext_text_context_fusion_and_alpha_mix_at_order_one():
     ad = _geotext()
-    E_bb = head_table(3, 3, 12, seed=7)    # template rows of unequal norm
+    E_bb = head_table(3, 3, 12, seed=7)  # template rows of unequal norm
     Fm, Z = randn(2, 5, C, seed=8), randn(2, 5, C, seed=9)
     with torch.no_grad():
         t = geotext_context_ref(E_bb, ad)
@@ -212,10 +221,17 @@ def test_geotext_text_context_fusion_and_alpha_mix_at_order_one():
             ref,
             alpha_on_depth=geotext_ref(Fm, Z, P, t, ad, 2, alpha_on_depth=True),
             sqrt_c_in_text_softmax=geotext_ref(Fm, Z, P, t, ad, 2, fuse_softmax_scale=1 / math.sqrt(C)),
-            no_text_fusion=rein_ref(Fm, P, ad, logits=(torch.sigmoid(ad.fusion_weights[2]) * Fm @ P.T + (
-                1 - torch.sigmoid(ad.fusion_weights[2])) * Z @ P.T) / math.sqrt(C)),
-            context_without_template_norm=geotext_ref(
-                Fm, Z, P, linear(unit(E_bb.mean(1)), ad.text_embed), ad, 2))
+            no_text_fusion=rein_ref(
+                Fm,
+                P,
+                ad,
+                logits=(
+                    torch.sigmoid(ad.fusion_weights[2]) * Fm @ P.T + (1 - torch.sigmoid(ad.fusion_weights[2])) * Z @ P.T
+                )
+                / math.sqrt(C),
+            ),
+            context_without_template_norm=geotext_ref(Fm, Z, P, linear(unit(E_bb.mean(1)), ad.text_embed), ad, 2),
+        )
 
 
 def test_geotext_depth_fusion_none_and_logit_sum_at_order_one():
@@ -227,8 +243,11 @@ def test_geotext_depth_fusion_none_and_logit_sum_at_order_one():
             P = tokens_of(ad, 1)
             Pp = P + softmax(P @ t.T, -1) @ t
             logits = Fm @ Pp.T + (Z @ Pp.T if mode == "logit_sum" else 0)
-            torch.testing.assert_close(ad.update(Fm, 1, ad.all_tokens(), depth=Z, text=t),
-                                       rein_ref(Fm, Pp, ad, logits=logits / math.sqrt(C)), **TOL)
+            torch.testing.assert_close(
+                ad.update(Fm, 1, ad.all_tokens(), depth=Z, text=t),
+                rein_ref(Fm, Pp, ad, logits=logits / math.sqrt(C)),
+                **TOL,
+            )
 
 
 def test_vireo_segmentor_query_link_uses_raw_tokens_at_order_one():
@@ -270,8 +289,13 @@ def aag_ref(u, gate):
 
 def level_fusion_ref(feats, fusion):
     size = feats[0].shape[-2:]
-    gs = [aag_ref(f if f.shape[-2:] == size else F.interpolate(f, size=size, mode="bilinear", align_corners=False),
-                  fusion.attention_gate) for f in feats]
+    gs = [
+        aag_ref(
+            f if f.shape[-2:] == size else F.interpolate(f, size=size, mode="bilinear", align_corners=False),
+            fusion.attention_gate,
+        )
+        for f in feats
+    ]
     W = fusion.linear_fuse.weight[:, :, 0, 0]
     return feats[0] + torch.einsum("bchw,oc->bohw", torch.cat(gs, 1), W) + fusion.linear_fuse.bias[:, None, None]
 
@@ -284,7 +308,7 @@ def test_aag_level_fusion_at_order_one(split):
         out = fusion(feats)
         ref = level_fusion_ref(feats, fusion)
         torch.testing.assert_close(out[0], ref, **TOL)
-        assert all(a is b for a, b in zip(out[1:], feats[1:]))
+        assert all(a is b for a, b in zip(out[1:], feats[1:], strict=False))
         gate = fusion.attention_gate
         c1, c2 = gate.channel_attention[0], gate.channel_attention[2]
 
@@ -296,25 +320,29 @@ def test_aag_level_fusion_at_order_one(split):
         size = feats[0].shape[-2:]
         ups = [F.interpolate(f, size=size, mode="bilinear", align_corners=False) for f in feats]
         W = fusion.linear_fuse.weight[:, :, 0, 0]
-        swapped = feats[0] + torch.einsum("bchw,oc->bohw", torch.cat([spatial_first(u) for u in ups], 1), W) \
+        swapped = (
+            feats[0]
+            + torch.einsum("bchw,oc->bohw", torch.cat([spatial_first(u) for u in ups], 1), W)
             + fusion.linear_fuse.bias[:, None, None]
-        assert_sensitive(ref, gate_order_swapped=swapped,
-                         levels_in_reverse=level_fusion_ref([feats[0]] + feats[:0:-1], fusion))
+        )
+        assert_sensitive(
+            ref, gate_order_swapped=swapped, levels_in_reverse=level_fusion_ref([feats[0]] + feats[:0:-1], fusion)
+        )
 
 
 # ------------------------------------------------------------------------------------------ CMPE
 def cmpe_ref(X, E_hd, g, *, spatial="softmax_sigmoid", assign_dim=1):
     """vireo.md §4.1 written out: per-template maps, learned 3x3 fusion over templates, spatial weights, prior."""
     K = E_hd.shape[0] - 1
-    e = unit(E_hd[:K])                                                    # background dropped, per template
+    e = unit(E_hd[:K])  # background dropped, per template
     G = torch.einsum("bchw,dc->bdhw", X, g.feat_proj.weight[:, :, 0, 0]) + g.feat_proj.bias[:, None, None]
-    R = torch.einsum("bdhw,kpd->bkphw", G, e)                            # (B, K, P, H, W)
+    R = torch.einsum("bdhw,kpd->bkphw", G, e)  # (B, K, P, H, W)
     B, _, P, H, W = R.shape
     M = F.conv2d(R.reshape(B * K, P, H, W), g.coarse_embed.weight, g.coarse_embed.bias, padding=1).reshape(B, K, H, W)
     s = torch.sigmoid(M) if spatial == "softmax_sigmoid" else M
     w = softmax(s.reshape(B, K, H * W), -1)
     f = torch.einsum("bkn,bcn->bkc", w, X.reshape(B, X.shape[1], H * W))
-    ek = linear(f, g.query_proj)                                          # (B, K, 256)
+    ek = linear(f, g.query_proj)  # (B, K, 256)
     a = softmax(torch.einsum("bkd,jd->bkj", ek, g.query_proto), assign_dim)
     prior = torch.einsum("bkj,bkd->bjd", a, ek)
     return M, prior
@@ -322,15 +350,25 @@ def cmpe_ref(X, E_hd, g, *, spatial="softmax_sigmoid", assign_dim=1):
 
 def head_table(K, P, D, seed):
     """A head text table whose template rows have unequal norms (so per-template normalisation matters)."""
-    return randn(K + 1, P, D, seed=seed) * (0.3 + 2 * torch.rand(K + 1, P, 1, dtype=torch.float64,
-                                                                  generator=torch.Generator().manual_seed(seed)))
+    return randn(K + 1, P, D, seed=seed) * (
+        0.3 + 2 * torch.rand(K + 1, P, 1, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
+    )
 
 
 @pytest.mark.parametrize("spatial", ["softmax_sigmoid", "softmax_logits"])
 def test_cmpe_coarse_masks_and_prior_at_order_one(spatial):
-    g = order_one_(PriorGenerator(in_channels=16, text_dim=8, num_templates=5, query_dim=12, num_queries=7,
-                                  spatial_weights=spatial, class_chunk=2))
-    X = randn(2, 16, 6, 5, seed=30) + randn(1, 16, 6, 1, seed=31, scale=2.0)   # spatially varying
+    g = order_one_(
+        PriorGenerator(
+            in_channels=16,
+            text_dim=8,
+            num_templates=5,
+            query_dim=12,
+            num_queries=7,
+            spatial_weights=spatial,
+            class_chunk=2,
+        )
+    )
+    X = randn(2, 16, 6, 5, seed=30) + randn(1, 16, 6, 1, seed=31, scale=2.0)  # spatially varying
     E = head_table(5, 5, 8, seed=32)
     with torch.no_grad():
         M, prior = g(X, E)
@@ -339,10 +377,16 @@ def test_cmpe_coarse_masks_and_prior_at_order_one(spatial):
         torch.testing.assert_close(prior, rprior, **TOL)
         assert M.shape == (2, 5, 6, 5) and prior.shape == (2, 7, 12)
         other = "softmax_logits" if spatial == "softmax_sigmoid" else "softmax_sigmoid"
-        assert_sensitive(rprior, other_spatial_weights=cmpe_ref(X, E, g, spatial=other)[1],
-                         assignment_over_queries=cmpe_ref(X, E, g, spatial=spatial, assign_dim=2)[1])
-        assert_sensitive(rM, first_row_dropped=cmpe_ref(X, torch.cat([E[-1:], E[:-1]]), g)[0],
-                         no_template_norm=_cmpe_unnormalised(X, E, g))
+        assert_sensitive(
+            rprior,
+            other_spatial_weights=cmpe_ref(X, E, g, spatial=other)[1],
+            assignment_over_queries=cmpe_ref(X, E, g, spatial=spatial, assign_dim=2)[1],
+        )
+        assert_sensitive(
+            rM,
+            first_row_dropped=cmpe_ref(X, torch.cat([E[-1:], E[:-1]]), g)[0],
+            no_template_norm=_cmpe_unnormalised(X, E, g),
+        )
 
 
 def _cmpe_unnormalised(X, E, g):
@@ -350,8 +394,9 @@ def _cmpe_unnormalised(X, E, g):
     G = torch.einsum("bchw,dc->bdhw", X, g.feat_proj.weight[:, :, 0, 0]) + g.feat_proj.bias[:, None, None]
     R = torch.einsum("bdhw,kpd->bkphw", G, E[:K])
     B, _, P, H, W = R.shape
-    return F.conv2d(R.reshape(B * K, P, H, W), g.coarse_embed.weight, g.coarse_embed.bias,
-                    padding=1).reshape(B, K, H, W)
+    return F.conv2d(R.reshape(B * K, P, H, W), g.coarse_embed.weight, g.coarse_embed.bias, padding=1).reshape(
+        B, K, H, W
+    )
 
 
 # ------------------------------------------------------------------------------------------ DOV-VEH
@@ -393,6 +438,7 @@ def test_vireo_head_order_aag_then_cmpe_on_refined_s4_then_prior_on_query_positi
     m = tiny_segmentor("vireo")
     if residual_level:
         from dgss.models.segmentor import Segmentor
+
         cfg = dataclasses.replace(m.cfg, text=dataclasses.replace(m.cfg.text, cmpe_residual_level=residual_level))
         tables = (m.vocab, m.encoder_table, m.head_table)
         m = Segmentor(cfg)
@@ -415,8 +461,7 @@ def test_vireo_head_order_aag_then_cmpe_on_refined_s4_then_prior_on_query_positi
         out = head(feats, Q, E)
         s4 = level_fusion_ref(feats, head.refine)
         if residual_level:
-            s4 = s4 - feats[0] + F.interpolate(feats[3], size=feats[0].shape[-2:], mode="bilinear",
-                                               align_corners=False)
+            s4 = s4 - feats[0] + F.interpolate(feats[3], size=feats[0].shape[-2:], mode="bilinear", align_corners=False)
         M, prior = cmpe_ref(s4, E, head.prior)
         torch.testing.assert_close(out["coarse_masks"], M, **TOL)
         torch.testing.assert_close(seen["query_pos"], Q[None] + prior, **TOL)
@@ -459,7 +504,7 @@ def extract_features_ref(model, x):
         Z = []
         for j in range(model.depth_encoder.depth):
             d = model.depth_encoder.forward_block(j, d, dstate)
-            Z.append(d[:, model.depth_encoder.num_prefix_tokens:])
+            Z.append(d[:, model.depth_encoder.num_prefix_tokens :])
     taps, prefixes = [], []
     for i in range(enc.depth):
         t = enc.forward_block(i, t, state)
@@ -468,19 +513,27 @@ def extract_features_ref(model, x):
             Fm = rein_ref(Fm, tokens[i], ad, C=enc.embed_dim)
         else:
             z = Z[model.cfg.resolved_depth_layer_map()[i]]
-            Fm = rein_ref(Fm, tokens[i], ad, C=enc.embed_dim, logits=torch.einsum(
-                "bnc,tc->bnt", Fm + z, tokens[i]) / math.sqrt(enc.embed_dim))
+            Fm = rein_ref(
+                Fm,
+                tokens[i],
+                ad,
+                C=enc.embed_dim,
+                logits=torch.einsum("bnc,tc->bnt", Fm + z, tokens[i]) / math.sqrt(enc.embed_dim),
+            )
         t = torch.cat([prefix, Fm], 1)
         prefixes.append(prefix)
         if i in model.cfg.taps:
             taps.append(Fm.transpose(1, 2).reshape(x.shape[0], -1, h, w))
     scales = (4.0, 2.0, 1.0, 0.5)
-    return [F.interpolate(m, scale_factor=s, mode="bilinear", align_corners=False) for m, s in zip(taps, scales)], \
-        prefixes
+    return [
+        F.interpolate(m, scale_factor=s, mode="bilinear", align_corners=False)
+        for m, s in zip(taps, scales, strict=False)
+    ], prefixes
 
 
-@pytest.mark.parametrize("method,kw", [("rein", {}), ("rein", {"depth": 6}),
-                                       ("depthforge", {"ablation": "da-ao", "depth_depth": 2})])
+@pytest.mark.parametrize(
+    "method,kw", [("rein", {}), ("rein", {"depth": 6}), ("depthforge", {"ablation": "da-ao", "depth_depth": 2})]
+)
 def test_segmentor_taps_after_adapter_scales_and_depth_map_at_order_one(method, kw):
     torch.manual_seed(0)
     kw = dict(kw)
@@ -489,20 +542,20 @@ def test_segmentor_taps_after_adapter_scales_and_depth_map_at_order_one(method, 
     order_one_(m.adapter)
     m.double()
     if method == "rein" and depth == 6:
-        m.cfg.taps = (1, 2, 4, 5)   # not the last four blocks: tap indices really matter
+        m.cfg.taps = (1, 2, 4, 5)  # not the last four blocks: tap indices really matter
     x = randn(2, 3, 64, 64, seed=80, scale=50.0)
     seen_prefix = []
     real_block = m.encoder.forward_block
 
     def block_spy(i, t, state):
-        seen_prefix.append(t[:, :m.encoder.num_prefix_tokens].clone())
+        seen_prefix.append(t[:, : m.encoder.num_prefix_tokens].clone())
         return real_block(i, t, state)
 
     with torch.no_grad():
         ref, prefixes = extract_features_ref(m, x)
         m.encoder.forward_block = block_spy
         got = m.extract_features(x)
-    for g, r in zip(got, ref):
+    for g, r in zip(got, ref, strict=False):
         torch.testing.assert_close(g, r, **TOL)
     # the prefix (cls/register) tokens each block receives are the previous block's output, untouched
     for i in range(1, m.encoder.depth):
@@ -529,8 +582,9 @@ def test_segmentor_taps_before_adapter_would_be_seen():
             if i == m.cfg.taps[-1]:
                 before = t[:, P:].transpose(1, 2).reshape(1, -1, *state.grid)
             t = torch.cat([t[:, :P], rein_ref(t[:, P:], tokens[i], m.adapter, C=enc.embed_dim)], 1)
-        assert_sensitive(ref[3], tap_before_update=F.interpolate(before, scale_factor=0.5, mode="bilinear",
-                                                                 align_corners=False))
+        assert_sensitive(
+            ref[3], tap_before_update=F.interpolate(before, scale_factor=0.5, mode="bilinear", align_corners=False)
+        )
 
 
 @pytest.mark.parametrize("taps", [(3, 1, 2, 0), (0, 2, 1, 3), (0, 1, 1, 3), (0, 1, 2), (0, 1, 2, 4)])

@@ -1,6 +1,7 @@
 """Overfit a tiny REIN model on one image (a generated street scene, and the real Cityscapes fixture when
 ../shared is there): proves the whole gradient path (loss -> head -> taps -> frozen blocks -> adapter tokens
 of every block) works."""
+
 import sys
 from pathlib import Path
 
@@ -8,15 +9,15 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from overfit import load_image, majority_share, overfit  # noqa: E402
+from overfit import load_image, majority_share, overfit
 
-from dgss.testing import tiny_segmentor  # noqa: E402
+from dgss.testing import tiny_segmentor
 
 
 @pytest.mark.parametrize("source", ["generated", "cityscapes"])
 def test_tiny_rein_overfits_one_image(source, request):
     image, label = load_image(source, request)
-    assert majority_share(label) < 0.75          # 90 % accuracy is far above the trivial baseline
+    assert majority_share(label) < 0.75  # 90 % accuracy is far above the trivial baseline
     torch.manual_seed(0)
     model = tiny_segmentor("rein", img_size=128)
     frozen_before = {k: v.clone() for k, v in model.encoder.state_dict().items()}

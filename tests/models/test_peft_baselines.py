@@ -5,6 +5,7 @@ which the random tiny encoders keep at 1e-5), a re-derivation written here from 
 matmul / einsum on the frozen sub-modules, and ``assert_sensitive`` checks that the plausible wrong
 variants move the result by far more than the tolerance.
 """
+
 from __future__ import annotations
 
 import copy
@@ -20,22 +21,22 @@ import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).parent))
-from order_one import SENSITIVE, TOL, assert_sensitive, randn, rel  # noqa: E402
-from overfit import load_generated_scene, majority_share, overfit  # noqa: E402
+from order_one import SENSITIVE, TOL, assert_sensitive, randn, rel
+from overfit import load_generated_scene, majority_share, overfit
 
-from dgss.adapters.lora import substituted_weights  # noqa: E402
-from dgss.backbones.weights import load_encoder_weights  # noqa: E402
-from dgss.config import OptimConfig, config_from_dict, segmentor_config_from  # noqa: E402
-from dgss.engine.optim import assign_params  # noqa: E402
-from dgss.models.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
-from dgss.models.param_report import count  # noqa: E402
-from dgss.models.presets import PRESETS, build_preset, preset_config  # noqa: E402
-from dgss.models.segmentor import Segmentor, SegmentorConfig  # noqa: E402
-from dgss.testing import tiny_segmentor, tiny_segmentor_config  # noqa: E402
+from dgss.adapters.lora import substituted_weights
+from dgss.backbones.weights import load_encoder_weights
+from dgss.config import OptimConfig, config_from_dict, segmentor_config_from
+from dgss.engine.optim import assign_params
+from dgss.models.checkpoint import load_checkpoint, save_checkpoint
+from dgss.models.param_report import count
+from dgss.models.presets import PRESETS, build_preset, preset_config
+from dgss.models.segmentor import Segmentor, SegmentorConfig
+from dgss.testing import tiny_segmentor, tiny_segmentor_config
 
-pytestmark = pytest.mark.usefixtures("one_thread")   # tiny tensors: one torch thread
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one torch thread
 
-STOCK_HEAD = 20_565_204           # Mask2Former with learned queries, K = 19, ViT-L width (baselines.md §8)
+STOCK_HEAD = 20_565_204  # Mask2Former with learned queries, K = 19, ViT-L width (baselines.md §8)
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -63,7 +64,7 @@ def tiny(method: str, encoder: str = "dinov2-s", **kw) -> Segmentor:
 
 
 def image(seed=80):
-    return randn(2, 3, 64, 64, seed=seed)          # normalised images
+    return randn(2, 3, 64, 64, seed=seed)  # normalised images
 
 
 def pyramid(enc, x, taps, run_block=None):
@@ -75,16 +76,25 @@ def pyramid(enc, x, taps, run_block=None):
         t = (run_block or enc.forward_block)(i, t, state)
         if i in taps:
             maps.append(t[:, P:].transpose(1, 2).reshape(x.shape[0], -1, h, w))
-    return [F.interpolate(m, scale_factor=s, mode="bilinear", align_corners=False)
-            for m, s in zip(maps, (4.0, 2.0, 1.0, 0.5))]
+    return [
+        F.interpolate(m, scale_factor=s, mode="bilinear", align_corners=False)
+        for m, s in zip(maps, (4.0, 2.0, 1.0, 0.5), strict=False)
+    ]
 
 
 # ------------------------------------------------------------------------------------------ counts
-EXPECTED = {   # backbone-internal trainable parameters (baselines.md §2-4, §8; other encoders by the same rule)
-    "lora-dinov2-l": 786_432, "lora-eva02-l": 1_179_648, "lora-clip-l": 786_432, "lora-sam-h": 1_310_720,
-    "adaptformer-dinov2-l": 3_171_840, "adaptformer-eva02-l": 3_171_840, "adaptformer-clip-l": 3_171_840,
+EXPECTED = {  # backbone-internal trainable parameters (baselines.md §2-4, §8; other encoders by the same rule)
+    "lora-dinov2-l": 786_432,
+    "lora-eva02-l": 1_179_648,
+    "lora-clip-l": 786_432,
+    "lora-sam-h": 1_310_720,
+    "adaptformer-dinov2-l": 3_171_840,
+    "adaptformer-eva02-l": 3_171_840,
+    "adaptformer-clip-l": 3_171_840,
     "adaptformer-sam-h": 5_285_888,
-    "vpt-dinov2-l": 3_686_400, "vpt-eva02-l": 3_686_400, "vpt-clip-l": 3_686_400,
+    "vpt-dinov2-l": 3_686_400,
+    "vpt-eva02-l": 3_686_400,
+    "vpt-clip-l": 3_686_400,
 }
 
 
@@ -102,7 +112,14 @@ BASELINE_PRESETS = [n for n in PRESETS if n.split("-")[0] in ("lora", "adaptform
 def test_every_encoder_has_its_peft_presets():
     assert set(BASELINE_PRESETS) >= set(EXPECTED)
     assert {n.split("-", 1)[1] for n in BASELINE_PRESETS if n.startswith("lora-")} == {
-        "dinov2-s", "dinov2-b", "dinov2-l", "dinov2-g", "eva02-l", "clip-l", "sam-h"}
+        "dinov2-s",
+        "dinov2-b",
+        "dinov2-l",
+        "dinov2-g",
+        "eva02-l",
+        "clip-l",
+        "sam-h",
+    }
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
@@ -111,11 +128,15 @@ def test_exact_counts_of_the_peft_presets_on_meta(name):
         m = build_preset(name)
     enc = m.cfg.encoder
     adapter = count(m.adapter)
-    assert adapter.trainable == adapter.total == EXPECTED[name] == expected_count(
-        m.cfg.method, enc.embed_dim, enc.depth, enc.family == "eva02")
+    assert (
+        adapter.trainable
+        == adapter.total
+        == EXPECTED[name]
+        == expected_count(m.cfg.method, enc.embed_dim, enc.depth, enc.family == "eva02")
+    )
     assert count(m.encoder).trainable == 0
-    assert m.cfg.head.query_source == "learned"          # stock head with learned queries, as freeze
-    assert count(m.head).trainable == (STOCK_HEAD if enc.embed_dim == 1024 else 20_827_348)   # SAM-H: C 1280
+    assert m.cfg.head.query_source == "learned"  # stock head with learned queries, as freeze
+    assert count(m.head).trainable == (STOCK_HEAD if enc.embed_dim == 1024 else 20_827_348)  # SAM-H: C 1280
     assert count(m).trainable == adapter.trainable + count(m.head).trainable
 
 
@@ -142,10 +163,11 @@ def test_config_round_trip_and_config_loader(name):
 
 def test_optimizer_groups_prompts_without_decay_projections_with_decay():
     rules = OptimConfig().param_rules
-    for method, no_decay, decay in (("vpt", {"adapter.prompt_embeddings"}, set()),
-                                    ("lora", set(), {"adapter.blocks.0.attn.qkv.lora_A"}),
-                                    ("adaptformer", set(), {"adapter.blocks.0.up_proj.weight",
-                                                            "adapter.blocks.0.down_proj.bias"})):
+    for method, no_decay, decay in (
+        ("vpt", {"adapter.prompt_embeddings"}, set()),
+        ("lora", set(), {"adapter.blocks.0.attn.qkv.lora_A"}),
+        ("adaptformer", set(), {"adapter.blocks.0.up_proj.weight", "adapter.blocks.0.down_proj.bias"}),
+    ):
         got = {a.name: a.decay_mult for a in assign_params(tiny_segmentor(method), rules)}
         assert all(got[n] == 0.0 for n in no_decay) and all(got[n] == 1.0 for n in decay), method
         assert not any(n.startswith("encoder.") for n in got)
@@ -169,7 +191,10 @@ def perturb_lora_(m, seed=0):
 @pytest.mark.parametrize("encoder", ["dinov2-s", "eva02-l"])
 def test_lora_is_bit_identical_to_the_frozen_encoder_at_init(encoder):
     m, frozen = tiny("lora", encoder), tiny("freeze", encoder)
-    assert all(torch.equal(a, b) for a, b in zip(m.encoder.state_dict().values(), frozen.encoder.state_dict().values()))
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(m.encoder.state_dict().values(), frozen.encoder.state_dict().values(), strict=False)
+    )
     assert all(float(p.detach().abs().sum()) == 0 for n, p in m.adapter.named_parameters() if n.endswith("lora_B"))
     x = image()
     with torch.no_grad():
@@ -194,22 +219,23 @@ def lora_reference(m, x, *, scaling=None, transpose=False, targets=None):
 @pytest.mark.parametrize("encoder", ["dinov2-s", "eva02-l"])
 def test_lora_perturbed_equals_w_plus_s_ba_at_order_one(encoder):
     m = tiny("lora", encoder)
-    assert m.cfg.adapter.rank == 4 and m.cfg.adapter.alpha / m.cfg.adapter.rank == 2.0   # s != 1 is seen
+    assert m.cfg.adapter.rank == 4 and m.cfg.adapter.alpha / m.cfg.adapter.rank == 2.0  # s != 1 is seen
     perturb_lora_(m)
     x = image()
     with torch.no_grad():
         ref = lora_reference(m, x)
         assert_all_close(m.extract_features(x), ref)
-        wrong = dict(scale_ignored=lora_reference(m, x, scaling=1.0)[3],
-                     frozen=pyramid(m.encoder, x, m.cfg.taps)[3])
+        wrong = dict(scale_ignored=lora_reference(m, x, scaling=1.0)[3], frozen=pyramid(m.encoder, x, m.cfg.taps)[3])
         if encoder == "eva02-l":
-            wrong.update(transposed_update=lora_reference(m, x, transpose=True)[3],
-                         q_and_v_only=lora_reference(m, x, targets=("attn.q_proj", "attn.v_proj"))[3])
+            wrong.update(
+                transposed_update=lora_reference(m, x, transpose=True)[3],
+                q_and_v_only=lora_reference(m, x, targets=("attn.q_proj", "attn.v_proj"))[3],
+            )
         assert_sensitive(ref[3], **wrong)
 
 
 def test_weight_substitution_reaches_functional_code_and_restores_everything():
-    class Functional(nn.Module):     # attention code that reads the weight itself, as REIN's EVA02 does
+    class Functional(nn.Module):  # attention code that reads the weight itself, as REIN's EVA02 does
         def __init__(self):
             super().__init__()
             self.q_proj = nn.Linear(4, 3)
@@ -236,7 +262,7 @@ def test_lora_bypass_switch_reproduces_the_ineffective_eva02_variant():
     perturb_lora_(m)
     x = image()
     with torch.no_grad():
-        for a, b in zip(m.extract_features(x), pyramid(m.encoder, x, m.cfg.taps)):
+        for a, b in zip(m.extract_features(x), pyramid(m.encoder, x, m.cfg.taps), strict=False):
             assert torch.equal(a, b)
     with pytest.raises(ValueError, match="not EVA02"):
         tiny_segmentor("lora", bypass_on_functional_attention=True)
@@ -254,19 +280,20 @@ def test_lora_frozen_weights_untouched_checkpoint_holds_trainables_and_public_we
     out = m(torch.rand(2, 3, 64, 64) * 255)
     (out["pred_masks"].square().mean() + out["pred_logits"].square().mean()).backward()
     opt.step()
-    assert list(m.encoder.state_dict()) == plain_keys                  # no parametrization renaming
+    assert list(m.encoder.state_dict()) == plain_keys  # no parametrization renaming
     assert all(torch.equal(v, before[k]) for k, v in m.encoder.state_dict().items())
     assert all(p.grad is None for p in m.encoder.parameters())
     assert all("weight" not in mod.__dict__ for mod in m.encoder.modules())
     A0, B0 = lora_factors(m, 0, m.cfg.adapter.targets[0])
-    assert A0.grad is not None and B0.grad.abs().sum() > 0              # gradients reach block 0
+    assert A0.grad is not None and B0.grad.abs().sum() > 0  # gradients reach block 0
     sd = m.trainable_state_dict()
     adapter_keys = {k for k in sd if k.startswith("adapter.")}
-    assert adapter_keys == {f"adapter.blocks.{l}.{t}.{f}" for l in range(4) for t in m.cfg.adapter.targets
-                            for f in ("lora_A", "lora_B")}
+    assert adapter_keys == {
+        f"adapter.blocks.{l}.{t}.{f}" for l in range(4) for t in m.cfg.adapter.targets for f in ("lora_A", "lora_B")
+    }
     assert all(k.startswith(("adapter.", "head.")) for k in sd)
     # public encoder weights still load strictly into a LoRA model
-    torch.save({k[len("vit."):]: v for k, v in before.items()}, tmp_path / "enc.pth")   # timm layout
+    torch.save({k[len("vit.") :]: v for k, v in before.items()}, tmp_path / "enc.pth")  # timm layout
     load_encoder_weights(m.encoder, tmp_path / "enc.pth")
     # a saved checkpoint rebuilds the same model
     path = save_checkpoint(m.eval(), tmp_path / "lora.safetensors")
@@ -307,8 +334,10 @@ def adaptformer_reference(m, x, variant="spec"):
     enc = m.encoder
 
     def run(i, t, state):
-        return adaptformer_block_ref(enc.vit.blocks[i], t, state.rope, m.adapter.blocks[i], m.cfg.adapter.scalar,
-                                     variant=variant)
+        return adaptformer_block_ref(
+            enc.vit.blocks[i], t, state.rope, m.adapter.blocks[i], m.cfg.adapter.scalar, variant=variant
+        )
+
     return pyramid(enc, x, m.cfg.taps, run_block=run)
 
 
@@ -323,16 +352,18 @@ def test_adaptformer_perturbed_matches_the_parallel_adapter_formula_at_order_one
     with torch.no_grad():
         ref = adaptformer_reference(m, x)
         assert_all_close(m.extract_features(x), ref)
-        wrong = dict(reads_normalised_x_mid=adaptformer_reference(m, x, "normalised")[3],
-                     reads_block_input=adaptformer_reference(m, x, "block_input")[3],
-                     bias_not_scaled=adaptformer_reference(m, x, "bias_unscaled")[3])
+        wrong = dict(
+            reads_normalised_x_mid=adaptformer_reference(m, x, "normalised")[3],
+            reads_block_input=adaptformer_reference(m, x, "block_input")[3],
+            bias_not_scaled=adaptformer_reference(m, x, "bias_unscaled")[3],
+        )
         if encoder == "dinov2-s":
             wrong["inside_layerscale"] = adaptformer_reference(m, x, "inside_ls2")[3]
         assert_sensitive(ref[3], **wrong)
     mlp = m.adapter.blocks[0].train()
     assert mlp.dropout.p == 0.1 and m.cfg.adapter.scalar == 0.1 and m.cfg.adapter.bottleneck == 8
     v = randn(4, 64, seed=3)
-    assert rel(mlp(v), mlp.eval()(v)) > SENSITIVE          # dropout acts in training only
+    assert rel(mlp(v), mlp.eval()(v)) > SENSITIVE  # dropout acts in training only
 
 
 # ------------------------------------------------------------------------------------------ VPT
@@ -347,12 +378,14 @@ def vpt_reference(m, x, *, carry=False, taps_with_prompts=False):
     for i in range(enc.depth):
         p = carried if carry and carried is not None else prompts[i].expand(B, -1, -1)
         out = enc.forward_block(i, torch.cat([t[:, :P], p, t[:, P:]], 1), state)
-        t, carried = torch.cat([out[:, :P], out[:, P + M:]], 1), out[:, P:P + M]
+        t, carried = torch.cat([out[:, :P], out[:, P + M :]], 1), out[:, P : P + M]
         if i in m.cfg.taps:
-            patches = out[:, P:P + h * w] if taps_with_prompts else t[:, P:]
+            patches = out[:, P : P + h * w] if taps_with_prompts else t[:, P:]
             maps.append(patches.transpose(1, 2).reshape(B, -1, h, w))
-    return [F.interpolate(mp, scale_factor=s, mode="bilinear", align_corners=False)
-            for mp, s in zip(maps, (4.0, 2.0, 1.0, 0.5))]
+    return [
+        F.interpolate(mp, scale_factor=s, mode="bilinear", align_corners=False)
+        for mp, s in zip(maps, (4.0, 2.0, 1.0, 0.5), strict=False)
+    ]
 
 
 def test_vpt_prompts_replaced_every_block_and_taps_see_patch_tokens_only():
@@ -366,14 +399,17 @@ def test_vpt_prompts_replaced_every_block_and_taps_see_patch_tokens_only():
     real_block = enc.forward_block
     with torch.no_grad():
         ref = vpt_reference(m, x)
-        assert_sensitive(ref[3], prompts_carried_over=vpt_reference(m, x, carry=True)[3],
-                         taps_with_prompt_tokens=vpt_reference(m, x, taps_with_prompts=True)[3])
+        assert_sensitive(
+            ref[3],
+            prompts_carried_over=vpt_reference(m, x, carry=True)[3],
+            taps_with_prompt_tokens=vpt_reference(m, x, taps_with_prompts=True)[3],
+        )
         enc.forward_block = lambda i, t, state: (seen.append(t.clone()), real_block(i, t, state))[1]
         got = m.extract_features(x)
     assert_all_close(got, ref)
     assert [s.shape[1] for s in seen] == [P + M + N] * enc.depth
-    for i, s in enumerate(seen):    # every block receives its own prompts, never the previous block's outputs
-        assert torch.equal(s[:, P:P + M], m.adapter.prompt_embeddings[i].expand(2, -1, -1))
+    for i, s in enumerate(seen):  # every block receives its own prompts, never the previous block's outputs
+        assert torch.equal(s[:, P : P + M], m.adapter.prompt_embeddings[i].expand(2, -1, -1))
     assert all(f.shape[1] == enc.embed_dim for f in got)
 
 
@@ -392,19 +428,21 @@ def test_vpt_eva02_rotates_patch_tokens_only():
         B, (h, w), d = x.shape[0], state.grid, state.rope.shape[-1] // 2
         maps = []
         for i in range(enc.depth):
-            if prompt_rows == "identity_at_end":   # [cls, patches, prompts]; identity rows appended
+            if prompt_rows == "identity_at_end":  # [cls, patches, prompts]; identity rows appended
                 ident = torch.cat([torch.zeros(M, d, dtype=x.dtype), torch.ones(M, d, dtype=x.dtype)], -1)
                 st = type(state)(state.grid, torch.cat([state.rope, ident], 0))
                 out = enc.forward_block(i, torch.cat([t, prompts[i].expand(B, -1, -1)], 1), st)
-                t = out[:, :P + h * w]
-            else:                                  # wrong: prompts rotated with the first patch positions
+                t = out[:, : P + h * w]
+            else:  # wrong: prompts rotated with the first patch positions
                 st = type(state)(state.grid, torch.cat([state.rope[:M], state.rope], 0))
                 out = enc.forward_block(i, torch.cat([t[:, :P], prompts[i].expand(B, -1, -1), t[:, P:]], 1), st)
-                t = torch.cat([out[:, :P], out[:, P + M:]], 1)
+                t = torch.cat([out[:, :P], out[:, P + M :]], 1)
             if i in m.cfg.taps:
                 maps.append(t[:, P:].transpose(1, 2).reshape(B, -1, h, w))
-        return [F.interpolate(mp, scale_factor=s, mode="bilinear", align_corners=False)
-                for mp, s in zip(maps, (4.0, 2.0, 1.0, 0.5))]
+        return [
+            F.interpolate(mp, scale_factor=s, mode="bilinear", align_corners=False)
+            for mp, s in zip(maps, (4.0, 2.0, 1.0, 0.5), strict=False)
+        ]
 
     with torch.no_grad():
         ref = reference("identity_at_end")
@@ -425,5 +463,5 @@ def test_tiny_peft_model_overfits_a_generated_scene_with_frozen_weights_unchange
     assert acc >= 0.90, f"pixel accuracy {acc:.3f} after {steps} steps"
     assert sum(losses[-10:]) / 10 < 0.5 * sum(losses[:10]) / 10
     assert all(torch.equal(v, frozen[k]) for k, v in model.encoder.state_dict().items())
-    first = "blocks.0.attn.qkv.lora_B" if method == "lora" else "prompt_embeddings"   # block 0 learned
+    first = "blocks.0.attn.qkv.lora_B" if method == "lora" else "prompt_embeddings"  # block 0 learned
     assert not torch.equal(model.adapter.state_dict()[first][0], adapter[first][0])

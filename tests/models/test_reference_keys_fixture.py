@@ -6,6 +6,7 @@ The fixtures in ``tests/fixtures/reference_keys/`` are NOT written from dgss: th
 read from those repositories (see the script's docstring and each file's ``# source:`` lines).
 Everything runs on the meta device or on uint8 stand-in tensors, so the whole module takes seconds.
 """
+
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -26,8 +27,12 @@ METHODS = ("rein", "depthforge", "vireo")
 IGNORED_IN_FIXTURE = {
     "rein": set(),
     "depthforge": set(),
-    "vireo": {"decode_head.feat_conv.weight", "decode_head.feat_conv.bias",
-              "decode_head.out_conv.weight", "decode_head.out_conv.bias"},
+    "vireo": {
+        "decode_head.feat_conv.weight",
+        "decode_head.feat_conv.bias",
+        "decode_head.out_conv.weight",
+        "decode_head.out_conv.bias",
+    },
 }
 
 
@@ -75,9 +80,12 @@ def test_cli_export_matches_reference_keys(method, presets, tmp_path):
     """
     model = presets[method]
     stand_in = SimpleNamespace(
-        cfg=model.cfg, frozen_sources=model.frozen_sources,
-        trainable_state_dict=lambda: {k: torch.zeros(v.shape, dtype=torch.uint8)
-                                      for k, v in model.trainable_state_dict().items()})
+        cfg=model.cfg,
+        frozen_sources=model.frozen_sources,
+        trainable_state_dict=lambda: {
+            k: torch.zeros(v.shape, dtype=torch.uint8) for k, v in model.trainable_state_dict().items()
+        },
+    )
     src = save_checkpoint(stand_in, tmp_path / f"{method}.safetensors")
     dst = tmp_path / f"{method}_reference.pth"
     assert main(["convert", str(src), str(dst), "--to", "reference"]) == 0

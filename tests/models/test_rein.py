@@ -1,4 +1,5 @@
 """REIN adapter: counts, per-block math against an independent formula, query link order, init, gradients."""
+
 import math
 
 import pytest
@@ -21,8 +22,8 @@ def test_rein_dinov2_l_counts():
         sam = build_preset("rein-sam-h")
     assert n(m.adapter) == 2_990_081
     assert n(full.adapter) == 5_016_065
-    assert n(sam.adapter) == 4_510_721          # DepthForge backbone table "4.51M"
-    assert n(m.head) == 20_579_796              # rein.md §7
+    assert n(sam.adapter) == 4_510_721  # DepthForge backbone table "4.51M"
+    assert n(m.head) == 20_579_796  # rein.md §7
     assert n(m, trainable=True) == 23_569_877
     assert n(m.encoder) == 304_199_680 and n(m.encoder, trainable=True) == 0
 
@@ -45,14 +46,14 @@ def test_init_bounds_and_scale():
 
 def reference_update(F, A, Bm, W_v, b_v, W_d, b_d, s, C):
     """rein.md §3 written with explicit sums over tokens (independent of the module)."""
-    T = A @ Bm                                              # (100, C)
+    T = A @ Bm  # (100, C)
     logits = torch.einsum("bnc,tc->bnt", F, T) / math.sqrt(C)
     S = torch.exp(logits - logits.max(-1, keepdim=True).values)
     S = S / S.sum(-1, keepdim=True)
     agg = torch.zeros_like(F)
     for t in range(1, T.shape[0]):
         v_t = T[t] @ W_v.t() + b_v
-        agg += S[..., t:t + 1] * v_t
+        agg += S[..., t : t + 1] * v_t
     return F + s * ((agg + F) @ W_d.t() + b_d)
 
 
@@ -64,8 +65,17 @@ def test_update_matches_formula():
         ad.scale.fill_(0.37)
     F = torch.randn(2, 5, C)
     out = ad.update(F, 1, ad.all_tokens())
-    ref = reference_update(F, ad.learnable_tokens_a[1], ad.learnable_tokens_b[1], ad.mlp_token2feat.weight,
-                           ad.mlp_token2feat.bias, ad.mlp_delta_f.weight, ad.mlp_delta_f.bias, 0.37, C)
+    ref = reference_update(
+        F,
+        ad.learnable_tokens_a[1],
+        ad.learnable_tokens_b[1],
+        ad.mlp_token2feat.weight,
+        ad.mlp_token2feat.bias,
+        ad.mlp_delta_f.weight,
+        ad.mlp_delta_f.bias,
+        0.37,
+        C,
+    )
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
 
 
@@ -75,8 +85,9 @@ def test_switches_change_what_they_say():
     F = torch.randn(1, 4, C)
     base = ReinAdapter(ReinConfig(num_layers=1, embed_dim=C, num_tokens=5, rank=2, query_dim=8))
     tokens = base.all_tokens()
-    nod = ReinAdapter(ReinConfig(num_layers=1, embed_dim=C, num_tokens=5, rank=2, query_dim=8,
-                                 discard_first_token=False))
+    nod = ReinAdapter(
+        ReinConfig(num_layers=1, embed_dim=C, num_tokens=5, rank=2, query_dim=8, discard_first_token=False)
+    )
     nod.load_state_dict(base.state_dict())
     w = (F @ tokens[0].t() / 4).softmax(-1)
     torch.testing.assert_close(nod.aggregate(w, tokens[0]), w @ nod.mlp_token2feat(tokens[0]))
@@ -84,17 +95,17 @@ def test_switches_change_what_they_say():
     torch.testing.assert_close(nosm.token_weights(nosm.attention_logits(F, tokens[0])), F @ tokens[0].t())
     one = ReinAdapter(ReinConfig(num_layers=1, embed_dim=C, num_tokens=5, rank=2, scale="fixed_one", query_dim=8))
     assert "scale" not in dict(one.named_parameters()) and one.scale.item() == 1.0
-    torch.testing.assert_close(one.update(F, 0, one.all_tokens()), F)   # zero-init mlp_delta_f: identity at start
+    torch.testing.assert_close(one.update(F, 0, one.all_tokens()), F)  # zero-init mlp_delta_f: identity at start
 
 
 def test_query_link_is_interleaved_max_mean_last():
     torch.manual_seed(0)
     ad = ReinAdapter(ReinConfig(num_layers=3, embed_dim=16, num_tokens=5, rank=2, query_dim=4))
-    t = ad.transform(ad.all_tokens())                          # (3, 5, 4)
+    t = ad.transform(ad.all_tokens())  # (3, 5, 4)
     cols = []
     for c in range(4):
         cols += [t[:, :, c].max(0).values, t[:, :, c].mean(0), t[-1, :, c]]
-    q = torch.stack(cols, dim=-1)                               # (5, 12) = [m0, a0, z0, m1, ...]
+    q = torch.stack(cols, dim=-1)  # (5, 12) = [m0, a0, z0, m1, ...]
     torch.testing.assert_close(ad.query_embed(), ad.merge(q))
 
 
@@ -127,11 +138,11 @@ def test_prefix_tokens_untouched_and_every_block_updated():
     with torch.no_grad():
         model.extract_features(x)
     assert [s[0] for s in seen] == list(range(enc.depth))
-    assert all(s[1] == (1, 16, 64) for s in seen)   # patch tokens only (cls excluded)
+    assert all(s[1] == (1, 16, 64) for s in seen)  # patch tokens only (cls excluded)
     P = enc.num_prefix_tokens
     for i in range(1, enc.depth):
-        assert torch.equal(inputs[i][:, :P], outputs[i - 1][:, :P])          # prefix passed through
-        assert not torch.equal(inputs[i][:, P:], outputs[i - 1][:, P:])      # patch tokens were updated
+        assert torch.equal(inputs[i][:, :P], outputs[i - 1][:, :P])  # prefix passed through
+        assert not torch.equal(inputs[i][:, P:], outputs[i - 1][:, P:])  # patch tokens were updated
 
 
 def test_gradient_reaches_first_block_tokens_and_frozen_stays_frozen():

@@ -1,4 +1,5 @@
 """Pyramid, sliding-window inference against an independent per-window loop, baselines."""
+
 import dataclasses
 import json
 
@@ -39,9 +40,13 @@ def naive_slide(model, x, window, stride):
             crop = x[:, :, y1:y2, x1:x2]
             with torch.no_grad():
                 out = model(crop)
-                seg = torch.einsum("bqc,bqhw->bchw", out["pred_logits"].softmax(-1)[..., :-1],
-                                   F.interpolate(out["pred_masks"], size=crop.shape[-2:], mode="bilinear",
-                                                 align_corners=False).sigmoid())
+                seg = torch.einsum(
+                    "bqc,bqhw->bchw",
+                    out["pred_logits"].softmax(-1)[..., :-1],
+                    F.interpolate(
+                        out["pred_masks"], size=crop.shape[-2:], mode="bilinear", align_corners=False
+                    ).sigmoid(),
+                )
             acc[:, :, y1:y2, x1:x2] += seg
             cnt[..., y1:y2, x1:x2] += 1
     return acc / cnt
@@ -95,9 +100,10 @@ def test_baselines_freeze_and_full():
 def test_palette_needs_one_colour_per_class_and_survives_a_checkpoint_dict():
     from dgss.models.segmentor import SegmentorConfig
     from dgss.testing import tiny_segmentor_config
+
     cfg = tiny_segmentor_config("rein", num_classes=2)
     cfg = dataclasses.replace(cfg, class_names=("road", "car"), palette=((128, 64, 128), (0, 0, 142)))
-    back = SegmentorConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))   # lists in, tuples back
+    back = SegmentorConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))  # lists in, tuples back
     assert back.palette == ((128, 64, 128), (0, 0, 142))
     with pytest.raises(ValueError, match="one \\[r, g, b\\] .* per class name"):
         dataclasses.replace(cfg, palette=((1, 2, 3),))

@@ -1,5 +1,6 @@
 """Sliding-window inference: hand-listed window grids, averaging and placement with stub window
 predictions, and bottom/right padding of small windows (data.md §6)."""
+
 from types import SimpleNamespace
 
 import pytest
@@ -10,24 +11,30 @@ from dgss.models.segmentor import Segmentor, window_boxes
 from dgss.testing import tiny_segmentor
 
 
-@pytest.mark.parametrize("H,W,window,stride,want", [
-    # 6x9, window 4, stride 3: the last row/column start at 3 / 6 and are shifted back flush to 2 / 5
-    (6, 9, 4, 3, [(0, 4, 0, 4), (0, 4, 3, 7), (0, 4, 5, 9), (2, 6, 0, 4), (2, 6, 3, 7), (2, 6, 5, 9)]),
-    # image lower than the window: one row covering it all; columns as usual
-    (3, 10, 4, 3, [(0, 3, 0, 4), (0, 3, 3, 7), (0, 3, 6, 10)]),
-    # (h, w) window and stride
-    (3, 6, (2, 4), (1, 3), [(0, 2, 0, 4), (0, 2, 2, 6), (1, 3, 0, 4), (1, 3, 2, 6)]),
-    # exact fit: one window
-    (4, 4, 4, 3, [(0, 4, 0, 4)]),
-])
+@pytest.mark.parametrize(
+    "H,W,window,stride,want",
+    [
+        # 6x9, window 4, stride 3: the last row/column start at 3 / 6 and are shifted back flush to 2 / 5
+        (6, 9, 4, 3, [(0, 4, 0, 4), (0, 4, 3, 7), (0, 4, 5, 9), (2, 6, 0, 4), (2, 6, 3, 7), (2, 6, 5, 9)]),
+        # image lower than the window: one row covering it all; columns as usual
+        (3, 10, 4, 3, [(0, 3, 0, 4), (0, 3, 3, 7), (0, 3, 6, 10)]),
+        # (h, w) window and stride
+        (3, 6, (2, 4), (1, 3), [(0, 2, 0, 4), (0, 2, 2, 6), (1, 3, 0, 4), (1, 3, 2, 6)]),
+        # exact fit: one window
+        (4, 4, 4, 3, [(0, 4, 0, 4)]),
+    ],
+)
 def test_window_boxes_hand_listed(H, W, window, stride, want):
     assert window_boxes(H, W, window, stride) == want
 
 
 def stub(num_classes: int, predict):
     """The attributes slide_inference reads, with a stub window predictor."""
-    return SimpleNamespace(cfg=SimpleNamespace(crop_size=4, slide_stride=3, window_batch=2),
-                           num_classes=num_classes, predict_windows=predict)
+    return SimpleNamespace(
+        cfg=SimpleNamespace(crop_size=4, slide_stride=3, window_batch=2),
+        num_classes=num_classes,
+        predict_windows=predict,
+    )
 
 
 def test_overlapping_windows_are_averaged():
@@ -60,7 +67,7 @@ def test_per_window_offsets_are_averaged_with_the_right_counts():
     out = Segmentor.slide_inference(stub(1, predict), torch.zeros(1, 3, 6, 9), window=4, stride=3, batch=1)
     want = torch.zeros(6, 9)
     cnt = torch.zeros(6, 9)
-    for k, (y1, y2, x1, x2) in enumerate(boxes):        # windows of one size run in box order
+    for k, (y1, y2, x1, x2) in enumerate(boxes):  # windows of one size run in box order
         want[y1:y2, x1:x2] += k
         cnt[y1:y2, x1:x2] += 1
     torch.testing.assert_close(out[0, 0], want / cnt)

@@ -1,5 +1,6 @@
 """Vireo: counts, text tables vs open_clip, cache, vocabulary switching, CMPE chunking, prior loss,
 GeoText math, reference keys, overfit."""
+
 import sys
 from pathlib import Path
 
@@ -8,19 +9,27 @@ import torch
 import torch.nn.functional as F
 
 from dgss.adapters.vireo import GeoTextAdapter, GeoTextConfig
-from dgss.backbones.clip_text import ClipTextEncoder, TooLongPromptError
-from dgss.backbones.text_tables import TextTableError, compute_text_table, text_table
-from dgss.data.vocab import (Vocabulary, VocabularyError, builtin_vocabulary, encoder_templates, head_templates,
-                             load_vocabulary, parse_class_list, synonyms)
+from dgss.backbones.clip_text import ClipTextEncoder
+from dgss.data.vocab import (
+    Vocabulary,
+    builtin_vocabulary,
+    encoder_templates,
+    head_templates,
+    load_vocabulary,
+    parse_class_list,
+    synonyms,
+)
+from dgss.errors import TextTableError, TooLongPromptError, VocabularyError
 from dgss.heads.cmpe import PriorGenerator
 from dgss.losses import build_loss, prior_loss
 from dgss.models.presets import build_preset
 from dgss.models.reference import from_reference, to_reference
+from dgss.models.text_tables import compute_text_table, text_table
 from dgss.models.vireo import use_vocabulary
 from dgss.testing import TINY_CLIP, tiny_segmentor, tiny_text_encoder
 
 sys.path.insert(0, str(Path(__file__).parent))
-from overfit import load_image, majority_share  # noqa: E402
+from overfit import load_image, majority_share
 
 
 def n(m, trainable=False):
@@ -49,8 +58,16 @@ def test_templates_and_vocabularies():
     assert parse_class_list("bicycle, bike; car").names == ("bicycle, bike", "car")
 
 
-@pytest.mark.parametrize("bad,match", [([], "empty"), (["car", "Car"], "duplicate"), (["background", "car"], "reserved"),
-                                       (["x" * 300], "over-long"), ("cityscape", "unknown vocabulary")])
+@pytest.mark.parametrize(
+    "bad,match",
+    [
+        ([], "empty"),
+        (["car", "Car"], "duplicate"),
+        (["background", "car"], "reserved"),
+        (["x" * 300], "over-long"),
+        ("cityscape", "unknown vocabulary"),
+    ],
+)
 def test_bad_vocabularies(bad, match):
     with pytest.raises(VocabularyError, match=match):
         load_vocabulary(bad)
@@ -65,12 +82,18 @@ def test_over_long_prompt_is_a_clear_error():
 def test_text_embeddings_match_open_clip(tmp_path):
     """Independent computation: open_clip's CLIP.encode_text on the same weights (file round trip)."""
     from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
+
     torch.manual_seed(0)
-    clip = CLIP(32, CLIPVisionCfg(layers=1, width=32, patch_size=16, image_size=32, head_width=16),
-                CLIPTextCfg(context_length=77, vocab_size=49408, width=64, heads=2, layers=2), quick_gelu=True).eval()
+    clip = CLIP(
+        32,
+        CLIPVisionCfg(layers=1, width=32, patch_size=16, image_size=32, head_width=16),
+        CLIPTextCfg(context_length=77, vocab_size=49408, width=64, heads=2, layers=2),
+        quick_gelu=True,
+    ).eval()
     torch.save(clip.state_dict(), tmp_path / "open_clip_pytorch_model.bin")
     ours = ClipTextEncoder(TINY_CLIP).load(tmp_path / "open_clip_pytorch_model.bin")
     import open_clip
+
     prompts = ["a photo of a car.", "a bad photo of the traffic light.", "person with clothes,people,human"]
     with torch.no_grad():
         ref = clip.encode_text(open_clip.tokenize(prompts), normalize=True)
@@ -78,8 +101,9 @@ def test_text_embeddings_match_open_clip(tmp_path):
     # synonym rule against a direct computation
     table = compute_text_table(ours, ("bicycle, motorcycle", "person with clothes,people,human"), ["a {}.", "the {}"])
     with torch.no_grad():
-        e = clip.encode_text(open_clip.tokenize(["a bicycle.", "the bicycle", "a motorcycle.", "the motorcycle"]),
-                             normalize=True)
+        e = clip.encode_text(
+            open_clip.tokenize(["a bicycle.", "the bicycle", "a motorcycle.", "the motorcycle"]), normalize=True
+        )
     torch.testing.assert_close(table[0], F.normalize((e[:2] + e[2:]) / 2, dim=-1), rtol=1e-5, atol=1e-6)
     assert torch.allclose(table.norm(dim=-1), torch.ones(2, 2))
 
@@ -91,12 +115,12 @@ def test_cache_hit_and_invalidation(monkeypatch):
     calls = []
     monkeypatch.setattr(enc, "encode", lambda *a, **k: calls.append(1) or (_ for _ in ()).throw(AssertionError))
     again = text_table(vocab, ["a {}."], encoder=enc)
-    assert torch.equal(first, again) and not calls                       # cache hit: no encoding
-    assert torch.equal(text_table(vocab, ["a {}."], clip_id=enc.fingerprint()), first)   # no CLIP needed
+    assert torch.equal(first, again) and not calls  # cache hit: no encoding
+    assert torch.equal(text_table(vocab, ["a {}."], clip_id=enc.fingerprint()), first)  # no CLIP needed
     with pytest.raises(AssertionError):
-        text_table(Vocabulary(("road", "bus")), ["a {}."], encoder=enc)    # vocabulary changed -> re-encode
+        text_table(Vocabulary(("road", "bus")), ["a {}."], encoder=enc)  # vocabulary changed -> re-encode
     with pytest.raises(AssertionError):
-        text_table(vocab, ["the {}."], encoder=enc)                        # templates changed -> re-encode
+        text_table(vocab, ["the {}."], encoder=enc)  # templates changed -> re-encode
     with pytest.raises(TextTableError, match="no CLIP"):
         text_table(Vocabulary(("road", "tram")), ["a {}."], clip_id="unknown")
 
@@ -129,10 +153,10 @@ def test_cmpe_chunked_equals_unchunked():
 
 
 def test_prior_loss_ignores_255_and_excludes_background():
-    coarse = torch.tensor([[[[2.0]], [[-1.0]]]])                   # (1, K=2, 1, 1)
-    labels = torch.tensor([[[1, 255], [255, 255]]])                # 2x2 -> nearest 1x1 keeps the top-left
+    coarse = torch.tensor([[[[2.0]], [[-1.0]]]])  # (1, K=2, 1, 1)
+    labels = torch.tensor([[[1, 255], [255, 255]]])  # 2x2 -> nearest 1x1 keeps the top-left
     got = prior_loss(coarse, labels)
-    expected = (F.softplus(torch.tensor(2.0)) + F.softplus(torch.tensor(1.0))) / 2   # BCE(2, 0), BCE(-1, 1)
+    expected = (F.softplus(torch.tensor(2.0)) + F.softplus(torch.tensor(1.0))) / 2  # BCE(2, 0), BCE(-1, 1)
     assert got.item() == pytest.approx(expected.item(), rel=1e-6)
     assert prior_loss(coarse, torch.full((1, 2, 2), 255)).item() == 0.0
 
@@ -161,7 +185,7 @@ def test_reference_keys_vireo():
     ref = to_reference(m.trainable_state_dict(), "vireo")
     assert "backbone.vireo.text_embed.weight" in ref and "backbone.vireo.fusion_weights.3" in ref
     assert "decode_head.prior.query_proto" in ref and "decode_head.DQCM.linear_fuse.weight" in ref
-    ref["decode_head.feat_conv.weight"] = torch.zeros(1)            # unused in the reference; ignored
+    ref["decode_head.feat_conv.weight"] = torch.zeros(1)  # unused in the reference; ignored
     ref["decode_head.out_conv.bias"] = torch.zeros(1)
     back = from_reference(ref)
     assert back.keys() == m.trainable_state_dict().keys()
@@ -171,7 +195,7 @@ def test_vireo_loss_includes_prior():
     m = tiny_segmentor("vireo")
     out = m(torch.randn(1, 3, 64, 64))
     losses = build_loss(m, num_points=256)(out, torch.randint(0, 19, (1, 64, 64)))
-    assert "loss_prior" in losses and len(losses) == 3 * 4 + 1   # 3 terms x (3 layers + initial) + prior
+    assert "loss_prior" in losses and len(losses) == 3 * 4 + 1  # 3 terms x (3 layers + initial) + prior
     sum(losses.values()).backward()
     assert m.head.prior.query_proto.grad is not None and m.adapter.text_embed.weight.grad is not None
 
@@ -179,7 +203,7 @@ def test_vireo_loss_includes_prior():
 @pytest.mark.parametrize("source", ["generated", "cityscapes"])
 def test_tiny_vireo_overfits_one_image(source, request):
     image, label = load_image(source, request)
-    assert majority_share(label) < 0.75          # 90 % accuracy is far above the trivial baseline
+    assert majority_share(label) < 0.75  # 90 % accuracy is far above the trivial baseline
     torch.manual_seed(0)
     model = tiny_segmentor("vireo", img_size=128)
     frozen = {k: v.clone() for k, v in model.state_dict().items() if k.startswith(("encoder.", "depth_encoder."))}
@@ -210,23 +234,32 @@ def test_tiny_vireo_overfits_one_image(source, request):
 
 def test_paper_switches_cls_proj_and_logit_scale():
     import dataclasses
+
     from dgss.heads.classifiers import MLPTextClassifier
     from dgss.models.segmentor import Segmentor
+
     base = tiny_segmentor("vireo")
-    cfg = dataclasses.replace(base.cfg, text=dataclasses.replace(base.cfg.text, cls_proj="mlp2", logit_scale="learnable"))
+    cfg = dataclasses.replace(
+        base.cfg, text=dataclasses.replace(base.cfg.text, cls_proj="mlp2", logit_scale="learnable")
+    )
     m = Segmentor(cfg)
     assert isinstance(m.head.cls_embed, MLPTextClassifier) and m.head.cls_embed.logit_scale.item() == 0.0
     m.set_vocabulary(base.vocab, base.encoder_table, base.head_table)
     assert m(torch.randn(1, 3, 64, 64))["pred_logits"].shape == (1, 10, 20)
     with pytest.raises(ValueError, match="link_queries"):
-        dataclasses.replace(base.cfg, head=dataclasses.replace(base.cfg.head, query_source="learned"),
-                            adapter=dataclasses.replace(base.cfg.adapter, link_queries=False))
+        dataclasses.replace(
+            base.cfg,
+            head=dataclasses.replace(base.cfg.head, query_source="learned"),
+            adapter=dataclasses.replace(base.cfg.adapter, link_queries=False),
+        )
 
 
 def test_text_vocab_train_keeps_the_encoder_table():
     """Switch text_vocab=train: GeoText keeps the training table, the head takes the new vocabulary."""
     import dataclasses
+
     from dgss.models.segmentor import Segmentor
+
     base = tiny_segmentor("vireo")
     m = Segmentor(dataclasses.replace(base.cfg, text=dataclasses.replace(base.cfg.text, text_vocab="train")))
     m.set_vocabulary(base.vocab, base.encoder_table, base.head_table)

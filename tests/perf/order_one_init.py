@@ -1,5 +1,6 @@
 """Order-one weights for the perf tests (the convention of tests/models/order_one.py): matrices
 N(0, 1/fan_in), norm weights 1 + N(0, 0.25), other vectors (biases, tokens) N(0, 0.25)."""
+
 from __future__ import annotations
 
 import math

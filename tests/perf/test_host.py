@@ -1,4 +1,5 @@
 """Host settings of CPU inference (dgss.engine.host): they change speed, never what is computed."""
+
 from __future__ import annotations
 
 import os
@@ -17,18 +18,18 @@ def test_onednn_routing_keeps_fp32_products_and_restores_the_flag():
     before = flag.fp32_precision
     g = torch.Generator().manual_seed(0)
     x, lin = torch.randn(1024, 768, generator=g), torch.nn.Linear(768, 512)
-    ref = (x.double() @ lin.weight.double().T + lin.bias.double())
+    ref = x.double() @ lin.weight.double().T + lin.bias.double()
     with torch.inference_mode(), onednn_fp32_matmul() as routed:
         assert routed == onednn_fp32_is_exact()
         if routed:
             assert flag.fp32_precision == "bf16"
         y = lin(x)
         # 21-bit inputs survive: a bf16 (8-bit) or bf16x3 (16-bit) rounding of the inputs would not
-        a = torch.full((512, 768), 1 + 2.0 ** -12 + 2.0 ** -20)
+        a = torch.full((512, 768), 1 + 2.0**-12 + 2.0**-20)
         assert torch.equal(torch.nn.functional.linear(a, torch.eye(768)), a)
     assert flag.fp32_precision == before
     rel = ((y.double() - ref).norm() / ref.norm()).item()
-    assert rel < 1e-6          # fp32 accuracy (bf16 inputs give about 3e-3 here)
+    assert rel < 1e-6  # fp32 accuracy (bf16 inputs give about 3e-3 here)
 
 
 def test_disabled_routing_changes_nothing():
@@ -41,11 +42,18 @@ def test_disabled_routing_changes_nothing():
 @pytest.mark.parametrize("env, applied", [("1", True), ("0", False)])
 def test_tune_allocator_in_a_fresh_process(env, applied):
     """Applied on glibc unless DGSS_MALLOC_TUNING=0; a process that tuned it still computes the same."""
-    code = ("import torch; from dgss.engine.host import tune_allocator; ok = tune_allocator(); "
-            "x = torch.arange(30_000_000, dtype=torch.float64); y = x.clone(); del x; z = torch.ones(30_000_000); "
-            "print(ok, float(y.sum()), float(z.sum()))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={**os.environ, "DGSS_MALLOC_TUNING": env}).stdout.split()
+    code = (
+        "import torch; from dgss.engine.host import tune_allocator; ok = tune_allocator(); "
+        "x = torch.arange(30_000_000, dtype=torch.float64); y = x.clone(); del x; z = torch.ones(30_000_000); "
+        "print(ok, float(y.sum()), float(z.sum()))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "DGSS_MALLOC_TUNING": env},
+    ).stdout.split()
     assert out == [str(applied), str(float(29_999_999 * 30_000_000 // 2)), "30000000.0"]
 
 

@@ -8,6 +8,7 @@ Stated tolerances (max |diff| of the averaged per-class scores, which lie in [0,
 * onnxruntime fp32 vs torch fp32: 1e-4, labels identical;
 * torch bf16 vs fp32: 0.1, labels >= 99%;  int8 (torch and onnxruntime) vs fp32: 0.15, labels >= 99%.
 """
+
 from __future__ import annotations
 
 import copy
@@ -17,13 +18,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from dgss.engine.backends import configure_inference, resolve_precision
 from dgss.engine.host import onednn_fp32_matmul
-
-from dgss.engine.backends import BackendError, configure_inference, resolve_precision
+from dgss.errors import BackendError
 from dgss.testing import tiny_segmentor
 
 sys.path.insert(0, str(Path(__file__).parent))
-from order_one_init import order_one_  # noqa: E402
+from order_one_init import order_one_
 
 CPU = torch.device("cpu")
 
@@ -54,15 +55,16 @@ def agreement(out, ref):
 def test_bf16_weights_are_bit_identical_to_bf16_autocast(case, tmp_path):
     model, x, ref = case
     m, out = run(model, x, tmp_path, precision="bf16")
-    assert m.encoder.vit.blocks[0].attn.qkv.weight.dtype == torch.bfloat16     # stored in bf16
+    assert m.encoder.vit.blocks[0].attn.qkv.weight.dtype == torch.bfloat16  # stored in bf16
     m32 = copy.deepcopy(model)
     inner = m32.extract_features
 
-    def features_bf16(x):   # the split written out: autocast over the features only, fp32 weights
+    def features_bf16(x):  # the split written out: autocast over the features only, fp32 weights
         with torch.autocast("cpu", dtype=torch.bfloat16):
             return [f.float() for f in inner(x)]
+
     m32.extract_features = features_bf16
-    with torch.inference_mode(), onednn_fp32_matmul():   # the head's fp32 products as the backend runs them
+    with torch.inference_mode(), onednn_fp32_matmul():  # the head's fp32 products as the backend runs them
         autocast = m32.slide_inference(x)
     assert torch.equal(out, autocast)
     assert not torch.equal(out, ref)
@@ -75,8 +77,8 @@ def test_onnxruntime_fp32_matches_torch_fp32(case, tmp_path):
     _, out = run(model, x, tmp_path, backend="onnxruntime", precision="fp32")
     diff, same = agreement(out, ref)
     assert diff <= 1e-4 and same == 1.0
-    assert len(list(tmp_path.glob("*.onnx"))) == 1          # exported once into the cache
-    _, again = run(model, x, tmp_path, backend="onnxruntime")   # auto -> fp32, from the cache
+    assert len(list(tmp_path.glob("*.onnx"))) == 1  # exported once into the cache
+    _, again = run(model, x, tmp_path, backend="onnxruntime")  # auto -> fp32, from the cache
     assert torch.equal(again, out) and len(list(tmp_path.glob("*.onnx"))) == 1
 
 
@@ -84,9 +86,10 @@ def test_onnxruntime_fp32_matches_torch_fp32(case, tmp_path):
 def test_int8_within_tolerance(case, tmp_path, backend):
     model, x, ref = case
     m, out = run(model, x, tmp_path, backend=backend, precision="int8")
-    if backend == "torch":   # the frozen Linear layers really are quantised
-        assert type(m.encoder.vit.blocks[0].attn.qkv).__name__ == "Linear" and \
-            type(m.encoder.vit.blocks[0].attn.qkv).__module__.startswith("torch.ao.nn.quantized")
+    if backend == "torch":  # the frozen Linear layers really are quantised
+        assert type(m.encoder.vit.blocks[0].attn.qkv).__name__ == "Linear" and type(
+            m.encoder.vit.blocks[0].attn.qkv
+        ).__module__.startswith("torch.ao.nn.quantized")
     diff, same = agreement(out, ref)
     assert 0 < diff <= 0.15 and same >= 0.99
 

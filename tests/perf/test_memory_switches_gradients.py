@@ -8,6 +8,7 @@
   autocast: autocast rounds the fp32 weights to the same bf16 values before each product, so the
   outputs and gradients are bit-identical (asserted with ``torch.equal``).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -22,10 +23,11 @@ from dgss.models.segmentor import Segmentor
 from dgss.testing import tiny_segmentor
 
 sys.path.insert(0, str(Path(__file__).parent))
-from order_one_init import order_one_  # noqa: E402
+from order_one_init import order_one_
 
-SWITCHES_OFF = dict(recompute_level_fusion=False, recompute_pixel_decoder=False, recompute_cmpe=False,
-                    frozen_bf16=False)
+SWITCHES_OFF = dict(
+    recompute_level_fusion=False, recompute_pixel_decoder=False, recompute_cmpe=False, frozen_bf16=False
+)
 
 
 def build_pair(method: str, dtype: torch.dtype, **switches) -> tuple[Segmentor, Segmentor]:
@@ -55,8 +57,9 @@ def step_gradients(model: Segmentor, x: torch.Tensor, autocast: bool = False) ->
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
         out = model(x)
     outs = [out] + out["aux_outputs"]
-    loss = sum(o["pred_logits"].float().square().mean() + o["pred_masks"].float().sigmoid().square().mean()
-               for o in outs)
+    loss = sum(
+        o["pred_logits"].float().square().mean() + o["pred_masks"].float().sigmoid().square().mean() for o in outs
+    )
     if "coarse_masks" in out:
         loss = loss + out["coarse_masks"].float().sigmoid().mean()
     loss.backward()
@@ -70,29 +73,41 @@ def count_calls(module: nn.Module) -> list[int]:
     return calls
 
 
-@pytest.mark.parametrize("method, switch", [
-    ("depthforge", "recompute_level_fusion"), ("vireo", "recompute_level_fusion"),
-    ("depthforge", "recompute_pixel_decoder"), ("vireo", "recompute_pixel_decoder"), ("vireo", "recompute_cmpe")])
+@pytest.mark.parametrize(
+    "method, switch",
+    [
+        ("depthforge", "recompute_level_fusion"),
+        ("vireo", "recompute_level_fusion"),
+        ("depthforge", "recompute_pixel_decoder"),
+        ("vireo", "recompute_pixel_decoder"),
+        ("vireo", "recompute_cmpe"),
+    ],
+)
 def test_head_recomputation_changes_no_gradient(method, switch):
     off, on = build_pair(method, torch.float64, **{switch: True})
     x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-    watched = {"recompute_level_fusion": lambda m: m.head.refine.attention_gate,
-               "recompute_pixel_decoder": lambda m: m.head.pixel_decoder.encoder.layers[0],
-               "recompute_cmpe": lambda m: m.head.prior.coarse_embed}[switch]
+    watched = {
+        "recompute_level_fusion": lambda m: m.head.refine.attention_gate,
+        "recompute_pixel_decoder": lambda m: m.head.pixel_decoder.encoder.layers[0],
+        "recompute_cmpe": lambda m: m.head.prior.coarse_embed,
+    }[switch]
     calls_off, calls_on = count_calls(watched(off)), count_calls(watched(on))
     g_off, y_off = step_gradients(off, x)
     g_on, y_on = step_gradients(on, x)
     # 4 pyramid levels share one gate; CMPE: 19 classes in chunks of 8 -> 3 chunks
     per_step = {"recompute_level_fusion": 4, "recompute_pixel_decoder": 1, "recompute_cmpe": 3}[switch]
-    assert calls_off[0] == per_step and calls_on[0] == 2 * per_step   # recomputed once in backward
+    assert calls_off[0] == per_step and calls_on[0] == 2 * per_step  # recomputed once in backward
     assert torch.equal(y_on, y_off)
     assert g_on.keys() == g_off.keys()
     trainable = {n for n, p in off.named_parameters() if p.requires_grad}
     assert set(g_off) == trainable
     for name in g_off:
         torch.testing.assert_close(g_on[name], g_off[name], rtol=1e-12, atol=1e-12, msg=name)
-    touched = {"recompute_level_fusion": "head.refine.", "recompute_pixel_decoder": "head.pixel_decoder.",
-               "recompute_cmpe": "head.prior."}[switch]
+    touched = {
+        "recompute_level_fusion": "head.refine.",
+        "recompute_pixel_decoder": "head.pixel_decoder.",
+        "recompute_cmpe": "head.prior.",
+    }[switch]
     assert any(n.startswith(touched) and g_off[n].abs().max() > 1e-3 for n in g_off)
 
 
@@ -102,8 +117,13 @@ def test_frozen_bf16_storage_is_bit_identical_under_bf16_autocast(method):
     before = sum(p.numel() * p.element_size() for p in bf.parameters())
     saved = bf.store_frozen_bf16()
     after = sum(p.numel() * p.element_size() for p in bf.parameters())
-    frozen_linear = sum(p.numel() for mod in bf.frozen_modules().values() for m in mod.modules()
-                        if isinstance(m, (nn.Linear, nn.Conv2d)) for p in m.parameters(recurse=False))
+    frozen_linear = sum(
+        p.numel()
+        for mod in bf.frozen_modules().values()
+        for m in mod.modules()
+        if isinstance(m, (nn.Linear, nn.Conv2d))
+        for p in m.parameters(recurse=False)
+    )
     assert saved == before - after == 2 * frozen_linear > 0
     assert all(p.dtype == torch.float32 for p in bf.parameters() if p.requires_grad)
     x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(2))

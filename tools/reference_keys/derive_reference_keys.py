@@ -49,6 +49,7 @@ w1oves/Rein @ 29755d4a (GPL-3.0); anonymouse-xzrptkvyqc/DepthForge @ 2f787da9 (a
 15d4ee35 (backbone, config); anonymouse-9c53tp182bvz/Vireo @ 728df25d (adapter, backbone, head),
 5f2180f7 (config). Line numbers below refer to those versions.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -65,10 +66,10 @@ Keys = dict[str, Shape]
 # Vireo configs: the same numbers for DepthForgeReins / VireoReins). query_dims is not set in the
 # configs, so the class default 256 applies (Reins.__init__ signature, reins.py l.18).
 NUM_LAYERS, EMBED, TOKENS, RANK, QUERY_DIMS = 24, 1024, 100, 16, 256
-FEAT = 256           # decode_head feat_channels
-NUM_CLASSES = 19     # configs: num_classes = 19 (l.2)
-NUM_QUERIES = 100    # decode_head num_queries
-CLIP_DIM = 768       # CLIP ViT-L/14@336px text width (Vireo: Linear(768, ...) / class_embed_dim=768)
+FEAT = 256  # decode_head feat_channels
+NUM_CLASSES = 19  # configs: num_classes = 19 (l.2)
+NUM_QUERIES = 100  # decode_head num_queries
+CLIP_DIM = 768  # CLIP ViT-L/14@336px text width (Vireo: Linear(768, ...) / class_embed_dim=768)
 # Vireo head: prompt_ensemble_type="imagenet" in the config -> third_party IMAGENET_TEMPLATES
 # (vireo_mask2former.py l.75-76). That third_party file is not in the stored index; it is the CAT-Seg
 # file (cvlab-kaist/CAT-Seg cat_seg/third_party/imagenet_templates.py, which also defines the
@@ -97,6 +98,7 @@ def conv2d(name: str, c_in: int, c_out: int, k: int, bias: bool = True) -> Keys:
 # backbone.<adapter>.*
 # ----------------------------------------------------------------------------------------------
 
+
 def lora_reins_core() -> Keys:
     """Parameters shared by LoRAReins / DepthForgeReins / VireoReins (without the state-dict prefix)."""
     d: Keys = {}
@@ -106,16 +108,16 @@ def lora_reins_core() -> Keys:
     # Line numbers in this block: Rein reins.py.
     #   learnable_tokens (num_layers, token_length, embed_dims) is created (l.38), then deleted by the
     #   LoRA subclass (LoRAReins.create_model l.127), so it is not in the state dict.
-    d["scale"] = ()                                            # Parameter(tensor(scale_init)), 0-d (l.41)
-    d.update(linear("mlp_token2feat", EMBED, EMBED))           # Linear(embed_dims, embed_dims) (l.42)
-    d.update(linear("mlp_delta_f", EMBED, EMBED))              # Linear(embed_dims, embed_dims) (l.43)
-    d.update(linear("transform", EMBED, QUERY_DIMS))           # Linear(embed_dims, query_dims) (l.53)
-    d.update(linear("merge", 3 * QUERY_DIMS, QUERY_DIMS))      # Linear(query_dims * 3, query_dims) (l.54)
+    d["scale"] = ()  # Parameter(tensor(scale_init)), 0-d (l.41)
+    d.update(linear("mlp_token2feat", EMBED, EMBED))  # Linear(embed_dims, embed_dims) (l.42)
+    d.update(linear("mlp_delta_f", EMBED, EMBED))  # Linear(embed_dims, embed_dims) (l.43)
+    d.update(linear("transform", EMBED, QUERY_DIMS))  # Linear(embed_dims, query_dims) (l.53)
+    d.update(linear("merge", 3 * QUERY_DIMS, QUERY_DIMS))  # Linear(query_dims * 3, query_dims) (l.54)
     # zero_mlp_delta_f=False (default, not set in the configs): `scale` stays a Parameter (l.55-59).
     # reins.py class LoRAReins.create_model (l.125-133); DepthForge class DepthForgeReins.create_model
     # and Vireo class VireoReins.create_model: the same two parameters.
-    d["learnable_tokens_a"] = (NUM_LAYERS, TOKENS, RANK)       # (num_layers, token_length, lora_dim)
-    d["learnable_tokens_b"] = (NUM_LAYERS, RANK, EMBED)        # (num_layers, lora_dim, embed_dims)
+    d["learnable_tokens_a"] = (NUM_LAYERS, TOKENS, RANK)  # (num_layers, token_length, lora_dim)
+    d["learnable_tokens_b"] = (NUM_LAYERS, RANK, EMBED)  # (num_layers, lora_dim, embed_dims)
     return d
 
 
@@ -143,6 +145,7 @@ def adapter_keys(method: str) -> Keys:
 # decode_head.*: method-specific parts
 # ----------------------------------------------------------------------------------------------
 
+
 def link_query_edits(head: Keys) -> Keys:
     """ReinMask2FormerHead / DepthForgeMask2FormerHead / VireoMask2FormerHead __init__ edits of the stock head.
 
@@ -151,9 +154,9 @@ def link_query_edits(head: Keys) -> Keys:
     l.14-22; Vireo vireo/models/heads/vireo_mask2former.py class VireoMask2FormerHead.__init__ l.43-51.
     """
     head = dict(head)
-    del head["query_embed.weight"]                  # `del self.query_embed` (rein l.16)
+    del head["query_embed.weight"]  # `del self.query_embed` (rein l.16)
     # `self.vpt_transforms = nn.ModuleList()` (rein l.17): empty, contributes no keys.
-    del head["query_feat.weight"]                   # replace_query_feat=True (config) -> `del self.query_feat` (l.20)
+    del head["query_feat.weight"]  # replace_query_feat=True (config) -> `del self.query_feat` (l.20)
     head.update(linear("querys2feat", FEAT, FEAT))  # `querys2feat = Linear(feat_channels, feat_channels)` (l.21)
     return head
 
@@ -165,7 +168,7 @@ def dqcm_keys() -> Keys:
     vireo_mask2former.py VireoMask2FormerHead.__init__ l.53-55 as `self.DQCM`; classes
     `DynamicQueryCorrectionModule` and `AdaptiveAttentionGate` at the end of both files (same code).
     """
-    emb, idx, reduction = 1024, 4, 16   # embedding_dim, index; AdaptiveAttentionGate reduction_ratio default 16
+    emb, idx, reduction = 1024, 4, 16  # embedding_dim, index; AdaptiveAttentionGate reduction_ratio default 16
     d: Keys = {}
     # AdaptiveAttentionGate(in_channels=embedding_dim): channel_attention = Sequential(Conv2d(C, C//16, 1),
     # ReLU, Conv2d(C//16, C, 1), Sigmoid) -> indices 0 and 2 hold weights; spatial_attention = Conv2d(C, 1, 3).
@@ -180,9 +183,9 @@ def dqcm_keys() -> Keys:
 def vireo_head_extras() -> Keys:
     """vireo_mask2former.py class VireoMask2FormerHead.__init__ l.93-109 and class PriorGenerator."""
     d: Keys = {}
-    d.update(linear("cls_embed", FEAT, CLIP_DIM))            # l.93 `cls_embed = Linear(feat_channels, 768)`
-    d.update(conv2d("feat_conv", FEAT, FEAT, 1))             # l.100 Conv2d(feat_channels, feat_channels, 1)
-    d.update(conv2d("out_conv", FEAT, 1, 1))                 # l.101 Conv2d(feat_channels, 1, 1)
+    d.update(linear("cls_embed", FEAT, CLIP_DIM))  # l.93 `cls_embed = Linear(feat_channels, 768)`
+    d.update(conv2d("feat_conv", FEAT, FEAT, 1))  # l.100 Conv2d(feat_channels, feat_channels, 1)
+    d.update(conv2d("out_conv", FEAT, 1, 1))  # l.101 Conv2d(feat_channels, 1, 1)
     # l.103-109 `prior = PriorGenerator(in_channels=1024, class_embed_dim=768,
     # prompt_number=len(prompt_templates), num_queries=num_queries, transformer_embed_dim=256)`;
     # class PriorGenerator.__init__: feat_proj Conv2d(in, class_embed_dim, 1); coarse_embed
@@ -220,10 +223,24 @@ HEAD_CFG = dict(
         encoder=dict(
             num_layers=6,
             layer_cfg=dict(
-                self_attn_cfg=dict(embed_dims=256, num_heads=8, num_levels=3, num_points=4, im2col_step=64,
-                                   dropout=0.0, batch_first=True, norm_cfg=None, init_cfg=None),
-                ffn_cfg=dict(embed_dims=256, feedforward_channels=1024, num_fcs=2, ffn_drop=0.0,
-                             act_cfg=dict(type="ReLU", inplace=True)),
+                self_attn_cfg=dict(
+                    embed_dims=256,
+                    num_heads=8,
+                    num_levels=3,
+                    num_points=4,
+                    im2col_step=64,
+                    dropout=0.0,
+                    batch_first=True,
+                    norm_cfg=None,
+                    init_cfg=None,
+                ),
+                ffn_cfg=dict(
+                    embed_dims=256,
+                    feedforward_channels=1024,
+                    num_fcs=2,
+                    ffn_drop=0.0,
+                    act_cfg=dict(type="ReLU", inplace=True),
+                ),
             ),
             init_cfg=None,
         ),
@@ -236,27 +253,53 @@ HEAD_CFG = dict(
         return_intermediate=True,
         num_layers=9,
         layer_cfg=dict(
-            self_attn_cfg=dict(embed_dims=256, num_heads=8, attn_drop=0.0, proj_drop=0.0, dropout_layer=None,
-                               batch_first=True),
-            cross_attn_cfg=dict(embed_dims=256, num_heads=8, attn_drop=0.0, proj_drop=0.0, dropout_layer=None,
-                                batch_first=True),
-            ffn_cfg=dict(embed_dims=256, feedforward_channels=2048, num_fcs=2,
-                         act_cfg=dict(type="ReLU", inplace=True), ffn_drop=0.0, dropout_layer=None,
-                         add_identity=True),
+            self_attn_cfg=dict(
+                embed_dims=256, num_heads=8, attn_drop=0.0, proj_drop=0.0, dropout_layer=None, batch_first=True
+            ),
+            cross_attn_cfg=dict(
+                embed_dims=256, num_heads=8, attn_drop=0.0, proj_drop=0.0, dropout_layer=None, batch_first=True
+            ),
+            ffn_cfg=dict(
+                embed_dims=256,
+                feedforward_channels=2048,
+                num_fcs=2,
+                act_cfg=dict(type="ReLU", inplace=True),
+                ffn_drop=0.0,
+                dropout_layer=None,
+                add_identity=True,
+            ),
         ),
         init_cfg=None,
     ),
-    loss_cls=dict(type="mmdet.CrossEntropyLoss", use_sigmoid=False, loss_weight=2.0, reduction="mean",
-                  class_weight=[1.0] * NUM_CLASSES + [0.1]),
+    loss_cls=dict(
+        type="mmdet.CrossEntropyLoss",
+        use_sigmoid=False,
+        loss_weight=2.0,
+        reduction="mean",
+        class_weight=[1.0] * NUM_CLASSES + [0.1],
+    ),
     loss_mask=dict(type="mmdet.CrossEntropyLoss", use_sigmoid=True, reduction="mean", loss_weight=5.0),
-    loss_dice=dict(type="mmdet.DiceLoss", use_sigmoid=True, activate=True, reduction="mean", naive_dice=True,
-                   eps=1.0, loss_weight=5.0),
+    loss_dice=dict(
+        type="mmdet.DiceLoss",
+        use_sigmoid=True,
+        activate=True,
+        reduction="mean",
+        naive_dice=True,
+        eps=1.0,
+        loss_weight=5.0,
+    ),
     train_cfg=dict(
-        num_points=12544, oversample_ratio=3.0, importance_sample_ratio=0.75,
-        assigner=dict(type="mmdet.HungarianAssigner", match_costs=[
-            dict(type="mmdet.ClassificationCost", weight=2.0),
-            dict(type="mmdet.CrossEntropyLossCost", weight=5.0, use_sigmoid=True),
-            dict(type="mmdet.DiceCost", weight=5.0, pred_act=True, eps=1.0)]),
+        num_points=12544,
+        oversample_ratio=3.0,
+        importance_sample_ratio=0.75,
+        assigner=dict(
+            type="mmdet.HungarianAssigner",
+            match_costs=[
+                dict(type="mmdet.ClassificationCost", weight=2.0),
+                dict(type="mmdet.CrossEntropyLossCost", weight=5.0, use_sigmoid=True),
+                dict(type="mmdet.DiceCost", weight=5.0, pred_act=True, eps=1.0),
+            ],
+        ),
         sampler=dict(type="mmdet.MaskPseudoSampler"),
     ),
 )
@@ -270,6 +313,7 @@ def _stub_mmcv_ext() -> None:
         def __getattr__(self, name):
             def missing(*_a, **_k):
                 raise RuntimeError(f"mmcv._ext.{name} is not compiled (mmcv-lite); only construction is supported")
+
             return missing
 
     ext_loader.load_ext = lambda name, funcs: _NoExt(name)
@@ -295,17 +339,22 @@ def stock_head_keys() -> tuple[Keys, str]:
     head = MODELS.build(ConfigDict(type="Mask2FormerHead", **HEAD_CFG))
     assert type(head) is Mask2FormerHead, type(head)
     keys = {k: tuple(v.shape) for k, v in head.state_dict().items()}
-    versions = (f"torch {torch.__version__}, mmengine {mmengine.__version__}, mmcv(-lite) {mmcv.__version__}, "
-                f"mmdet {mmdet.__version__}, mmsegmentation {mmseg.__version__}")
+    versions = (
+        f"torch {torch.__version__}, mmengine {mmengine.__version__}, mmcv(-lite) {mmcv.__version__}, "
+        f"mmdet {mmdet.__version__}, mmsegmentation {mmseg.__version__}"
+    )
     return keys, versions
 
 
 # ----------------------------------------------------------------------------------------------
 
+
 def write_fixture(path: Path, keys: Keys, sources: list[str]) -> None:
     lines = [f"# source: {s}" for s in sources]
-    lines.append("# format: name<TAB>shape (comma-separated dims; () = 0-d); generated by "
-                 "tools/reference_keys/derive_reference_keys.py, do not edit by hand")
+    lines.append(
+        "# format: name<TAB>shape (comma-separated dims; () = 0-d); generated by "
+        "tools/reference_keys/derive_reference_keys.py, do not edit by hand"
+    )
     for k in sorted(keys):
         shape = ",".join(str(n) for n in keys[k]) or "()"
         lines.append(f"{k}\t{shape}")
@@ -315,19 +364,19 @@ def write_fixture(path: Path, keys: Keys, sources: list[str]) -> None:
 
 REPOS = {
     "rein": "w1oves/Rein@29755d4a rein/models/backbones/reins.py (Reins, LoRAReins), "
-            "rein/models/backbones/reins_dinov2.py (ReinsDinoVisionTransformer)",
+    "rein/models/backbones/reins_dinov2.py (ReinsDinoVisionTransformer)",
     "depthforge": "anonymouse-xzrptkvyqc/DepthForge@2f787da9 depthforge/models/backbones/depthforge.py "
-                  "(DepthForge, DepthForgeReins), @15d4ee35 depthforge/models/backbones/depth_dinov2.py "
-                  "(DepthForgeDinoVisionTransformer)",
+    "(DepthForge, DepthForgeReins), @15d4ee35 depthforge/models/backbones/depth_dinov2.py "
+    "(DepthForgeDinoVisionTransformer)",
     "vireo": "anonymouse-9c53tp182bvz/Vireo@728df25d vireo/models/backbones/vireo.py (Vireo, VireoReins), "
-             "vireo/models/backbones/vireo_dinov2.py (VireoDinoVisionTransformer)",
+    "vireo/models/backbones/vireo_dinov2.py (VireoDinoVisionTransformer)",
 }
 HEAD_SOURCES = {
     "rein": "w1oves/Rein@29755d4a rein/models/heads/rein_mask2former.py (ReinMask2FormerHead)",
     "depthforge": "anonymouse-xzrptkvyqc/DepthForge@2f787da9 depthforge/models/heads/depthforge_mask2former.py "
-                  "(DepthForgeMask2FormerHead, DynamicQueryCorrectionModule, AdaptiveAttentionGate)",
+    "(DepthForgeMask2FormerHead, DynamicQueryCorrectionModule, AdaptiveAttentionGate)",
     "vireo": "anonymouse-9c53tp182bvz/Vireo@728df25d vireo/models/heads/vireo_mask2former.py "
-             "(VireoMask2FormerHead, DynamicQueryCorrectionModule, AdaptiveAttentionGate, PriorGenerator)",
+    "(VireoMask2FormerHead, DynamicQueryCorrectionModule, AdaptiveAttentionGate, PriorGenerator)",
 }
 
 
@@ -339,8 +388,11 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for m in ("rein", "depthforge", "vireo"):
-        write_fixture(out / f"backbone_{m}.txt", adapter_keys(m),
-                      [REPOS[m] + "; ViT-L/16 config: 24 layers, 1024 dims, 100 tokens, lora_dim 16, query_dims 256"])
+        write_fixture(
+            out / f"backbone_{m}.txt",
+            adapter_keys(m),
+            [REPOS[m] + "; ViT-L/16 config: 24 layers, 1024 dims, 100 tokens, lora_dim 16, query_dims 256"],
+        )
     if args.adapters_only:
         return 0
     stock, versions = stock_head_keys()
@@ -351,10 +403,15 @@ def main(argv: list[str] | None = None) -> int:
         "vireo": {**base, **{"decode_head." + k: v for k, v in {**dqcm_keys(), **vireo_head_extras()}.items()}},
     }
     for m, keys in heads.items():
-        write_fixture(out / f"decode_head_{m}.txt", keys, [
-            f"mmseg Mask2FormerHead (over mmdet Mask2FormerHead) instantiated with {versions}; config: decode_head "
-            "of w1oves/Rein@29755d4a configs/_base_/models/rein_dinov2_mask2former.py (19 classes)",
-            HEAD_SOURCES[m] + " (edits read from source, see derive_reference_keys.py)"])
+        write_fixture(
+            out / f"decode_head_{m}.txt",
+            keys,
+            [
+                f"mmseg Mask2FormerHead (over mmdet Mask2FormerHead) instantiated with {versions}; config: decode_head "
+                "of w1oves/Rein@29755d4a configs/_base_/models/rein_dinov2_mask2former.py (19 classes)",
+                HEAD_SOURCES[m] + " (edits read from source, see derive_reference_keys.py)",
+            ],
+        )
     return 0
 
 

@@ -10,6 +10,7 @@ W_down (d, C) ~ U(±1/sqrt(C)), b_down = 0; W_up (C, d) = 0, b_up = 0 (the block
 one at init). d = 64, dropout 0.1 (training only), no adapter LayerNorm: 24 · 132,160 = 3,171,840
 parameters on ViT-L. The adapter is added outside LayerScale (our choice; AdaptFormer's ViT has none).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ class AdaptFormerConfig:
     num_layers: int = 24
     embed_dim: int = 1024
     bottleneck: int = 64
-    scalar: float = 0.1       # fixed, not learnable (AdaptFormer ``ffn_adapter_scalar``)
+    scalar: float = 0.1  # fixed, not learnable (AdaptFormer ``ffn_adapter_scalar``)
     dropout: float = 0.1
 
 
@@ -35,7 +36,7 @@ class AdaptMLP(nn.Module):
     def __init__(self, dim: int, bottleneck: int, scalar: float, dropout: float):
         super().__init__()
         self.scalar = scalar
-        self.down_proj = nn.Linear(dim, bottleneck)      # default weight init = kaiming_uniform(a=√5)
+        self.down_proj = nn.Linear(dim, bottleneck)  # default weight init = kaiming_uniform(a=√5)
         self.up_proj = nn.Linear(bottleneck, dim)
         self.dropout = nn.Dropout(dropout)
         nn.init.zeros_(self.down_proj.bias)
@@ -57,15 +58,17 @@ class AdaptFormerAdapter(BlockAdapter):
     def __init__(self, cfg: AdaptFormerConfig):
         super().__init__()
         self.cfg = cfg
-        self.blocks = nn.ModuleList(AdaptMLP(cfg.embed_dim, cfg.bottleneck, cfg.scalar, cfg.dropout)
-                                    for _ in range(cfg.num_layers))
+        self.blocks = nn.ModuleList(
+            AdaptMLP(cfg.embed_dim, cfg.bottleneck, cfg.scalar, cfg.dropout) for _ in range(cfg.num_layers)
+        )
 
     def check_encoder(self, encoder) -> None:
         super().check_encoder(encoder)
         missing = [n for n in ("norm2", "drop_path2") if not hasattr(encoder.blocks[0], n)]
         if missing:
-            raise ValueError(f"AdaptFormer needs blocks with norm2 and drop_path2; {encoder.cfg.name!r} "
-                             f"lacks {missing}")
+            raise ValueError(
+                f"AdaptFormer needs blocks with norm2 and drop_path2; {encoder.cfg.name!r} lacks {missing}"
+            )
 
     def run_block(self, encoder, layer: int, tokens: torch.Tensor, state) -> torch.Tensor:
         blk, mlp = encoder.blocks[layer], self.blocks[layer]

@@ -5,6 +5,7 @@ The REIN family (REIN, DepthForge, Vireo, FADA) updates the patch tokens *betwee
 block computes; the segmentor then runs ``adapter.run_block(encoder, l, x, state)`` in place of
 ``encoder.forward_block(l, x, state)``. The frozen weights themselves are never modified.
 """
+
 from __future__ import annotations
 
 import torch

@@ -10,6 +10,7 @@ Ablation switches (``depthforge.md`` §9; rows marked "dgss definition" are our 
 ``depth_fusion`` in ``logit_sum | none | prob_mean | learned_mix | feature_concat | depth_token`` and
 ``attention_opt`` (False: raw tokens as values, no discard, no inner residual).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ class DepthForgeConfig(ReinConfig):
 
     depth_fusion: DepthFusion = "logit_sum"
     attention_opt: bool = True
-    depth_dim: int | None = None   # width of the depth tokens when it differs from embed_dim (projected)
+    depth_dim: int | None = None  # width of the depth tokens when it differs from embed_dim (projected)
 
     def __post_init__(self):
         if self.depth_fusion not in FUSIONS:
@@ -68,8 +69,9 @@ class DepthForgeAdapter(ReinAdapter):
                 nn.init.uniform_(self.depth_tokens_a, -b, b)
                 nn.init.uniform_(self.depth_tokens_b, -b, b)
 
-    def update(self, feats: torch.Tensor, layer: int, tokens: torch.Tensor, depth: torch.Tensor | None = None,
-               **_) -> torch.Tensor:
+    def update(
+        self, feats: torch.Tensor, layer: int, tokens: torch.Tensor, depth: torch.Tensor | None = None, **_
+    ) -> torch.Tensor:
         cfg = self.cfg
         t = tokens[layer]
         mode = cfg.depth_fusion if depth is not None else "none"
@@ -92,6 +94,10 @@ class DepthForgeAdapter(ReinAdapter):
             return feats + self.scale * self.mlp_delta_f(weights @ t)
         agg = self.aggregate(weights, t)
         if mode == "depth_token":
-            td = self.depth_tokens[layer] if cfg.rank is None else self.depth_tokens_a[layer] @ self.depth_tokens_b[layer]
+            td = (
+                self.depth_tokens[layer]
+                if cfg.rank is None
+                else self.depth_tokens_a[layer] @ self.depth_tokens_b[layer]
+            )
             agg = agg + self.aggregate(self.token_weights(self.attention_logits(depth, td)), td)
         return self.refine(feats, agg)

@@ -21,8 +21,8 @@ the kernel of a token depends on the batch size (reference defect, reproduced).
 Query link: REIN's, on the low-frequency tokens only (``transform``: c -> 256). Parameter names equal
 the reference ``backbone.reins.*`` names; 2,061,825 parameters on ViT-L, 3,107,841 on SAM-H.
 """
+
 from __future__ import annotations
-from ..errors import DgssError
 
 import math
 from dataclasses import dataclass
@@ -32,17 +32,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import FADAWindowError
 from .rein import ReinConfig, TokenAttentionRecorder, add_scale, query_link
 
 # 2x2 Haar kernels [[K00, K01], [K10, K11]] (row offset, column offset), outer products of
 # L = (1, 1)/√2 and H = (-1, 1)/√2: every entry is ±1/2
-HAAR = {"LL": ((0.5, 0.5), (0.5, 0.5)), "LH": ((-0.5, 0.5), (-0.5, 0.5)),
-        "HL": ((-0.5, -0.5), (0.5, 0.5)), "HH": ((0.5, -0.5), (-0.5, 0.5))}
+HAAR = {
+    "LL": ((0.5, 0.5), (0.5, 0.5)),
+    "LH": ((-0.5, 0.5), (-0.5, 0.5)),
+    "HL": ((-0.5, -0.5), (0.5, 0.5)),
+    "HH": ((0.5, -0.5), (-0.5, 0.5)),
+}
 BANDS = ("LL", "LH", "HL", "HH")
-
-
-class FADAWindowError(DgssError, ValueError):
-    """A window whose patch grid FADA's channel-grid Haar layout cannot handle."""
 
 
 @dataclass(frozen=True)
@@ -57,8 +58,9 @@ class FADAConfig(ReinConfig):
         if self.haar not in ("trainable", "fixed"):
             raise ValueError(f"fada haar must be 'trainable' or 'fixed', got {self.haar!r}")
         if self.high_branch_norm not in ("logits_instance_norm", "none"):
-            raise ValueError(f"fada high_branch_norm must be 'logits_instance_norm' or 'none', "
-                             f"got {self.high_branch_norm!r}")
+            raise ValueError(
+                f"fada high_branch_norm must be 'logits_instance_norm' or 'none', got {self.high_branch_norm!r}"
+            )
         if self.embed_dim % 4:
             raise ValueError(f"FADA needs a width divisible by 4, got {self.embed_dim}")
 
@@ -82,7 +84,8 @@ def check_window(grid: tuple[int, int], embed_dim: int, patch_size: int) -> None
         raise FADAWindowError(
             f"FADA cannot run on a {h * patch_size}x{w * patch_size} window: {problem}. Its Haar layout "
             f"(released code) needs a square patch grid of even side w with 2w dividing C; use square windows "
-            f"such as 512x512 (w = 32) for width {embed_dim}")
+            f"such as 512x512 (w = 32) for width {embed_dim}"
+        )
 
 
 class WavePool(nn.Module):
@@ -106,7 +109,7 @@ class WavePool(nn.Module):
         return tuple(F.conv2d(x, getattr(self, n).weight.to(x.dtype), stride=2, groups=x.shape[1]) for n in BANDS)
 
 
-class FADAAdapter(TokenAttentionRecorder, nn.Module):   # records the low-branch weights
+class FADAAdapter(TokenAttentionRecorder, nn.Module):  # records the low-branch weights
     """``update(F, l, tokens, grid=(h, w))`` -> refined patch tokens (B, N, C); ``tokens = all_tokens()``."""
 
     def __init__(self, cfg: FADAConfig):
@@ -114,14 +117,14 @@ class FADAAdapter(TokenAttentionRecorder, nn.Module):   # records the low-branch
         self.cfg = cfg
         L, T, C, r = cfg.num_layers, cfg.num_tokens, cfg.embed_dim, cfg.rank
         c = C // 4
-        p2 = cfg.patch_size ** 2
+        p2 = cfg.patch_size**2
         if r is None:
             self.learnable_tokens = nn.Parameter(torch.empty(L, T, c))
             self.learnable_tokens2 = nn.Parameter(torch.empty(L, T, 3 * c))
             _uniform(self.learnable_tokens, math.sqrt(6.0 / (3 * p2 + c)))
             _uniform(self.learnable_tokens2, math.sqrt(6.0 / (3 * p2 + 3 * c)))
         else:
-            v1 = math.sqrt(6.0 / (3 * p2 + math.sqrt(C * r)))         # full C, as the reference
+            v1 = math.sqrt(6.0 / (3 * p2 + math.sqrt(C * r)))  # full C, as the reference
             v2 = math.sqrt(6.0 / (3 * p2 + math.sqrt(3 * c * r)))
             self.learnable_tokens_a = _uniform(nn.Parameter(torch.empty(L, T, r)), v1)
             self.learnable_tokens_b = _uniform(nn.Parameter(torch.empty(L, r, c)), v1)
@@ -136,7 +139,7 @@ class FADAAdapter(TokenAttentionRecorder, nn.Module):   # records the low-branch
             for lin in (self.mlp_delta_f, self.mlp_delta_f2):
                 nn.init.zeros_(lin.weight)
                 nn.init.zeros_(lin.bias)
-        self.wavepool = WavePool(C, trainable=cfg.haar == "trainable")   # built at C channels (reference: 1024)
+        self.wavepool = WavePool(C, trainable=cfg.haar == "trainable")  # built at C channels (reference: 1024)
         if cfg.link_queries:
             self.transform = nn.Linear(c, cfg.query_dim)
             self.merge = nn.Linear(3 * cfg.query_dim, cfg.query_dim)
@@ -145,8 +148,7 @@ class FADAAdapter(TokenAttentionRecorder, nn.Module):   # records the low-branch
         """Low- and high-frequency tokens of every layer: (L, T, c), (L, T, 3c)."""
         if self.cfg.rank is None:
             return self.learnable_tokens, self.learnable_tokens2
-        return (self.learnable_tokens_a @ self.learnable_tokens_b,
-                self.learnable_tokens_a2 @ self.learnable_tokens_b2)
+        return (self.learnable_tokens_a @ self.learnable_tokens_b, self.learnable_tokens_a2 @ self.learnable_tokens_b2)
 
     def check_window(self, grid: tuple[int, int]) -> None:
         check_window(grid, self.cfg.embed_dim, self.cfg.patch_size)
@@ -154,12 +156,13 @@ class FADAAdapter(TokenAttentionRecorder, nn.Module):   # records the low-branch
     def subbands(self, X: torch.Tensor, batch: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Token-major rows X (R, C) -> X_LL (R, c) and Fs = [X_LH | X_HL | X_HH] (R, 3c)."""
         R, C = X.shape
-        bands = self.wavepool(X.reshape(batch, C, w, w))     # the flat buffer as B·C images of w×w
+        bands = self.wavepool(X.reshape(batch, C, w, w))  # the flat buffer as B·C images of w×w
         ll, lh, hl, hh = (b.reshape(R, C // 4) for b in bands)
         return ll, torch.cat([lh, hl, hh], dim=-1)
 
-    def branch(self, x: torch.Tensor, t: torch.Tensor, token2feat: nn.Linear, delta_f: nn.Linear,
-               instance_norm: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    def branch(
+        self, x: torch.Tensor, t: torch.Tensor, token2feat: nn.Linear, delta_f: nn.Linear, instance_norm: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """One REIN-style branch on rows x (R, d) with tokens t (T, d) -> (Δ (R, d), weights (R, T))."""
         logits = x @ t.t()
         if instance_norm:
@@ -167,7 +170,7 @@ class FADAAdapter(TokenAttentionRecorder, nn.Module):   # records the low-branch
             var = logits.var(dim=-1, unbiased=False, keepdim=True)
             logits = (logits - mean) / torch.sqrt(var + 1e-5)
         if self.cfg.use_softmax:
-            weights = (logits * self.cfg.embed_dim ** -0.5).softmax(dim=-1)
+            weights = (logits * self.cfg.embed_dim**-0.5).softmax(dim=-1)
         else:
             weights = logits
         if self.cfg.discard_first_token:
@@ -176,8 +179,14 @@ class FADAAdapter(TokenAttentionRecorder, nn.Module):   # records the low-branch
             agg = weights @ token2feat(t)
         return delta_f(agg + x), weights
 
-    def update(self, feats: torch.Tensor, layer: int, tokens: tuple[torch.Tensor, torch.Tensor],
-               grid: tuple[int, int] | None = None, **_) -> torch.Tensor:
+    def update(
+        self,
+        feats: torch.Tensor,
+        layer: int,
+        tokens: tuple[torch.Tensor, torch.Tensor],
+        grid: tuple[int, int] | None = None,
+        **_,
+    ) -> torch.Tensor:
         """Refine patch tokens (B, N, C) after frozen block ``layer``; ``grid`` = the (h, w) patch grid."""
         B, N, C = feats.shape
         if grid is None:
@@ -186,11 +195,16 @@ class FADAAdapter(TokenAttentionRecorder, nn.Module):   # records the low-branch
                 raise FADAWindowError(f"FADA needs a square patch grid; {N} patch tokens are not one")
             grid = (w, w)
         self.check_window(grid)
-        X = feats.transpose(0, 1).reshape(N * B, C)               # row n·B + b = token n of image b
+        X = feats.transpose(0, 1).reshape(N * B, C)  # row n·B + b = token n of image b
         x_ll, fs = self.subbands(X, B, grid[1])
         d_low, weights = self.branch(x_ll, tokens[0][layer], self.mlp_token2feat, self.mlp_delta_f, False)
-        d_high, _ = self.branch(fs, tokens[1][layer], self.mlp_token2feat2, self.mlp_delta_f2,
-                                self.cfg.high_branch_norm == "logits_instance_norm")
+        d_high, _ = self.branch(
+            fs,
+            tokens[1][layer],
+            self.mlp_token2feat2,
+            self.mlp_delta_f2,
+            self.cfg.high_branch_norm == "logits_instance_norm",
+        )
         self.record(layer, weights.reshape(N, B, -1).transpose(0, 1))
         Y = X + self.scale * torch.cat([d_low, d_high], dim=-1)
         return Y.reshape(N, B, C).transpose(0, 1)

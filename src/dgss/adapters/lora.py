@@ -15,6 +15,7 @@ the separate ``attn.{q,k,v}_proj`` (C -> C) for EVA02. Rank 8, alpha 8 (s = 1, o
 786,432 parameters on DINOv2-L, 1,179,648 on EVA02-L. Trainable names mirror the targets:
 ``adapter.blocks.{l}.attn.qkv.lora_A`` (r, in) / ``.lora_B`` (out, r).
 """
+
 from __future__ import annotations
 
 import math
@@ -27,8 +28,13 @@ from torch import nn
 from .base import BlockAdapter
 
 # target -> (in, out) as multiples of the width C
-TARGET_SHAPES = {"attn.qkv": (1, 3), "attn.q_proj": (1, 1), "attn.k_proj": (1, 1), "attn.v_proj": (1, 1),
-                 "attn.proj": (1, 1)}
+TARGET_SHAPES = {
+    "attn.qkv": (1, 3),
+    "attn.q_proj": (1, 1),
+    "attn.k_proj": (1, 1),
+    "attn.v_proj": (1, 1),
+    "attn.proj": (1, 1),
+}
 
 
 def default_targets(family: str) -> tuple[str, ...]:
@@ -43,7 +49,7 @@ class LoRAConfig:
     num_layers: int = 24
     embed_dim: int = 1024
     rank: int = 8
-    alpha: float = 8.0                  # s = alpha / rank (our choice: s = 1 at rank 8)
+    alpha: float = 8.0  # s = alpha / rank (our choice: s = 1 at rank 8)
     targets: tuple[str, ...] = ("attn.qkv",)
     # True: the update is never applied on EVA02 (REIN's functional attention bypassing a forward wrapper,
     # the suspected ineffective variant of the REIN table; anchor comparisons only)
@@ -73,7 +79,7 @@ class LoRAPair(nn.Module):
         super().__init__()
         self.lora_A = nn.Parameter(torch.empty(rank, in_features))
         self.lora_B = nn.Parameter(torch.zeros(out_features, rank))
-        nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))   # = U(±1/sqrt(in))
+        nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))  # = U(±1/sqrt(in))
 
     def delta(self) -> torch.Tensor:
         return self.lora_B @ self.lora_A
@@ -128,15 +134,20 @@ class LoRAAdapter(BlockAdapter):
             try:
                 lin = blk.get_submodule(target)
             except AttributeError:
-                raise ValueError(f"LoRA target {target!r} does not exist in the blocks of {encoder.cfg.name!r} "
-                                 f"(use {default_targets(encoder.cfg.family)})") from None
+                raise ValueError(
+                    f"LoRA target {target!r} does not exist in the blocks of {encoder.cfg.name!r} "
+                    f"(use {default_targets(encoder.cfg.family)})"
+                ) from None
             i, o = self.cfg.features(target)
             if tuple(lin.weight.shape) != (o, i):
-                raise ValueError(f"LoRA target {target!r} of {encoder.cfg.name!r} has weight "
-                                 f"{tuple(lin.weight.shape)}, the adapter expects {(o, i)}")
+                raise ValueError(
+                    f"LoRA target {target!r} of {encoder.cfg.name!r} has weight "
+                    f"{tuple(lin.weight.shape)}, the adapter expects {(o, i)}"
+                )
         if self.cfg.bypass_on_functional_attention and encoder.cfg.family != "eva02":
-            raise ValueError("bypass_on_functional_attention reproduces REIN's EVA02 attention; "
-                             f"{encoder.cfg.name!r} is not EVA02")
+            raise ValueError(
+                f"bypass_on_functional_attention reproduces REIN's EVA02 attention; {encoder.cfg.name!r} is not EVA02"
+            )
 
     def merged_weight(self, layer: int, target: str, weight: torch.Tensor) -> torch.Tensor:
         """W' = W + s · B A for one target (W the frozen weight)."""

@@ -11,6 +11,7 @@ The query link turns the tokens of all layers into the decoder's query embedding
 interleaved [max, mean, last] over layers of ``transform(T)``, then ``merge``.
 Parameter names equal the reference ``backbone.reins.*`` names.
 """
+
 from __future__ import annotations
 
 import math
@@ -27,9 +28,9 @@ class ReinConfig:
 
     num_layers: int = 24
     embed_dim: int = 1024
-    patch_size: int = 16          # enters the token init bound only
+    patch_size: int = 16  # enters the token init bound only
     num_tokens: int = 100
-    rank: int | None = 16         # None = full-rank tokens (5,016,065 parameters)
+    rank: int | None = 16  # None = full-rank tokens (5,016,065 parameters)
     query_dim: int = 256
     discard_first_token: bool = True
     use_softmax: bool = True
@@ -41,7 +42,7 @@ class ReinConfig:
 def query_link(transform: nn.Module, merge: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
     """``rein.md`` §5: tokens of all layers (L, T, C) -> queries (T, D): ``transform``, then max / mean / last
     over layers, INTERLEAVED per channel ([m0, a0, z0, m1, ...], the reference's column order of ``merge``)."""
-    t = transform(tokens)                                                      # (L, T, D)
+    t = transform(tokens)  # (L, T, D)
     pooled = torch.stack([t.max(dim=0).values, t.mean(dim=0), t[-1]], dim=-1)  # (T, D, 3)
     return merge(pooled.flatten(-2))
 
@@ -109,7 +110,7 @@ class ReinAdapter(TokenAttentionRecorder, nn.Module):
     def attention_logits(self, feats: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         """(B, N, C) x (T, C) -> (B, N, T), scaled by 1/sqrt(C) when the softmax is on."""
         logits = feats @ tokens.t()
-        return logits * (self.cfg.embed_dim ** -0.5) if self.cfg.use_softmax else logits
+        return logits * (self.cfg.embed_dim**-0.5) if self.cfg.use_softmax else logits
 
     def token_weights(self, logits: torch.Tensor) -> torch.Tensor:
         return logits.softmax(dim=-1) if self.cfg.use_softmax else logits

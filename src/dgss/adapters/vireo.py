@@ -14,6 +14,7 @@ After frozen block l (``vireo.md`` §3)::
 
 The query link uses the raw tokens A@B (not P'). Names equal the reference ``backbone.vireo.*``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -48,7 +49,8 @@ class GeoTextAdapter(ReinAdapter):
         self.text_embed = nn.Linear(cfg.text_dim, C)
         if cfg.depth_fusion == "learned_mix":
             self.fusion_weights = nn.ParameterList(
-                [nn.Parameter(torch.tensor(cfg.fusion_init)) for _ in range(cfg.num_layers)])
+                [nn.Parameter(torch.tensor(cfg.fusion_init)) for _ in range(cfg.num_layers)]
+            )
         if cfg.depth_dim is not None and cfg.depth_dim != C:
             self.depth_proj = nn.Linear(cfg.depth_dim, C)
             nn.init.zeros_(self.depth_proj.weight)
@@ -65,8 +67,15 @@ class GeoTextAdapter(ReinAdapter):
             return tokens
         return tokens + (tokens @ text.t()).softmax(dim=-1) @ text
 
-    def update(self, feats: torch.Tensor, layer: int, tokens: torch.Tensor, depth: torch.Tensor | None = None,
-               text: torch.Tensor | None = None, **_) -> torch.Tensor:
+    def update(
+        self,
+        feats: torch.Tensor,
+        layer: int,
+        tokens: torch.Tensor,
+        depth: torch.Tensor | None = None,
+        text: torch.Tensor | None = None,
+        **_,
+    ) -> torch.Tensor:
         p = self.fused_tokens(tokens[layer], text)
         logits = self.attention_logits(feats, p)
         if depth is not None and self.cfg.depth_fusion != "none":

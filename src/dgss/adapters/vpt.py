@@ -8,6 +8,7 @@ EVA02's rotary embedding rotates the patch tokens only (the prompts get the iden
 M = 150 prompts per block, init U(±sqrt(6 / (3 p² + C))), no projection, no dropout:
 24 · 150 · 1024 = 3,686,400 parameters on ViT-L. Not applicable to SAM (windowed NHWC blocks).
 """
+
 from __future__ import annotations
 
 import math
@@ -24,7 +25,7 @@ class VPTConfig:
     num_layers: int = 24
     embed_dim: int = 1024
     num_prompts: int = 150
-    patch_size: int = 16      # enters the init bound only
+    patch_size: int = 16  # enters the init bound only
 
 
 class VPTAdapter(BlockAdapter):
@@ -34,14 +35,16 @@ class VPTAdapter(BlockAdapter):
         super().__init__()
         self.cfg = cfg
         self.prompt_embeddings = nn.Parameter(torch.empty(cfg.num_layers, cfg.num_prompts, cfg.embed_dim))
-        bound = math.sqrt(6.0 / (3 * cfg.patch_size ** 2 + cfg.embed_dim))
+        bound = math.sqrt(6.0 / (3 * cfg.patch_size**2 + cfg.embed_dim))
         nn.init.uniform_(self.prompt_embeddings, -bound, bound)
 
     def check_encoder(self, encoder) -> None:
         super().check_encoder(encoder)
         if encoder.cfg.family == "sam":
-            raise ValueError(f"VPT needs global token-sequence blocks; {encoder.cfg.name!r} (SAM) runs windowed "
-                             "attention on a spatial grid, where prompt tokens have no place")
+            raise ValueError(
+                f"VPT needs global token-sequence blocks; {encoder.cfg.name!r} (SAM) runs windowed "
+                "attention on a spatial grid, where prompt tokens have no place"
+            )
 
     def run_block(self, encoder, layer: int, tokens: torch.Tensor, state) -> torch.Tensor:
         P, M = encoder.num_prefix_tokens, self.cfg.num_prompts
@@ -50,7 +53,7 @@ class VPTAdapter(BlockAdapter):
         if state.rope is not None:
             state = type(state)(state.grid, identity_rope_prefix(state.rope, M))
         out = encoder.forward_block(layer, x, state)
-        return torch.cat([out[:, :P], out[:, P + M:]], dim=1)
+        return torch.cat([out[:, :P], out[:, P + M :]], dim=1)
 
 
 def identity_rope_prefix(rope: torch.Tensor, n: int) -> torch.Tensor:

@@ -4,8 +4,8 @@ Every step is a call into :mod:`dgss.engine.predict` (the functions behind ``dgs
 app has no inference path of its own. Errors a user can cause raise :class:`UserError` (one line
 naming the problem and what to do); the web layer shows them on the page.
 """
+
 from __future__ import annotations
-from ..errors import DgssError
 
 import html
 import shutil
@@ -18,21 +18,19 @@ import torch
 
 from .. import viz
 from ..engine import predict as P
+from ..errors import UserError
 
-DEFAULT_MAX_PIXELS = 4096 * 2048          # 8.4 MP: a 4096x2048 panorama, a 12 MP photo is refused
+DEFAULT_MAX_PIXELS = 4096 * 2048  # 8.4 MP: a 4096x2048 panorama, a 12 MP photo is refused
 DEMO_OUT = Path("demo_out")
 CONDITIONS = ("clean", "night", "fog", "rain", "snow")
 SCENE_COUNT = 4
-KEEP_LABEL_FILES = 256                    # label PNGs kept for download (older ones are deleted)
-
-
-class UserError(DgssError, ValueError):
-    """Something the user can fix (bad file, empty class list, ...): shown on the page, never a traceback."""
+KEEP_LABEL_FILES = 256  # label PNGs kept for download (older ones are deleted)
 
 
 def demo_checkpoint(out: Path = DEMO_OUT) -> Path | None:
     """The newest complete checkpoint `dgss demo` wrote under ``out`` (None if there is none)."""
     from ..engine.checkpointing import latest_checkpoint
+
     if not out.is_dir():
         return None
     runs = [out / "run"] + sorted(p for p in out.glob("run*") if p.is_dir() and p.name != "run")
@@ -50,8 +48,9 @@ def scene_choices() -> list[str]:
 def generated_scene(choice: str) -> tuple[str, np.ndarray]:
     """(name, RGB) of a choice from :func:`scene_choices` (the demo's held-out scenes, seed 2)."""
     from ..data.robustness import corrupt
+    from ..data.scenes import make_scene
     from ..demo.run import VAL_SEED, scene_seed
-    from ..demo.scenes import make_scene
+
     if choice not in scene_choices():
         raise UserError(f"unknown scene {choice!r}: pick one from the list")
     num, cond = choice.removeprefix("scene ").split(" · ")
@@ -74,22 +73,32 @@ def vocabulary_text(names) -> str:
 @dataclass
 class Result:
     name: str
-    rgb: np.ndarray                        # (H, W, 3) uint8
-    label: np.ndarray                      # (H, W) class ids
+    rgb: np.ndarray  # (H, W, 3) uint8
+    label: np.ndarray  # (H, W) class ids
     class_names: tuple[str, ...]
-    depth: np.ndarray | None = None        # (H, W) relative depth
+    depth: np.ndarray | None = None  # (H, W) relative depth
     label_file: Path | None = None
-    palette: tuple | None = None           # the model's display colours (None: default colours)
+    palette: tuple | None = None  # the model's display colours (None: default colours)
     attention: dict[int, np.ndarray] = field(default_factory=dict)
 
 
 class SegmentationService:
     """A loaded model and everything the page can ask of it."""
 
-    def __init__(self, model_spec: str, *, weights: dict[str, str] | None = None, random_weights: bool = False,
-                 depth_weights: str | None = None, device: str = "cpu", precision: str = "auto",
-                 short_side: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS):
-        from ..engine.predict_cli import load_for_inference
+    def __init__(
+        self,
+        model_spec: str,
+        *,
+        weights: dict[str, str] | None = None,
+        random_weights: bool = False,
+        depth_weights: str | None = None,
+        device: str = "cpu",
+        precision: str = "auto",
+        short_side: int | None = None,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+    ):
+        from ..hub.resolve import load_for_inference
+
         self.weights = dict(weights or {})
         self.random_weights = random_weights
         self.device = torch.device(device)
@@ -128,9 +137,11 @@ class SegmentationService:
         m = self.model
         n = sum(p.numel() for p in m.parameters())
         vocab = "open vocabulary (type class names)" if self.open_vocabulary else f"{m.num_classes} classes"
-        return (f"**Model** `{Path(self.model_spec).name}`: {m.cfg.name} ({m.cfg.method}, {n / 1e6:.1f} M parameters, "
-                f"{vocab}); sliding windows of {m.cfg.crop_size} px on {self.device.type}. "
-                f"Images up to {self.max_pixels / 1e6:.1f} MP.")
+        return (
+            f"**Model** `{Path(self.model_spec).name}`: {m.cfg.name} ({m.cfg.method}, {n / 1e6:.1f} M parameters, "
+            f"{vocab}); sliding windows of {m.cfg.crop_size} px on {self.device.type}. "
+            f"Images up to {self.max_pixels / 1e6:.1f} MP."
+        )
 
     # ------------------------------------------------------------------ inputs
     def read_upload(self, path: str | Path) -> tuple[str, np.ndarray]:
@@ -157,21 +168,23 @@ class SegmentationService:
         if not text.replace(",", "").replace(";", "").strip():
             raise UserError("the class list is empty: type class names separated by commas, e.g. road, car, person")
         from ..data.vocab import parse_class_list
+
         try:
             names = parse_class_list(text).names
             if names != tuple(self.model.class_names):
                 P.set_classes(self.model, names, self.text_encoder)
-        except (ValueError, RuntimeError) as e:    # VocabularyError, TextTableError, table shape checks
+        except (ValueError, RuntimeError) as e:  # VocabularyError, TextTableError, table shape checks
             msg = str(e)
             if "no cached text table" in msg:
-                msg = ("no cached text table for these class names and no CLIP text tower to compute them: "
-                       "start the app with --weights clip=FILE (or compute the tables once with dgss predict)")
+                msg = (
+                    "no cached text table for these class names and no CLIP text tower to compute them: "
+                    "start the app with --weights clip=FILE (or compute the tables once with dgss predict)"
+                )
             raise UserError(msg) from None
         return self.model.class_names
 
     # ------------------------------------------------------------------ inference
-    def segment(self, inputs: list[tuple[str, np.ndarray]], classes: str | None = None, progress=None
-                ) -> list[Result]:
+    def segment(self, inputs: list[tuple[str, np.ndarray]], classes: str | None = None, progress=None) -> list[Result]:
         """Labels (and depth) for each input; ``progress(image_index, done, total)`` after every window."""
         names = self.use_classes(classes)
         results = []
@@ -224,10 +237,12 @@ class SegmentationService:
         items = []
         for k, n, s in P.class_shares(res.label, res.class_names):
             r, g, b = (int(c) for c in pal[k]) if k < len(pal) else (0, 0, 0)
-            items.append(f'<li class="dgss-legend-item" data-class="{html.escape(display_name(n))}">'
-                         f'<span class="dgss-swatch" style="background: rgb({r},{g},{b})"></span>'
-                         f'<span class="dgss-legend-name">{html.escape(display_name(n))}</span>'
-                         f'<span class="dgss-legend-share">{100 * s:.1f}%</span></li>')
+            items.append(
+                f'<li class="dgss-legend-item" data-class="{html.escape(display_name(n))}">'
+                f'<span class="dgss-swatch" style="background: rgb({r},{g},{b})"></span>'
+                f'<span class="dgss-legend-name">{html.escape(display_name(n))}</span>'
+                f'<span class="dgss-legend-share">{100 * s:.1f}%</span></li>'
+            )
         return f'<ul class="dgss-legend" data-image="{html.escape(res.name)}">' + "".join(items) + "</ul>"
 
     @staticmethod

@@ -1,4 +1,5 @@
 """The Gradio page of `dgss app`: a thin layer over :class:`dgss.app.service.SegmentationService`."""
+
 from __future__ import annotations
 
 import html
@@ -10,9 +11,10 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("GRADIO_SSR_MODE", "False")
 
-import gradio as gr  # noqa: E402
+import gradio as gr
 
-from .service import SegmentationService, UserError, generated_scene, scene_choices, vocabulary_text  # noqa: E402
+from ..errors import UserError
+from .service import SegmentationService, generated_scene, scene_choices, vocabulary_text
 
 log = logging.getLogger("dgss.app")
 MAX_FILE_SIZE = "64mb"
@@ -27,8 +29,10 @@ CSS = """
 .dgss-legend-share {color: #666; margin-left: auto; padding-right: 12px;}
 """
 
-RANDOM_BANNER = ('<div class="dgss-banner" id="dgss-random-banner">The frozen encoders hold RANDOM weights '
-                 '(--random-weights): the pictures show the pipeline working, not what the method can do.</div>')
+RANDOM_BANNER = (
+    '<div class="dgss-banner" id="dgss-random-banner">The frozen encoders hold RANDOM weights '
+    "(--random-weights): the pictures show the pipeline working, not what the method can do.</div>"
+)
 
 
 def _message(text: str, error: bool = False) -> str:
@@ -53,20 +57,38 @@ def build_page(svc: SegmentationService) -> gr.Blocks:
     def empty(msg: str, error: bool = True, keep_inputs: bool = False):
         """Cleared outputs and ``msg``; ``keep_inputs``: the images stay, so that fixing the class list and
         pressing Enter segments them again."""
-        return (gr.update() if keep_inputs else [], [], gr.update(choices=[], value=None, visible=False), None, "",
-                None, None, None, None, _message(msg, error))
+        return (
+            gr.update() if keep_inputs else [],
+            [],
+            gr.update(choices=[], value=None, visible=False),
+            None,
+            "",
+            None,
+            None,
+            None,
+            None,
+            _message(msg, error),
+        )
 
     def show(results, index, block):
         """Outputs for result ``index`` of ``results`` (list of Result)."""
         res = results[index]
         att = svc.attention(res, block) if svc.has_attention else None
-        return (svc.overlay(res), svc.legend_html(res), svc.shares(res), svc.depth_picture(res), att,
-                str(res.label_file))
+        return (
+            svc.overlay(res),
+            svc.legend_html(res),
+            svc.shares(res),
+            svc.depth_picture(res),
+            att,
+            str(res.label_file),
+        )
 
     def run(inputs, classes, block, progress):
         def cb(i, done, total):
-            progress((done, total), desc=f"image {i + 1}/{len(inputs)} ({inputs[i][0]}): sliding windows",
-                     unit="windows")
+            progress(
+                (done, total), desc=f"image {i + 1}/{len(inputs)} ({inputs[i][0]}): sliding windows", unit="windows"
+            )
+
         results = svc.segment(inputs, classes, progress=cb)
         names = [r.name for r in results]
         chooser = gr.update(choices=names, value=names[0], visible=len(names) > 1)
@@ -82,8 +104,9 @@ def build_page(svc: SegmentationService) -> gr.Blocks:
             return empty(str(e), keep_inputs=keep_inputs)
         except Exception as e:  # keep serving; the log has the traceback
             log.exception("request failed")
-            return empty(f"internal error ({type(e).__name__}: {e}); the server log has the details",
-                         keep_inputs=keep_inputs)
+            return empty(
+                f"internal error ({type(e).__name__}: {e}); the server log has the details", keep_inputs=keep_inputs
+            )
 
     def upload(files, classes, block, progress):
         if not files:
@@ -96,7 +119,7 @@ def build_page(svc: SegmentationService) -> gr.Blocks:
                 problems.append(str(e))
                 continue
             base, k = name, 1
-            while name in seen:                  # two uploads with the same file name
+            while name in seen:  # two uploads with the same file name
                 k += 1
                 name = f"{base}_{k}"
             seen.add(name)
@@ -157,38 +180,67 @@ def build_page(svc: SegmentationService) -> gr.Blocks:
         with gr.Row():
             with gr.Column(scale=2):
                 files = gr.File(label="Upload images", file_count="multiple", elem_id="dgss-upload")
-                scene = gr.Dropdown(choices=scene_choices(), value=None, label="...or pick a generated scene",
-                                    elem_id="dgss-scene")
+                scene = gr.Dropdown(
+                    choices=scene_choices(), value=None, label="...or pick a generated scene", elem_id="dgss-scene"
+                )
                 classes = gr.Textbox(
                     label="Class names (comma-separated; ';' between entries that carry ', ' synonyms)",
                     value=vocabulary_text(svc.train_vocabulary) if svc.open_vocabulary else "",
-                    visible=svc.open_vocabulary, lines=1, max_lines=4, elem_id="dgss-classes",
-                    info="Press Enter or 'Segment' to apply: the model stays loaded; text tables come from the cache.")
-                block = gr.Slider(0, last, value=last, step=1, label="Token-attention block",
-                                  visible=svc.has_attention, elem_id="dgss-block")
+                    visible=svc.open_vocabulary,
+                    lines=1,
+                    max_lines=4,
+                    elem_id="dgss-classes",
+                    info="Press Enter or 'Segment' to apply: the model stays loaded; text tables come from the cache.",
+                )
+                block = gr.Slider(
+                    0,
+                    last,
+                    value=last,
+                    step=1,
+                    label="Token-attention block",
+                    visible=svc.has_attention,
+                    elem_id="dgss-block",
+                )
                 button = gr.Button("Segment", variant="primary", elem_id="dgss-run")
-                message = gr.HTML(_message("upload images or pick a generated scene", error=False),
-                                  elem_id="dgss-message")
+                message = gr.HTML(
+                    _message("upload images or pick a generated scene", error=False), elem_id="dgss-message"
+                )
             with gr.Column(scale=3):
                 chooser = gr.Dropdown(choices=[], label="Showing", visible=False, elem_id="dgss-chooser")
-                overlay = gr.Image(label="Prediction overlay", type="numpy", format="png", interactive=False,
-                                   elem_id="dgss-overlay")
+                overlay = gr.Image(
+                    label="Prediction overlay", type="numpy", format="png", interactive=False, elem_id="dgss-overlay"
+                )
                 legend = gr.HTML("", elem_id="dgss-legend")
-                shares = gr.Dataframe(headers=["class", "share of the image (%)"], datatype=["str", "number"],
-                                      label="Share of the image per class", interactive=False,
-                                      elem_id="dgss-shares")
+                shares = gr.Dataframe(
+                    headers=["class", "share of the image (%)"],
+                    datatype=["str", "number"],
+                    label="Share of the image per class",
+                    interactive=False,
+                    elem_id="dgss-shares",
+                )
                 with gr.Row():
                     depth_label = "Depth (Depth Anything V2; bright = near)" + (
-                        ": RANDOM weights, not meaningful" if svc.random_frozen else "")
-                    depth = gr.Image(label=depth_label, type="numpy", format="png",
-                                     interactive=False, visible=svc.dav2 is not None, elem_id="dgss-depth")
-                    attention = gr.Image(label="Token attention (hue: token each patch attends to most; "
-                                         "brightness: its weight)", type="numpy", format="png",
-                                         interactive=False, visible=svc.has_attention, elem_id="dgss-attention")
+                        ": RANDOM weights, not meaningful" if svc.random_frozen else ""
+                    )
+                    depth = gr.Image(
+                        label=depth_label,
+                        type="numpy",
+                        format="png",
+                        interactive=False,
+                        visible=svc.dav2 is not None,
+                        elem_id="dgss-depth",
+                    )
+                    attention = gr.Image(
+                        label="Token attention (hue: token each patch attends to most; brightness: its weight)",
+                        type="numpy",
+                        format="png",
+                        interactive=False,
+                        visible=svc.has_attention,
+                        elem_id="dgss-attention",
+                    )
                 label_file = gr.File(label="Label PNG (class ids)", interactive=False, elem_id="dgss-label")
 
-        outputs = [inputs_state, results_state, chooser, overlay, legend, shares, depth, attention, label_file,
-                   message]
+        outputs = [inputs_state, results_state, chooser, overlay, legend, shares, depth, attention, label_file, message]
         assert len(outputs) == n_out
         shown = [overlay, legend, shares, depth, attention, label_file]
         files.upload(on_upload, [files, classes, block], outputs + [files])
@@ -203,7 +255,18 @@ def build_page(svc: SegmentationService) -> gr.Blocks:
 def serve(page: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, *, block: bool = True):
     """One request at a time (CPU inference), queued; local only unless ``host`` says otherwise."""
     page.queue(default_concurrency_limit=1, max_size=32)
-    return page.launch(server_name=host, server_port=port, share=False, inbrowser=False, show_error=False,
-                       max_file_size=MAX_FILE_SIZE, prevent_thread_lock=not block, quiet=False,
-                       footer_links=[], mcp_server=False, ssr_mode=False, css=CSS,
-                       theme=gr.themes.Default())
+    return page.launch(
+        server_name=host,
+        server_port=port,
+        share=False,
+        inbrowser=False,
+        show_error=False,
+        max_file_size=MAX_FILE_SIZE,
+        prevent_thread_lock=not block,
+        quiet=False,
+        footer_links=[],
+        mcp_server=False,
+        ssr_mode=False,
+        css=CSS,
+        theme=gr.themes.Default(),
+    )

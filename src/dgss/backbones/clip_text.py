@@ -4,8 +4,8 @@ The papers use OpenAI CLIP ViT-L/14@336px: width 768, 12 layers, 12 heads, conte
 768 -> 768 (123,650,304 parameters). Weights load from OpenAI's TorchScript ``ViT-L-14-336px.pt`` or
 open_clip / timm checkpoints (the same key names); the visual tower in those files is ignored.
 """
+
 from __future__ import annotations
-from ..errors import DgssError
 
 import os
 from dataclasses import dataclass
@@ -14,7 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .weights import FrozenWeightsError, read_state_dict, resolve_source, sha256_file
+from ..errors import FrozenWeightsError, TooLongPromptError
+from .weights import read_state_dict, resolve_source, sha256_file
 
 MIT = "MIT"
 
@@ -36,14 +37,11 @@ class ClipTextConfig:
 TEXT_ENCODERS = {
     "clip-l-336-text": ClipTextConfig(),
     # tests and CPU demos: the real tokenizer, a 2-layer 64-wide tower, 32-d output
-    "tiny-clip-text": ClipTextConfig(name="tiny-clip-text", width=64, layers=2, heads=2, embed_dim=32,
-                                     default_weights=""),
+    "tiny-clip-text": ClipTextConfig(
+        name="tiny-clip-text", width=64, layers=2, heads=2, embed_dim=32, default_weights=""
+    ),
 }
 _IGNORED = ("visual.", "logit_scale", "logit_bias", "input_resolution", "context_length", "vocab_size")
-
-
-class TooLongPromptError(DgssError, ValueError):
-    """A prompt longer than CLIP's 77-token context."""
 
 
 class ClipTextEncoder(nn.Module):
@@ -52,21 +50,31 @@ class ClipTextEncoder(nn.Module):
     def __init__(self, cfg: ClipTextConfig = ClipTextConfig()):
         super().__init__()
         from open_clip.model import CLIPTextCfg, _build_text_tower
+
         self.cfg = cfg
-        self.text = _build_text_tower(cfg.embed_dim, CLIPTextCfg(
-            context_length=cfg.context_length, vocab_size=cfg.vocab_size, width=cfg.width, heads=cfg.heads,
-            layers=cfg.layers), quick_gelu=cfg.quick_gelu)
+        self.text = _build_text_tower(
+            cfg.embed_dim,
+            CLIPTextCfg(
+                context_length=cfg.context_length,
+                vocab_size=cfg.vocab_size,
+                width=cfg.width,
+                heads=cfg.heads,
+                layers=cfg.layers,
+            ),
+            quick_gelu=cfg.quick_gelu,
+        )
         for p in self.parameters():
             p.requires_grad_(False)
         self.frozen_source: dict | None = None
         self.train(False)
 
-    def train(self, mode: bool = True) -> "ClipTextEncoder":
+    def train(self, mode: bool = True) -> ClipTextEncoder:
         return super().train(False)
 
     def tokenize(self, texts: list[str]) -> torch.Tensor:
         """CLIP BPE tokens (n, 77); a prompt that does not fit raises :class:`TooLongPromptError`."""
         from open_clip.tokenizer import _tokenizer as bpe
+
         sot, eot = bpe.sot_token_id, bpe.eot_token_id
         n_ctx = self.cfg.context_length
         out = torch.zeros(len(texts), n_ctx, dtype=torch.long)
@@ -74,17 +82,17 @@ class ClipTextEncoder(nn.Module):
             ids = [sot] + bpe.encode(t) + [eot]
             if len(ids) > n_ctx:
                 raise TooLongPromptError(f"prompt {t[:60]!r}... has {len(ids)} tokens; CLIP's context is {n_ctx}")
-            out[i, :len(ids)] = torch.tensor(ids)
+            out[i, : len(ids)] = torch.tensor(ids)
         return out
 
     @torch.no_grad()
     def encode(self, texts: list[str], batch_size: int = 256) -> torch.Tensor:
         tokens = self.tokenize(texts)
         device = next(self.parameters()).device
-        feats = [self.text(tokens[i:i + batch_size].to(device)).float() for i in range(0, len(tokens), batch_size)]
+        feats = [self.text(tokens[i : i + batch_size].to(device)).float() for i in range(0, len(tokens), batch_size)]
         return F.normalize(torch.cat(feats), dim=-1)
 
-    def load(self, source: str | os.PathLike) -> "ClipTextEncoder":
+    def load(self, source: str | os.PathLike) -> ClipTextEncoder:
         path = resolve_source(source)
         sd = read_state_dict(path)
         sd = {k: v for k, v in sd.items() if not k.startswith(_IGNORED)}
@@ -93,8 +101,10 @@ class ClipTextEncoder(nn.Module):
         unexpected = sorted(set(sd) - set(target))
         wrong = [k for k in set(sd) & set(target) if sd[k].shape != target[k].shape]
         if missing or unexpected or wrong:
-            raise FrozenWeightsError(f"{path} does not match the CLIP text tower {self.cfg.name!r}: missing "
-                                     f"{missing[:6]}, unexpected {unexpected[:6]}, wrong shapes {sorted(wrong)[:6]}")
+            raise FrozenWeightsError(
+                f"{path} does not match the CLIP text tower {self.cfg.name!r}: missing "
+                f"{missing[:6]}, unexpected {unexpected[:6]}, wrong shapes {sorted(wrong)[:6]}"
+            )
         self.text.load_state_dict(sd)
         self.frozen_source = {"file": str(source), "sha256": sha256_file(path), "licence": self.cfg.licence}
         return self
@@ -104,6 +114,7 @@ class ClipTextEncoder(nn.Module):
         if self.frozen_source and self.frozen_source.get("sha256"):
             return self.frozen_source["sha256"]
         import hashlib
+
         h = hashlib.sha256()
         for k, v in sorted(self.text.state_dict().items()):
             h.update(k.encode())
@@ -111,8 +122,9 @@ class ClipTextEncoder(nn.Module):
         return "tensors:" + h.hexdigest()
 
 
-def build_text_encoder(name: str, source: str | os.PathLike | None = None, *,
-                       random_seed: int | None = None) -> ClipTextEncoder:
+def build_text_encoder(
+    name: str, source: str | os.PathLike | None = None, *, random_seed: int | None = None
+) -> ClipTextEncoder:
     """The frozen CLIP text tower ``name`` (a key of :data:`TEXT_ENCODERS`) loaded from ``source``
     (file or ``hf-hub:`` id; default: its public weights), or, with ``random_seed``, reproducible
     random weights for tests and demos (recorded in ``frozen_source``)."""
@@ -125,6 +137,8 @@ def build_text_encoder(name: str, source: str | os.PathLike | None = None, *,
         return enc
     source = source or cfg.default_weights
     if not source:
-        raise FrozenWeightsError(f"no weights for the CLIP text encoder {name!r}: pass its file "
-                                 "(weights.text_encoder in a run config, --weights clip=... on the command line)")
+        raise FrozenWeightsError(
+            f"no weights for the CLIP text encoder {name!r}: pass its file "
+            "(weights.text_encoder in a run config, --weights clip=... on the command line)"
+        )
     return ClipTextEncoder(cfg).load(source)

@@ -1,4 +1,5 @@
 """Typed configuration of a frozen ViT encoder (the whole description of its architecture)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -45,7 +46,7 @@ class EncoderConfig:
         """Side of the patch grid at ``img_size``."""
         return self.img_size // self.patch_size
 
-    def replace(self, **changes) -> "EncoderConfig":
+    def replace(self, **changes) -> EncoderConfig:
         """A copy with some fields changed (e.g. a tiny test config or another crop size)."""
         return dataclasses.replace(self, **changes)
 
@@ -53,7 +54,7 @@ class EncoderConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "EncoderConfig":
+    def from_dict(cls, d: dict) -> EncoderConfig:
         d = dict(d)
         for key in ("global_attn_indexes",):
             if key in d and d[key] is not None:

@@ -4,6 +4,7 @@ plus its DPT depth head, so users can also see the relative depth map the method
 The DPT head is transformers' Depth Anything neck + head (the same network as the original
 ``depth_head``); :func:`dpt_head_from_original` maps the original ``depth_head.*`` names onto it.
 """
+
 from __future__ import annotations
 
 import os
@@ -13,8 +14,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..errors import FrozenWeightsError
 from .vit_encoder import ViTEncoder, build_encoder
-from .weights import FrozenWeightsError, load_encoder_state_dict, read_state_dict, resolve_source, sha256_file
+from .weights import load_encoder_state_dict, read_state_dict, resolve_source, sha256_file
 from .zoo import encoder_config
 
 
@@ -41,10 +43,17 @@ class DPTHead(nn.Module):
         super().__init__()
         from transformers import DepthAnythingConfig
         from transformers.models.depth_anything.modeling_depth_anything import (
-            DepthAnythingDepthEstimationHead, DepthAnythingNeck)
+            DepthAnythingDepthEstimationHead,
+            DepthAnythingNeck,
+        )
+
         hf = DepthAnythingConfig(
-            reassemble_hidden_size=embed_dim, patch_size=patch_size, fusion_hidden_size=cfg.features,
-            neck_hidden_sizes=list(cfg.out_channels), depth_estimation_type="relative")
+            reassemble_hidden_size=embed_dim,
+            patch_size=patch_size,
+            fusion_hidden_size=cfg.features,
+            neck_hidden_sizes=list(cfg.out_channels),
+            depth_estimation_type="relative",
+        )
         self.cfg = cfg
         self.neck = DepthAnythingNeck(hf)
         self.head = DepthAnythingDepthEstimationHead(hf)
@@ -80,8 +89,10 @@ def dpt_head_from_original(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tenso
             continue
         m = re.match(r"^scratch\.refinenet(\d)\.resConfUnit(\d)\.conv(\d)\.(.+)$", k)
         if m:
-            out[f"neck.fusion_stage.layers.{4 - int(m.group(1))}.residual_layer{m.group(2)}"
-                f".convolution{m.group(3)}.{m.group(4)}"] = v
+            out[
+                f"neck.fusion_stage.layers.{4 - int(m.group(1))}.residual_layer{m.group(2)}"
+                f".convolution{m.group(3)}.{m.group(4)}"
+            ] = v
             continue
         for pat, rep in _ORIG_TO_HF:
             if rep is not None and re.match(pat, k):
@@ -106,7 +117,7 @@ class DepthAnythingV2(nn.Module):
             p.requires_grad_(False)
         self.depth_head.eval()
 
-    def train(self, mode: bool = True) -> "DepthAnythingV2":
+    def train(self, mode: bool = True) -> DepthAnythingV2:
         return super().train(False)  # always frozen
 
     @torch.no_grad()
@@ -119,7 +130,7 @@ class DepthAnythingV2(nn.Module):
                 feats.append(self.encoder.final_norm(t))
         return self.depth_head(feats, state.grid)
 
-    def load(self, source: str | os.PathLike) -> "DepthAnythingV2":
+    def load(self, source: str | os.PathLike) -> DepthAnythingV2:
         """Load encoder and DPT head from one DAv2 checkpoint (original, HF port, or combined file)."""
         path = resolve_source(source)
         sd = read_state_dict(path)
@@ -127,7 +138,7 @@ class DepthAnythingV2(nn.Module):
         head = None
         for prefix in ("depth_anything.depth_head.", "depth_head."):
             if any(k.startswith(prefix) for k in sd):
-                head = dpt_head_from_original({k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)})
+                head = dpt_head_from_original({k[len(prefix) :]: v for k, v in sd.items() if k.startswith(prefix)})
                 break
         else:
             if any(k.startswith("neck.") for k in sd):
@@ -140,7 +151,13 @@ class DepthAnythingV2(nn.Module):
         if missing or unexpected or wrong:
             raise FrozenWeightsError(
                 f"{path}: DPT head mismatch: missing {sorted(missing)[:8]}, unexpected {sorted(unexpected)[:8]}, "
-                f"wrong shapes {wrong[:8]}")
-        self.encoder.frozen_source = {"file": str(source), "sha256": sha256_file(path), "role": "depth",
-                                      "licence": self.encoder.cfg.licence, **report}
+                f"wrong shapes {wrong[:8]}"
+            )
+        self.encoder.frozen_source = {
+            "file": str(source),
+            "sha256": sha256_file(path),
+            "role": "depth",
+            "licence": self.encoder.cfg.licence,
+            **report,
+        }
         return self

@@ -4,8 +4,8 @@ Tokens always travel as a sequence ``(B, P + N, C)``: ``P`` prefix tokens (cls, 
 followed by the ``N = h * w`` patch tokens in row-major order. Adapters run between blocks on this
 sequence; SAM's NHWC blocks are wrapped so they see the same layout.
 """
+
 from __future__ import annotations
-from ..errors import DgssError
 
 import math
 from dataclasses import dataclass
@@ -16,25 +16,28 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import InputSizeError
 from .config import EncoderConfig
-
-
-class InputSizeError(DgssError, ValueError):
-    """Input image sides are not multiples of the encoder's patch size."""
 
 
 @dataclass
 class EncoderState:
     """Per-forward context that blocks need besides the tokens."""
 
-    grid: tuple[int, int]              # (h, w) patch grid of this input
-    rope: torch.Tensor | None = None   # EVA02 rotary embedding for this grid
+    grid: tuple[int, int]  # (h, w) patch grid of this input
+    rope: torch.Tensor | None = None  # EVA02 rotary embedding for this grid
 
 
 def _timm_kwargs(cfg: EncoderConfig) -> dict[str, Any]:
     kw: dict[str, Any] = dict(
-        pretrained=False, num_classes=0, img_size=cfg.img_size, patch_size=cfg.patch_size,
-        embed_dim=cfg.embed_dim, depth=cfg.depth, num_heads=cfg.num_heads)
+        pretrained=False,
+        num_classes=0,
+        img_size=cfg.img_size,
+        patch_size=cfg.patch_size,
+        embed_dim=cfg.embed_dim,
+        depth=cfg.depth,
+        num_heads=cfg.num_heads,
+    )
     if cfg.family in ("dinov2", "clip", "eva02"):
         kw["dynamic_img_size"] = True  # patch embed returns NHWC, no strict size check
     if cfg.family == "dinov2" and cfg.num_register_tokens:
@@ -109,7 +112,8 @@ class ViTEncoder(nn.Module):
         if H % p or W % p:
             raise InputSizeError(
                 f"{self.cfg.name}: input size {H}x{W} is not divisible by the patch size {p}; "
-                f"pad or resize to a multiple of {p} (e.g. {math.ceil(H / p) * p}x{math.ceil(W / p) * p})")
+                f"pad or resize to a multiple of {p} (e.g. {math.ceil(H / p) * p}x{math.ceil(W / p) * p})"
+            )
         return H // p, W // p
 
     def _dinov2_pos_embed(self, grid: tuple[int, int]) -> torch.Tensor:
@@ -124,7 +128,8 @@ class ViTEncoder(nn.Module):
         patch_pos = patch_pos.reshape(1, g, g, C).permute(0, 3, 1, 2)
         h, w = grid
         patch_pos = F.interpolate(
-            patch_pos.float(), scale_factor=((h + 0.1) / g, (w + 0.1) / g), mode="bicubic", align_corners=False)
+            patch_pos.float(), scale_factor=((h + 0.1) / g, (w + 0.1) / g), mode="bicubic", align_corners=False
+        )
         if patch_pos.shape[-2:] != (h, w):  # guard against float rounding of the scale factor
             raise RuntimeError(f"position-embedding resize produced {tuple(patch_pos.shape[-2:])}, wanted {grid}")
         patch_pos = patch_pos.to(pos.dtype).permute(0, 2, 3, 1).reshape(1, h * w, C)
@@ -135,12 +140,12 @@ class ViTEncoder(nn.Module):
         grid = self.check_input(x)
         v = self.vit
         if self.cfg.family == "dinov2":
-            t = v.patch_embed(x).flatten(1, 2)                          # (B, N, C)
+            t = v.patch_embed(x).flatten(1, 2)  # (B, N, C)
             prefix = [v.cls_token.expand(t.shape[0], -1, -1)]
             if v.reg_token is not None:
                 prefix.append(v.reg_token.expand(t.shape[0], -1, -1))
             pos = self._dinov2_pos_embed(grid)
-            t = torch.cat([prefix[0], t], dim=1) + pos                   # registers carry no position
+            t = torch.cat([prefix[0], t], dim=1) + pos  # registers carry no position
             if len(prefix) > 1:
                 t = torch.cat([t[:, :1], prefix[1], t[:, 1:]], dim=1)
             t = v.norm_pre(v.patch_drop(v.pos_drop(t)))
@@ -153,6 +158,7 @@ class ViTEncoder(nn.Module):
             return v.norm_pre(t), EncoderState(grid, rope)
         # sam: NHWC tokens flattened to a sequence
         from timm.layers import resample_abs_pos_embed_nhwc
+
         t = v.patch_embed(x)
         t = t + resample_abs_pos_embed_nhwc(v.pos_embed, t.shape[1:3])
         t = v.norm_pre(v.patch_drop(v.pos_drop(t)))
@@ -195,7 +201,7 @@ class ViTEncoder(nn.Module):
     # ------------------------------------------------------------------ token helpers
     def patch_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
         """(B, P + N, C) -> patch tokens (B, N, C)."""
-        return tokens[:, self.num_prefix_tokens:]
+        return tokens[:, self.num_prefix_tokens :]
 
     def tokens_to_map(self, tokens: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
         """(B, P + N, C) -> patch feature map (B, C, h, w)."""
@@ -205,14 +211,14 @@ class ViTEncoder(nn.Module):
         return p.transpose(1, 2).reshape(B, C, h, w)
 
     # ------------------------------------------------------------------ freezing
-    def freeze(self) -> "ViTEncoder":
+    def freeze(self) -> ViTEncoder:
         """No trainable parameters; stays in eval mode whatever ``train()`` is called with."""
         for p in self.parameters():
             p.requires_grad_(False)
         self._frozen = True
         return self.train(False)
 
-    def train(self, mode: bool = True) -> "ViTEncoder":
+    def train(self, mode: bool = True) -> ViTEncoder:
         if getattr(self, "_frozen", False):
             mode = False
         return super().train(mode)
@@ -223,6 +229,7 @@ def build_encoder(cfg: EncoderConfig | str, *, frozen: bool = True) -> ViTEncode
     :func:`dgss.backbones.weights.load_encoder_weights`)."""
     if isinstance(cfg, str):
         from .zoo import encoder_config
+
         cfg = encoder_config(cfg)
     enc = ViTEncoder(cfg)
     return enc.freeze() if frozen else enc

@@ -14,8 +14,8 @@ EVA02, CLIP and SAM image towers load timm's layout or the original one (convert
 checkpoint filters). Every frozen tensor must be filled from the file: anything missing, unexpected
 or of an unresamplable shape raises :class:`FrozenWeightsError` naming the keys.
 """
+
 from __future__ import annotations
-from ..errors import DgssError
 
 import hashlib
 import os
@@ -26,14 +26,11 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from ..errors import FrozenWeightsError
 from .vit_encoder import ViTEncoder
 
 Role = Literal["visual", "depth"]
 CONVERSION = "bicubic-14to16/v1"
-
-
-class FrozenWeightsError(DgssError, RuntimeError):
-    """A frozen encoder could not be filled completely and correctly from its declared source."""
 
 
 # ---------------------------------------------------------------------------------------------- files
@@ -44,13 +41,14 @@ def resolve_source(source: str | os.PathLike) -> Path:
     the cache fails at once with one line, instead of the Hub client's retries."""
     s = str(source)
     if s.startswith("hf-hub:"):
-        spec = s[len("hf-hub:"):]
+        spec = s[len("hf-hub:") :]
         parts = spec.split("/")
         if len(parts) < 2 or not all(parts[:2]):
             raise FrozenWeightsError(f"{s!r}: expected hf-hub:ORG/REPO or hf-hub:ORG/REPO/FILE")
         repo_id = "/".join(parts[:2])
         filenames = ["/".join(parts[2:])] if len(parts) > 2 else ["model.safetensors", "pytorch_model.bin"]
         from huggingface_hub import hf_hub_download, try_to_load_from_cache
+
         for fn in filenames:
             cached = try_to_load_from_cache(repo_id, fn)
             if isinstance(cached, str) and Path(cached).is_file():
@@ -59,7 +57,8 @@ def resolve_source(source: str | os.PathLike) -> Path:
         if offline:
             raise FrozenWeightsError(
                 f"weights {s!r} are not in the local cache and the Hugging Face Hub cannot be used ({offline}); "
-                "download the file on a machine with internet and pass its local path instead")
+                "download the file on a machine with internet and pass its local path instead"
+            )
         errors = []
         for fn in filenames:
             try:
@@ -68,7 +67,8 @@ def resolve_source(source: str | os.PathLike) -> Path:
                 errors.append(f"{fn}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
         raise FrozenWeightsError(
             f"could not get weights {s!r} from the Hugging Face Hub ({'; '.join(errors)}). "
-            "On a machine without internet, download the file elsewhere and pass its local path.")
+            "On a machine without internet, download the file elsewhere and pass its local path."
+        )
     p = Path(s).expanduser()
     if p.is_dir():
         raise FrozenWeightsError(f"weights file {p} is a folder; give the weights file in it")
@@ -84,6 +84,7 @@ def hub_offline_reason(timeout: float = 3.0) -> str | None:
     from urllib.parse import urlparse
 
     from huggingface_hub import constants
+
     if constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0"):
         return "HF_HUB_OFFLINE is set"
     url = urlparse(constants.ENDPOINT)
@@ -109,6 +110,7 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
+
         try:
             return load_file(str(path))
         except Exception as e:
@@ -132,7 +134,7 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
 # ---------------------------------------------------------------------------------------------- layouts
 def _strip(sd: dict, prefix: str) -> dict:
-    return {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
+    return {k[len(prefix) :]: v for k, v in sd.items() if k.startswith(prefix)}
 
 
 def select_encoder_state(sd: dict[str, torch.Tensor], role: Role, *, origin: str = "checkpoint") -> dict:
@@ -143,7 +145,7 @@ def select_encoder_state(sd: dict[str, torch.Tensor], role: Role, *, origin: str
     """
     if sd and all(k.startswith("pipeline.") for k in sd):  # Prompt Depth Anything checkpoints
         sd = _strip(sd, "pipeline.")
-    has = lambda p: any(k.startswith(p) for k in sd)  # noqa: E731
+    has = lambda p: any(k.startswith(p) for k in sd)
     if role == "depth":
         for prefix in ("depth_anything.pretrained.", "pretrained.", "backbone."):
             if has(prefix):
@@ -151,30 +153,47 @@ def select_encoder_state(sd: dict[str, torch.Tensor], role: Role, *, origin: str
         raise FrozenWeightsError(
             f"{origin} holds no depth-encoder weights (expected keys 'depth_anything.pretrained.*', "
             "'pretrained.*' or 'backbone.*'). A DINOv2-only file such as dinov2_converted.pth cannot "
-            "feed the depth branch: pass depth_anything_v2_vit*.pth or dinov2_converted_depth.pth.")
+            "feed the depth branch: pass depth_anything_v2_vit*.pth or dinov2_converted_depth.pth."
+        )
     if has("depth_anything."):
         return {k: v for k, v in sd.items() if not k.startswith("depth_anything.")}
     if has("pretrained.") and has("depth_head."):
         raise FrozenWeightsError(
             f"{origin} is a Depth Anything V2 checkpoint; it cannot be loaded as the visual encoder "
-            "(pass the DINOv2 weights, or use it as the depth encoder)")
+            "(pass the DINOv2 weights, or use it as the depth encoder)"
+        )
     return dict(sd)
 
 
 _HF_LAYER = re.compile(r"^encoder\.layer\.(\d+)\.(.+)$")
 _HF_RENAME = {
-    "norm1.weight": "norm1.weight", "norm1.bias": "norm1.bias",
-    "norm2.weight": "norm2.weight", "norm2.bias": "norm2.bias",
-    "attention.output.dense.weight": "attn.proj.weight", "attention.output.dense.bias": "attn.proj.bias",
-    "attention.o_proj.weight": "attn.proj.weight", "attention.o_proj.bias": "attn.proj.bias",
-    "layer_scale1.lambda1": "ls1.gamma", "layer_scale2.lambda1": "ls2.gamma",
-    "mlp.fc1.weight": "mlp.fc1.weight", "mlp.fc1.bias": "mlp.fc1.bias",
-    "mlp.fc2.weight": "mlp.fc2.weight", "mlp.fc2.bias": "mlp.fc2.bias",
-    "mlp.weights_in.weight": "mlp.fc1.weight", "mlp.weights_in.bias": "mlp.fc1.bias",
-    "mlp.weights_out.weight": "mlp.fc2.weight", "mlp.weights_out.bias": "mlp.fc2.bias",
+    "norm1.weight": "norm1.weight",
+    "norm1.bias": "norm1.bias",
+    "norm2.weight": "norm2.weight",
+    "norm2.bias": "norm2.bias",
+    "attention.output.dense.weight": "attn.proj.weight",
+    "attention.output.dense.bias": "attn.proj.bias",
+    "attention.o_proj.weight": "attn.proj.weight",
+    "attention.o_proj.bias": "attn.proj.bias",
+    "layer_scale1.lambda1": "ls1.gamma",
+    "layer_scale2.lambda1": "ls2.gamma",
+    "mlp.fc1.weight": "mlp.fc1.weight",
+    "mlp.fc1.bias": "mlp.fc1.bias",
+    "mlp.fc2.weight": "mlp.fc2.weight",
+    "mlp.fc2.bias": "mlp.fc2.bias",
+    "mlp.weights_in.weight": "mlp.fc1.weight",
+    "mlp.weights_in.bias": "mlp.fc1.bias",
+    "mlp.weights_out.weight": "mlp.fc2.weight",
+    "mlp.weights_out.bias": "mlp.fc2.bias",
 }
-_QKV = {"attention.attention.query": 0, "attention.attention.key": 1, "attention.attention.value": 2,
-        "attention.q_proj": 0, "attention.k_proj": 1, "attention.v_proj": 2}
+_QKV = {
+    "attention.attention.query": 0,
+    "attention.attention.key": 1,
+    "attention.attention.value": 2,
+    "attention.q_proj": 0,
+    "attention.k_proj": 1,
+    "attention.v_proj": 2,
+}
 
 
 def normalize_dinov2_keys(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -187,11 +206,16 @@ def normalize_dinov2_keys(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor
         return out
     out: dict[str, torch.Tensor] = {}
     qkv: dict[tuple[int, str], list] = {}
-    top = {"embeddings.cls_token": "cls_token", "embeddings.mask_token": "mask_token",
-           "embeddings.position_embeddings": "pos_embed", "embeddings.register_tokens": "reg_token",
-           "embeddings.patch_embeddings.projection.weight": "patch_embed.proj.weight",
-           "embeddings.patch_embeddings.projection.bias": "patch_embed.proj.bias",
-           "layernorm.weight": "norm.weight", "layernorm.bias": "norm.bias"}
+    top = {
+        "embeddings.cls_token": "cls_token",
+        "embeddings.mask_token": "mask_token",
+        "embeddings.position_embeddings": "pos_embed",
+        "embeddings.register_tokens": "reg_token",
+        "embeddings.patch_embeddings.projection.weight": "patch_embed.proj.weight",
+        "embeddings.patch_embeddings.projection.bias": "patch_embed.proj.bias",
+        "layernorm.weight": "norm.weight",
+        "layernorm.bias": "norm.bias",
+    }
     for k, v in sd.items():
         if k in top:
             out[top[k]] = v
@@ -249,7 +273,8 @@ def _convert_shapes(sd: dict, enc: ViTEncoder) -> tuple[dict, list[str]]:
         if cfg.family == "dinov2" and src[-1] != cfg.source_patch_size:
             raise FrozenWeightsError(
                 f"{k}: patch kernel {src[-1]}x{src[-1]} is neither the public {cfg.source_patch_size}x"
-                f"{cfg.source_patch_size} nor this model's {dst[-1]}x{dst[-1]}")
+                f"{cfg.source_patch_size} nor this model's {dst[-1]}x{dst[-1]}"
+            )
         sd[k] = resample_patch_kernel(sd[k], dst[-1])
         notes.append(f"patch kernel {src[-1]}->{dst[-1]} bicubic")
     k = "pos_embed"
@@ -270,7 +295,8 @@ def _convert_shapes(sd: dict, enc: ViTEncoder) -> tuple[dict, list[str]]:
                 # converted for another crop (e.g. 64x64 for 1024) is not the reference's weights
                 raise FrozenWeightsError(
                     f"{k}: position grid of {src[1] - 1} entries is neither the public {g_src}x{g_src} nor this "
-                    f"model's {cfg.grid}x{cfg.grid}; build the model for that grid (img_size) instead")
+                    f"model's {cfg.grid}x{cfg.grid}; build the model for that grid (img_size) instead"
+                )
             g = int(round((dst[1] - nprefix) ** 0.5))
             sd[k] = resample_pos_embed(sd[k], (g, g), nprefix)
         notes.append(f"pos grid {tuple(src)}->{tuple(dst)} bicubic")
@@ -304,8 +330,9 @@ def _to_timm_layout(sd: dict, enc: ViTEncoder) -> dict:
         raise FrozenWeightsError(f"cannot convert this {fam} checkpoint to timm's layout: {e}") from None
 
 
-def load_encoder_state_dict(enc: ViTEncoder, sd: dict[str, torch.Tensor], *, role: Role = "visual",
-                            origin: str = "state dict") -> dict:
+def load_encoder_state_dict(
+    enc: ViTEncoder, sd: dict[str, torch.Tensor], *, role: Role = "visual", origin: str = "state dict"
+) -> dict:
     """Fill every frozen tensor of ``enc`` from ``sd`` (any supported layout). Returns a report
     ``{"conversion": ..., "grid": ...}``; raises :class:`FrozenWeightsError` naming missing,
     unexpected or mis-shaped keys."""
@@ -320,8 +347,11 @@ def load_encoder_state_dict(enc: ViTEncoder, sd: dict[str, torch.Tensor], *, rol
     optional = {"mask_token"}  # unused by every method; timm files drop it
     missing = sorted(k for k in target if k not in sd and k not in optional)
     unexpected = sorted(k for k in sd if k not in target)
-    wrong = sorted(f"{k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(target[k].shape)}"
-                   for k in sd if k in target and sd[k].shape != target[k].shape)
+    wrong = sorted(
+        f"{k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(target[k].shape)}"
+        for k in sd
+        if k in target and sd[k].shape != target[k].shape
+    )
     if missing or unexpected or wrong:
         lines = [f"{origin} does not match encoder {enc.cfg.name!r} ({role}):"]
         if missing:
@@ -353,8 +383,13 @@ def load_encoder_weights(enc: ViTEncoder, source: str | os.PathLike, *, role: Ro
     path = resolve_source(source)
     sd = read_state_dict(path)
     report = load_encoder_state_dict(enc, sd, role=role, origin=str(path))
-    enc.frozen_source = {"file": str(source), "sha256": sha256_file(path), "role": role,
-                         "licence": enc.cfg.licence, **report}
+    enc.frozen_source = {
+        "file": str(source),
+        "sha256": sha256_file(path),
+        "role": role,
+        "licence": enc.cfg.licence,
+        **report,
+    }
     return enc
 
 
@@ -365,7 +400,7 @@ def mark_random(enc: ViTEncoder, seed: int = 0) -> ViTEncoder:
         torch.manual_seed(seed)
         fresh = type(enc)(enc.cfg)
     with torch.no_grad():
-        for (k, t), (_, v) in zip(enc.state_dict().items(), fresh.state_dict().items()):
+        for (k, t), (_, v) in zip(enc.state_dict().items(), fresh.state_dict().items(), strict=False):
             t.copy_(v)
     enc.frozen_source = {"random": True, "seed": seed}
     return enc

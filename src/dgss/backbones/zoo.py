@@ -3,9 +3,10 @@
 Names without a suffix run at patch 16 on 512 crops (32x32 grid), as the reference code runs them;
 ``-p14`` names are the native patch-14 encoders at 518 (37x37 grid).
 """
-from __future__ import annotations
-from ..errors import DgssError
 
+from __future__ import annotations
+
+from ..errors import UnknownModelError
 from .config import EncoderConfig
 
 APACHE = "Apache-2.0"
@@ -35,44 +36,82 @@ def _build_zoo() -> dict[str, EncoderConfig]:
     zoo: dict[str, EncoderConfig] = {}
     for size, (timm_name, width, depth, heads) in _DINOV2_SIZES.items():
         base = EncoderConfig(
-            name=f"dinov2-{size}", family="dinov2", timm_name=timm_name, embed_dim=width, depth=depth,
-            num_heads=heads, keep_mask_token=True, licence=APACHE, default_weights=_DINOV2_HUB[size])
+            name=f"dinov2-{size}",
+            family="dinov2",
+            timm_name=timm_name,
+            embed_dim=width,
+            depth=depth,
+            num_heads=heads,
+            keep_mask_token=True,
+            licence=APACHE,
+            default_weights=_DINOV2_HUB[size],
+        )
         zoo[base.name] = base
         zoo[f"{base.name}-p14"] = base.replace(name=f"{base.name}-p14", patch_size=14, img_size=518)
     for size, (hub, licence) in _DAV2.items():
         timm_name, width, depth, heads = _DINOV2_SIZES[size]
         base = EncoderConfig(
-            name=f"dav2-{size}", family="dinov2", timm_name=timm_name, embed_dim=width, depth=depth,
-            num_heads=heads, keep_mask_token=True, licence=licence, default_weights=hub)
+            name=f"dav2-{size}",
+            family="dinov2",
+            timm_name=timm_name,
+            embed_dim=width,
+            depth=depth,
+            num_heads=heads,
+            keep_mask_token=True,
+            licence=licence,
+            default_weights=hub,
+        )
         zoo[base.name] = base
         zoo[f"{base.name}-p14"] = base.replace(name=f"{base.name}-p14", patch_size=14, img_size=518)
     # Prompt Depth Anything ViT-L (the DepthForge Table 4 alternative): the DAv2-L encoder architecture
     zoo["promptda-l"] = zoo["dav2-l"].replace(
-        name="promptda-l", licence="see the Prompt Depth Anything release",
-        default_weights="hf-hub:depth-anything/prompt-depth-anything-vitl/model.ckpt")
+        name="promptda-l",
+        licence="see the Prompt Depth Anything release",
+        default_weights="hf-hub:depth-anything/prompt-depth-anything-vitl/model.ckpt",
+    )
     zoo["eva02-l"] = EncoderConfig(
-        name="eva02-l", family="eva02", timm_name="eva02_large_patch14_448", embed_dim=1024, depth=24,
-        num_heads=16, source_patch_size=14, source_img_size=224, licence=MIT,
-        default_weights="hf-hub:timm/eva02_large_patch14_224.mim_m38m")
+        name="eva02-l",
+        family="eva02",
+        timm_name="eva02_large_patch14_448",
+        embed_dim=1024,
+        depth=24,
+        num_heads=16,
+        source_patch_size=14,
+        source_img_size=224,
+        licence=MIT,
+        default_weights="hf-hub:timm/eva02_large_patch14_224.mim_m38m",
+    )
     zoo["clip-l"] = EncoderConfig(
-        name="clip-l", family="clip", timm_name="vit_large_patch14_clip_224", embed_dim=1024, depth=24,
-        num_heads=16, source_patch_size=14, source_img_size=224, licence=MIT,
-        default_weights="hf-hub:timm/vit_large_patch14_clip_224.openai")
+        name="clip-l",
+        family="clip",
+        timm_name="vit_large_patch14_clip_224",
+        embed_dim=1024,
+        depth=24,
+        num_heads=16,
+        source_patch_size=14,
+        source_img_size=224,
+        licence=MIT,
+        default_weights="hf-hub:timm/vit_large_patch14_clip_224.openai",
+    )
     zoo["sam-h"] = EncoderConfig(
-        name="sam-h", family="sam", timm_name="samvit_huge_patch16", embed_dim=1280, depth=32,
-        num_heads=16, source_patch_size=16, source_img_size=1024, global_attn_indexes=(7, 15, 23, 31),
-        rel_pos_grid=64, window_size=14, licence=APACHE, default_weights="hf-hub:timm/samvit_huge_patch16.sa1b")
+        name="sam-h",
+        family="sam",
+        timm_name="samvit_huge_patch16",
+        embed_dim=1280,
+        depth=32,
+        num_heads=16,
+        source_patch_size=16,
+        source_img_size=1024,
+        global_attn_indexes=(7, 15, 23, 31),
+        rel_pos_grid=64,
+        window_size=14,
+        licence=APACHE,
+        default_weights="hf-hub:timm/samvit_huge_patch16.sa1b",
+    )
     return zoo
 
 
 ENCODERS: dict[str, EncoderConfig] = _build_zoo()
-
-
-class UnknownModelError(DgssError, KeyError):
-    """A model or encoder name that dgss does not know; the message lists the known names."""
-
-    def __str__(self) -> str:  # KeyError quotes its message; keep it readable
-        return str(self.args[0])
 
 
 def encoder_config(name: str) -> EncoderConfig:
@@ -80,5 +119,4 @@ def encoder_config(name: str) -> EncoderConfig:
     try:
         return ENCODERS[name]
     except KeyError:
-        raise UnknownModelError(
-            f"unknown encoder {name!r}; known encoders: {', '.join(sorted(ENCODERS))}") from None
+        raise UnknownModelError(f"unknown encoder {name!r}; known encoders: {', '.join(sorted(ENCODERS))}") from None

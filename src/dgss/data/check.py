@@ -8,6 +8,7 @@ images and labels decode; label and image sizes agree; label values are classes 
 number of images equals the official split size (overridable, e.g. for subsets).
 The report has one line per kind of problem and split (count + first examples).
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -18,7 +19,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .datasets import DataError, SegSample, dataset_info, decode_label, invalid_label_values, pair_rules, resolve_root, scan
+from ..errors import DataError
+from .datasets import SegSample, dataset_info, decode_label, invalid_label_values, pair_rules, resolve_root, scan
 
 MAX_EXAMPLES = 3
 
@@ -51,8 +53,9 @@ class CheckReport:
 
     def lines(self) -> list[str]:
         """Summary line, then one `ERROR [split] kind: detail: examples` line per problem, then hints."""
-        counts = ", ".join(f"{k} {v}" + (f"/{self.expected[k]}" if self.expected.get(k) else "")
-                           for k, v in self.counts.items())
+        counts = ", ".join(
+            f"{k} {v}" + (f"/{self.expected[k]}" if self.expected.get(k) else "") for k, v in self.counts.items()
+        )
         status = "OK" if self.ok else f"{len(self.problems)} problem(s)"
         out = [f"{self.dataset} at {self.root}: {counts or 'no images'} - {status}"]
         for p in self.problems:
@@ -80,8 +83,9 @@ class _PairResult:
     bad_values: tuple[int, ...] = ()
 
 
-def _check_pair(sample: SegSample, num_classes: int, ignore_index: int,
-                id_map: tuple[tuple[int, int], ...] = ()) -> _PairResult:
+def _check_pair(
+    sample: SegSample, num_classes: int, ignore_index: int, id_map: tuple[tuple[int, int], ...] = ()
+) -> _PairResult:
     """Fully decode one image/label pair and validate it (``id_map``: raw values must be its keys)."""
     res = _PairResult()
     size = None
@@ -89,7 +93,7 @@ def _check_pair(sample: SegSample, num_classes: int, ignore_index: int,
         with Image.open(sample.image) as im:
             im.load()  # full decode: truncated or garbled files fail here
             size = im.size
-    except Exception as exc:  # noqa: BLE001 - any decoder failure means "corrupt"
+    except Exception as exc:
         res.image_error = f"{type(exc).__name__}: {exc}"
     try:
         lab = decode_label(sample.label, sample.label_format)
@@ -109,9 +113,15 @@ def _check_pair(sample: SegSample, num_classes: int, ignore_index: int,
     return res
 
 
-def check_dataset(name: str, root: str | Path, *, splits: Sequence[str] | None = None,
-                  expected: Mapping[str, int] | None = None, workers: int = 4,
-                  progress: bool = False) -> CheckReport:
+def check_dataset(
+    name: str,
+    root: str | Path,
+    *,
+    splits: Sequence[str] | None = None,
+    expected: Mapping[str, int] | None = None,
+    workers: int = 4,
+    progress: bool = False,
+) -> CheckReport:
     """Check dataset `name` under `root` (read-only).
 
     Args:
@@ -160,17 +170,26 @@ def check_dataset(name: str, root: str | Path, *, splits: Sequence[str] | None =
     return CheckReport(name, root_p, counts, {k: exp.get(k, 0) for k in counts}, problems, hints)
 
 
-def _decode_pass(name: str, pairs: list[tuple[str, SegSample]], num_classes: int, ignore_index: int,
-                 id_map: tuple[tuple[int, int], ...], add, workers: int, progress: bool) -> None:
+def _decode_pass(
+    name: str,
+    pairs: list[tuple[str, SegSample]],
+    num_classes: int,
+    ignore_index: int,
+    id_map: tuple[tuple[int, int], ...],
+    add,
+    workers: int,
+    progress: bool,
+) -> None:
     """Decode every pair in parallel and `add` its problems."""
     with ThreadPoolExecutor(max(1, workers)) as pool:
         futures = [pool.submit(_check_pair, s, num_classes, ignore_index, id_map) for _, s in pairs]
         iterator = futures
         if progress and futures:
             from tqdm.auto import tqdm
+
             iterator = tqdm(futures, desc=f"check {name}", unit="pair")
         results = [f.result() for f in iterator]
-    for (split, s), r in zip(pairs, results):
+    for (split, s), r in zip(pairs, results, strict=False):
         if r.image_error:
             add("corrupt image", split, f"cannot decode ({r.image_error})", [s.image])
         if r.label_error:
@@ -186,11 +205,15 @@ def _finalise(problems: list[Problem], known_values: str) -> None:
     for p in problems:
         if p.kind == "label values":
             vals = sorted(p.values)
-            p.detail = (f"values {vals[:10]}{' ...' if len(vals) > 10 else ''} are {known_values}, "
-                        f"in {len(p.paths)} label(s)")
+            p.detail = (
+                f"values {vals[:10]}{' ...' if len(vals) > 10 else ''} are {known_values}, in {len(p.paths)} label(s)"
+            )
         elif p.paths and p.kind != "missing directory":
-            p.detail = f"{len(p.paths)} {p.detail}" if p.kind in ("missing label", "unpaired label") \
+            p.detail = (
+                f"{len(p.paths)} {p.detail}"
+                if p.kind in ("missing label", "unpaired label")
                 else f"{len(p.paths)} file(s): {p.detail}"
+            )
 
 
 def _collector(problems: list[Problem]):
@@ -201,16 +224,19 @@ def _collector(problems: list[Problem]):
                 p.values.update(values)
                 return
         problems.append(Problem(kind, split, detail, list(paths), set(values)))
+
     return add
 
 
-def check_folder(root: str | Path, *, splits: Sequence[str] | None = None, workers: int = 4,
-                 progress: bool = False) -> CheckReport:
+def check_folder(
+    root: str | Path, *, splits: Sequence[str] | None = None, workers: int = 4, progress: bool = False
+) -> CheckReport:
     """Check a folder dataset (`dgss.data.folder`) read-only: `classes.yaml` (a bad one raises
     `ClassesFileError`), pairing, domain folders, decodability, sizes, label values known to
     `classes.yaml`. Split keys in the report are ``<split>/<domain>`` when domains are declared."""
     from .folder import CLASSES_FILE, IMAGE_SUFFIXES, load_classes, scan_split
     from .folder import splits as folder_splits
+
     root_p = Path(root)
     if not root_p.is_dir():
         raise DataError(f"folder dataset: root directory {root_p} does not exist")
@@ -220,8 +246,11 @@ def check_folder(root: str | Path, *, splits: Sequence[str] | None = None, worke
     counts: dict[str, int] = {}
     found = folder_splits(root_p)
     if not (root_p / "images").is_dir():
-        add("missing directory", "-", f"{root_p / 'images'} does not exist (layout: images/<split>/..., "
-                                      "labels/<split>/...)")
+        add(
+            "missing directory",
+            "-",
+            f"{root_p / 'images'} does not exist (layout: images/<split>/..., labels/<split>/...)",
+        )
     elif not found:
         add("missing directory", "-", f"no split folders (train, val, ...) under {root_p / 'images'}")
     for s in splits or []:
@@ -236,6 +265,7 @@ def check_folder(root: str | Path, *, splits: Sequence[str] | None = None, worke
         def key(path: Path) -> str:
             rel = path.relative_to(root_p / "images" / split)
             return f"{split}/{rel.parts[0]}" if classes.domains is not None and len(rel.parts) > 1 else split
+
         for sample in res.samples:
             counts[key(sample.image)] = counts.get(key(sample.image), 0) + 1
             pairs.append((key(sample.image), sample))
@@ -246,16 +276,26 @@ def check_folder(root: str | Path, *, splits: Sequence[str] | None = None, worke
             add("unpaired label", split, "label(s) without an image of the same name under images/", res.orphan_labels)
         if res.unknown_domains:
             listed = ", ".join(classes.domains) if isinstance(classes.domains, tuple) else ""
-            add("unknown domain", split, f"image(s) in a folder that 'domains:' of classes.yaml does not list "
-                                         f"({listed})", res.unknown_domains)
+            add(
+                "unknown domain",
+                split,
+                f"image(s) in a folder that 'domains:' of classes.yaml does not list ({listed})",
+                res.unknown_domains,
+            )
         if res.outside_domains:
-            add("outside domain", split, "image(s) directly under the split although classes.yaml declares "
-                                         "domain folders", res.outside_domains)
+            add(
+                "outside domain",
+                split,
+                "image(s) directly under the split although classes.yaml declares domain folders",
+                res.outside_domains,
+            )
         if not res.samples and not res.missing_labels and not res.unknown_domains and not res.outside_domains:
             add("no images", split, f"no images ({' '.join(IMAGE_SUFFIXES)}) under {root_p / 'images' / split}")
     _decode_pass("folder", pairs, classes.num_classes, classes.ignore_index, classes.id_map, add, workers, progress)
-    known = (f"neither keys of id_map in {CLASSES_FILE} nor ignore {classes.ignore_index}" if classes.id_map else
-             f"neither classes 0..{classes.num_classes - 1} of {CLASSES_FILE} nor ignore {classes.ignore_index}")
+    known = (
+        f"neither keys of id_map in {CLASSES_FILE} nor ignore {classes.ignore_index}"
+        if classes.id_map
+        else f"neither classes 0..{classes.num_classes - 1} of {CLASSES_FILE} nor ignore {classes.ignore_index}"
+    )
     _finalise(problems, known)
     return CheckReport(f"folder dataset {classes.name!r}", root_p, counts, {}, problems, [])
-

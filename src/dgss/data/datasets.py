@@ -12,73 +12,23 @@ label files with fixed rules (`PairRule`); `SegDataset` decodes them for PyTorch
 Roots: every function takes the dataset's own directory (e.g. `data/cityscapes`); passing the data
 root that contains it under its default name (`data/`) works too (`resolve_root`).
 """
+
 from __future__ import annotations
-from ..errors import DgssError
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
+from ..errors import DataError
 from . import label_maps as lm
-
-
-class DataError(DgssError):
-    """A data problem the user has to fix; the message names the file or directory.
-
-    `values` lists offending label values when the problem is a label value outside the class set.
-    """
-
-    def __init__(self, message: str, values: Sequence[int] = ()):
-        super().__init__(message)
-        self.values = tuple(int(v) for v in values)
-
+from .records import DatasetInfo, PairRule, SegSample
 
 # Label formats: how a label file becomes a trainId map.
 LABEL_FORMATS = ("trainid", "deliver", "ade150", "ade847")
-
-
-@dataclass(frozen=True)
-class SegSample:
-    """One image/label pair. `label` is None for unlabelled images."""
-
-    image: Path
-    label: Path | None
-    domain: str
-    label_format: str = "trainid"
-
-
-@dataclass(frozen=True)
-class PairRule:
-    """Images `image_dir/**/*{image_suffix}` pair with `label_dir/<same rel dir>/<stem>{label_suffix}`."""
-
-    split: str  # split key as used in `DatasetInfo.splits`, e.g. "val" or "fog/val"
-    image_dir: str
-    image_suffix: str
-    label_dir: str
-    label_suffix: str
-    domain: str
-    label_format: str = "trainid"
-    prepared: bool = False  # labels are written by `dgss data prepare`
-
-
-@dataclass(frozen=True)
-class DatasetInfo:
-    """Static facts about one benchmark."""
-
-    name: str
-    default_dir: str  # folder name under the data root
-    num_classes: int
-    ignore_index: int
-    splits: dict[str, int]  # split key -> official number of images (0 = not fixed here)
-    conditions: tuple[str, ...] = ()  # domains within the dataset (ACDC, DELIVER)
-    needs_prepare: bool = False
-    class_names: tuple[str, ...] = field(default=(), repr=False)
-    id_map: tuple[tuple[int, int], ...] = field(default=(), repr=False)  # raw value -> class (folder datasets)
-    vocab: tuple[str, ...] = field(default=(), repr=False)  # open-vocabulary entries with synonyms (folder)
 
 
 _CS19 = lm.CITYSCAPES_CLASSES
@@ -86,22 +36,39 @@ ACDC_CONDITIONS = ("fog", "night", "rain", "snow")
 DELIVER_CONDITIONS = ("sun", "night", "cloud", "rain", "fog")
 
 DATASETS: dict[str, DatasetInfo] = {
-    "cityscapes": DatasetInfo("cityscapes", "cityscapes", 19, 255, {"train": 2975, "val": 500},
-                              needs_prepare=True, class_names=_CS19),
+    "cityscapes": DatasetInfo(
+        "cityscapes", "cityscapes", 19, 255, {"train": 2975, "val": 500}, needs_prepare=True, class_names=_CS19
+    ),
     "gta5": DatasetInfo("gta5", "gta", 19, 255, {"all": 24966}, needs_prepare=True, class_names=_CS19),
     "bdd100k": DatasetInfo("bdd100k", "bdd100k", 19, 255, {"train": 7000, "val": 1000}, class_names=_CS19),
-    "mapillary": DatasetInfo("mapillary", "mapillary", 19, 255, {"train": 18000, "val": 2000},
-                             needs_prepare=True, class_names=_CS19),
+    "mapillary": DatasetInfo(
+        "mapillary", "mapillary", 19, 255, {"train": 18000, "val": 2000}, needs_prepare=True, class_names=_CS19
+    ),
     "acdc": DatasetInfo(
-        "acdc", "acdc", 19, 255,
-        {**{f"{c}/train": 400 for c in ACDC_CONDITIONS},
-         **{f"{c}/val": n for c, n in zip(ACDC_CONDITIONS, (100, 106, 100, 100))}},
-        conditions=ACDC_CONDITIONS, class_names=_CS19),
-    "deliver": DatasetInfo("deliver", "DELIVER", 25, 255, {"train": 3983, "val": 2005, "test": 1897},
-                           conditions=DELIVER_CONDITIONS, class_names=lm.DELIVER_CLASSES),
+        "acdc",
+        "acdc",
+        19,
+        255,
+        {
+            **{f"{c}/train": 400 for c in ACDC_CONDITIONS},
+            **{f"{c}/val": n for c, n in zip(ACDC_CONDITIONS, (100, 106, 100, 100), strict=False)},
+        },
+        conditions=ACDC_CONDITIONS,
+        class_names=_CS19,
+    ),
+    "deliver": DatasetInfo(
+        "deliver",
+        "DELIVER",
+        25,
+        255,
+        {"train": 3983, "val": 2005, "test": 1897},
+        conditions=DELIVER_CONDITIONS,
+        class_names=lm.DELIVER_CLASSES,
+    ),
     "ade150": DatasetInfo("ade150", "ADEChallengeData2016", 150, 255, {"train": 20210, "val": 2000}),
-    "ade847": DatasetInfo("ade847", "ADE20K_2021_17_01", 847, lm.ADE847_IGNORE_INDEX, {"val": 2000},
-                          needs_prepare=True),
+    "ade847": DatasetInfo(
+        "ade847", "ADE20K_2021_17_01", 847, lm.ADE847_IGNORE_INDEX, {"val": 2000}, needs_prepare=True
+    ),
     # your own data (`dgss.data.folder`): classes, ignore index and domains come from ROOT/classes.yaml
     "folder": DatasetInfo("folder", "", 0, 255, {}),
 }
@@ -131,36 +98,81 @@ def pair_rules(name: str, split: str | None = None, conditions: Sequence[str] | 
     rules: list[PairRule] = []
     if name == "cityscapes":
         for s in ("train", "val"):
-            rules.append(PairRule(s, f"leftImg8bit/{s}", "_leftImg8bit.png", f"gtFine/{s}",
-                                  "_gtFine_labelTrainIds.png", "cityscapes", prepared=True))
+            rules.append(
+                PairRule(
+                    s,
+                    f"leftImg8bit/{s}",
+                    "_leftImg8bit.png",
+                    f"gtFine/{s}",
+                    "_gtFine_labelTrainIds.png",
+                    "cityscapes",
+                    prepared=True,
+                )
+            )
     elif name == "gta5":
         rules.append(PairRule("all", "images", ".png", "labels", "_labelTrainIds.png", "gta5", prepared=True))
     elif name == "bdd100k":
         for s in ("train", "val"):
             rules.append(PairRule(s, f"images/10k/{s}", ".jpg", f"labels/sem_seg/masks/{s}", ".png", "bdd100k"))
     elif name == "mapillary":
-        rules.append(PairRule("train", "training/images", ".jpg", "cityscapes_trainIdLabel/train/label",
-                              ".png", "mapillary", prepared=True))
-        rules.append(PairRule("val", "half/val_img", ".jpg", "half/val_label", ".png", "mapillary",
-                              prepared=True))
+        rules.append(
+            PairRule(
+                "train",
+                "training/images",
+                ".jpg",
+                "cityscapes_trainIdLabel/train/label",
+                ".png",
+                "mapillary",
+                prepared=True,
+            )
+        )
+        rules.append(PairRule("val", "half/val_img", ".jpg", "half/val_label", ".png", "mapillary", prepared=True))
     elif name == "acdc":
         for c in conds:
             for s in ("train", "val"):
-                rules.append(PairRule(f"{c}/{s}", f"rgb_anon/{c}/{s}", "_rgb_anon.png", f"gt/{c}/{s}",
-                                      "_gt_labelTrainIds.png", f"acdc/{c}"))
+                rules.append(
+                    PairRule(
+                        f"{c}/{s}",
+                        f"rgb_anon/{c}/{s}",
+                        "_rgb_anon.png",
+                        f"gt/{c}/{s}",
+                        "_gt_labelTrainIds.png",
+                        f"acdc/{c}",
+                    )
+                )
     elif name == "deliver":
         for s in ("train", "val", "test"):
             for c in conds:
-                rules.append(PairRule(s, f"img/{c}/{s}", "_rgb_front.png", f"semantic/{c}/{s}",
-                                      "_semantic_front.png", f"deliver/{c}", label_format="deliver"))
+                rules.append(
+                    PairRule(
+                        s,
+                        f"img/{c}/{s}",
+                        "_rgb_front.png",
+                        f"semantic/{c}/{s}",
+                        "_semantic_front.png",
+                        f"deliver/{c}",
+                        label_format="deliver",
+                    )
+                )
     elif name == "ade150":
         for s, d in (("train", "training"), ("val", "validation")):
-            rules.append(PairRule(s, f"images/{d}", ".jpg", f"annotations/{d}", ".png", "ade150",
-                                  label_format="ade150"))
+            rules.append(
+                PairRule(s, f"images/{d}", ".jpg", f"annotations/{d}", ".png", "ade150", label_format="ade150")
+            )
     elif name == "ade847":
         for s, d in (("train", "training"), ("val", "validation")):
-            rules.append(PairRule(s, f"images_detectron2/{d}", ".jpg", f"annotations_detectron2/{d}", ".tif",
-                                  "ade847", label_format="ade847", prepared=True))
+            rules.append(
+                PairRule(
+                    s,
+                    f"images_detectron2/{d}",
+                    ".jpg",
+                    f"annotations_detectron2/{d}",
+                    ".tif",
+                    "ade847",
+                    label_format="ade847",
+                    prepared=True,
+                )
+            )
     if split is not None:
         known = sorted({r.split.split("/")[-1] for r in rules})
         if split not in known:
@@ -203,8 +215,11 @@ def scan(root: Path, rule: PairRule) -> ScanResult:
     if not img_dir.is_dir():
         return ScanResult(rule, [], [], [], False)
     images = sorted(p for p in img_dir.rglob(f"*{rule.image_suffix}") if p.is_file() and not p.name.startswith("."))
-    labels = ({p for p in lab_dir.rglob(f"*{rule.label_suffix}") if p.is_file() and not p.name.startswith(".")}
-              if lab_dir.is_dir() else set())
+    labels = (
+        {p for p in lab_dir.rglob(f"*{rule.label_suffix}") if p.is_file() and not p.name.startswith(".")}
+        if lab_dir.is_dir()
+        else set()
+    )
     samples, missing, used = [], [], set()
     for img in images:
         rel = img.relative_to(img_dir)
@@ -224,8 +239,9 @@ def scan(root: Path, rule: PairRule) -> ScanResult:
     return ScanResult(rule, samples, missing, orphans, True)
 
 
-def list_samples(name: str, root: str | Path, split: str, conditions: Sequence[str] | None = None,
-                 *, allow_unlabelled: bool = False) -> list[SegSample]:
+def list_samples(
+    name: str, root: str | Path, split: str, conditions: Sequence[str] | None = None, *, allow_unlabelled: bool = False
+) -> list[SegSample]:
     """All samples of `name`/`split` under `root`, sorted; strict about missing labels.
 
     Raises `DataError` if a split directory is missing, empty, or (unless `allow_unlabelled`) if
@@ -233,6 +249,7 @@ def list_samples(name: str, root: str | Path, split: str, conditions: Sequence[s
     """
     if name == "folder":
         from .folder import list_folder_samples
+
         return list_folder_samples(root, split, conditions)
     info = dataset_info(name)
     root = resolve_root(name, root)
@@ -241,16 +258,22 @@ def list_samples(name: str, root: str | Path, split: str, conditions: Sequence[s
         res = scan(root, rule)
         if not res.image_dir_exists:
             if name in ("mapillary", "ade847"):  # these image folders are written by `prepare`
-                raise DataError(f"{name}: {root / rule.image_dir} does not exist; "
-                                f"run `dgss data prepare {name} {root}` first")
+                raise DataError(
+                    f"{name}: {root / rule.image_dir} does not exist; run `dgss data prepare {name} {root}` first"
+                )
             raise DataError(f"{name}: image directory {root / rule.image_dir} does not exist")
         if not res.samples and not res.missing_labels:
             raise DataError(f"{name}: no '*{rule.image_suffix}' images under {root / rule.image_dir}")
         if res.missing_labels and not allow_unlabelled:
-            hint = (f"run `dgss data prepare {name} {root}`" if rule.prepared and info.needs_prepare
-                    else f"run `dgss data check {name} {root}`")
-            raise DataError(f"{name}: {len(res.missing_labels)} image(s) under {root / rule.image_dir} have no "
-                            f"'*{rule.label_suffix}' label, e.g. {res.missing_labels[0]}; {hint}")
+            hint = (
+                f"run `dgss data prepare {name} {root}`"
+                if rule.prepared and info.needs_prepare
+                else f"run `dgss data check {name} {root}`"
+            )
+            raise DataError(
+                f"{name}: {len(res.missing_labels)} image(s) under {root / rule.image_dir} have no "
+                f"'*{rule.label_suffix}' label, e.g. {res.missing_labels[0]}; {hint}"
+            )
         out += res.samples
         if allow_unlabelled:
             out += [SegSample(p, None, rule.domain, rule.label_format) for p in res.missing_labels]
@@ -326,8 +349,13 @@ class SegDataset(torch.utils.data.Dataset):
     Labels are validated on load: a value that is neither a class nor ignore raises `DataError`.
     """
 
-    def __init__(self, samples: Sequence[SegSample], info: DatasetInfo, transform: Transform | None = None,
-                 seed: int | None = None):
+    def __init__(
+        self,
+        samples: Sequence[SegSample],
+        info: DatasetInfo,
+        transform: Transform | None = None,
+        seed: int | None = None,
+    ):
         self.samples = list(samples)
         self.info = info
         self.transform = transform
@@ -335,12 +363,20 @@ class SegDataset(torch.utils.data.Dataset):
         self.epoch = 0
 
     @classmethod
-    def from_root(cls, name: str, root: str | Path, split: str, conditions: Sequence[str] | None = None,
-                  transform: Transform | None = None, seed: int | None = None) -> SegDataset:
+    def from_root(
+        cls,
+        name: str,
+        root: str | Path,
+        split: str,
+        conditions: Sequence[str] | None = None,
+        transform: Transform | None = None,
+        seed: int | None = None,
+    ) -> SegDataset:
         """Read dataset `name` / `split` from its official layout under `root` (``folder``: the folder
         dataset at `root`, `conditions` = its domain folders)."""
         if name == "folder":
             from .folder import list_folder_samples, load_classes
+
             classes = load_classes(root)
             return cls(list_folder_samples(root, split, conditions, classes=classes), classes.info(), transform, seed)
         return cls(list_samples(name, root, split, conditions), dataset_info(name), transform, seed)
@@ -371,15 +407,20 @@ class SegDataset(torch.utils.data.Dataset):
             lab = decode_label(s.label, s.label_format)
             if self.info.id_map:
                 from .folder import remap_label
+
                 lab = remap_label(lab, self.info.id_map, self.info.ignore_index, s.label)
             if lab.shape != img.shape[:2]:
-                raise DataError(f"label {s.label} is {lab.shape[1]}x{lab.shape[0]} but its image "
-                                f"{s.image} is {img.shape[1]}x{img.shape[0]}")
+                raise DataError(
+                    f"label {s.label} is {lab.shape[1]}x{lab.shape[0]} but its image "
+                    f"{s.image} is {img.shape[1]}x{img.shape[0]}"
+                )
             bad = invalid_label_values(lab, self.info.num_classes, self.info.ignore_index)
             if bad.size:
-                raise DataError(f"label {s.label} has values {bad[:10].tolist()} outside the "
-                                f"{self.info.num_classes} classes of {self.info.name} "
-                                f"(ignore = {self.info.ignore_index})")
+                raise DataError(
+                    f"label {s.label} has values {bad[:10].tolist()} outside the "
+                    f"{self.info.num_classes} classes of {self.info.name} "
+                    f"(ignore = {self.info.ignore_index})"
+                )
         image = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).contiguous()
         label = torch.from_numpy(lab.astype(np.int64))
         return image, label

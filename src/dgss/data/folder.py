@@ -21,6 +21,7 @@ Layout (``ROOT``)::
 Without ``id_map`` a label value is a class id (0..K-1) or the ignore index; with it, every raw value
 must be a key of the map or the ignore index. Everything here reads; nothing writes into ``ROOT``.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -31,7 +32,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from .datasets import DataError, DatasetInfo, SegSample
+from ..errors import ClassesFileError, ConfigError, DataError
+from .records import DatasetInfo, SegSample
 from .transforms import EVAL_RESIZE, EvalResize
 
 FOLDER = "folder"
@@ -53,10 +55,6 @@ class NativeSize(EvalResize):
 
 
 EVAL_RESIZE.setdefault(FOLDER, NativeSize())
-
-
-class ClassesFileError(DataError, ValueError):
-    """A `classes.yaml` that is missing or malformed; the message names the file and the key."""
 
 
 @dataclass(frozen=True)
@@ -83,7 +81,7 @@ class FolderClasses:
     @property
     def vocab_entries(self) -> tuple[str, ...]:
         """Vocabulary entries for open-vocabulary models: "name, synonym, ..." (see `dgss.data.vocab`)."""
-        return tuple(", ".join((n, *s)) for n, s in zip(self.names, self.synonyms))
+        return tuple(", ".join((n, *s)) for n, s in zip(self.names, self.synonyms, strict=False))
 
     def known_raw_values(self) -> set[int]:
         """Label values a label file may hold (before the id map)."""
@@ -94,8 +92,17 @@ class FolderClasses:
     def info(self) -> DatasetInfo:
         """The `DatasetInfo` that readers, metrics and evaluation use."""
         conds = self.domains if isinstance(self.domains, tuple) else ()
-        return DatasetInfo(FOLDER, "", self.num_classes, self.ignore_index, {}, conditions=conds,
-                           class_names=self.names, id_map=self.id_map, vocab=self.vocab_entries)
+        return DatasetInfo(
+            FOLDER,
+            "",
+            self.num_classes,
+            self.ignore_index,
+            {},
+            conditions=conds,
+            class_names=self.names,
+            id_map=self.id_map,
+            vocab=self.vocab_entries,
+        )
 
 
 def _fail(path: Path, msg: str) -> ClassesFileError:
@@ -132,8 +139,9 @@ def parse_classes(data, path: Path, default_name: str = FOLDER) -> FolderClasses
         if not isinstance(n, str) or not n.strip():
             raise _fail(path, f"classes[{i}] must be a non-empty name, got {n!r}")
         if "," in n or any("," in x for x in s):
-            raise _fail(path, f"classes[{i}] {n!r}: names and synonyms cannot contain commas (list synonyms "
-                              "under 'synonyms:')")
+            raise _fail(
+                path, f"classes[{i}] {n!r}: names and synonyms cannot contain commas (list synonyms under 'synonyms:')"
+            )
         names.append(n.strip())
         syns.append(tuple(x.strip() for x in s))
     lowered = [n.lower() for n in names]
@@ -144,12 +152,15 @@ def parse_classes(data, path: Path, default_name: str = FOLDER) -> FolderClasses
         raise _fail(path, "'background' and 'ignore' are reserved; unlabelled pixels use ignore_index")
     ignore = _int(data.get("ignore_index", 255), path, "ignore_index")
     if ignore < len(names):
-        raise _fail(path, f"ignore_index {ignore} is a class id (there are {len(names)} classes, ids 0..{len(names) - 1})")
+        raise _fail(
+            path, f"ignore_index {ignore} is a class id (there are {len(names)} classes, ids 0..{len(names) - 1})"
+        )
     if len(names) > 65535:
         raise _fail(path, "at most 65535 classes")
     palette = data.get("palette")
     if palette is not None:
         from ..viz import is_palette
+
         if not is_palette(palette, len(names)):
             raise _fail(path, f"'palette' must list one [r, g, b] (0..255) per class ({len(names)} entries)")
         palette = tuple(tuple(c) for c in palette)
@@ -171,13 +182,18 @@ def parse_classes(data, path: Path, default_name: str = FOLDER) -> FolderClasses
             else:
                 cls = _int(target, path, f"id_map {r}")
                 if cls >= len(names) and cls != ignore:
-                    raise _fail(path, f"id_map {r}: class id {cls} is not in 0..{len(names) - 1} (nor the ignore index)")
+                    raise _fail(
+                        path, f"id_map {r}: class id {cls} is not in 0..{len(names) - 1} (nor the ignore index)"
+                    )
             id_map.append((r, cls))
         id_map.sort()
     domains = data.get("domains")
     if domains is not None and domains != "auto":
-        if not isinstance(domains, list) or not domains or not all(isinstance(d, str) and d and "/" not in d
-                                                                   for d in domains):
+        if (
+            not isinstance(domains, list)
+            or not domains
+            or not all(isinstance(d, str) and d and "/" not in d for d in domains)
+        ):
             raise _fail(path, "'domains' must be 'auto' or a list of folder names")
         domains = tuple(domains)
     name = data.get("name", default_name)
@@ -191,8 +207,10 @@ def load_classes(root: str | Path) -> FolderClasses:
     p = Path(root)
     path = p if p.suffix in (".yaml", ".yml") else p / CLASSES_FILE
     if not path.is_file():
-        raise ClassesFileError(f"{path} not found: a folder dataset describes its classes in {CLASSES_FILE} "
-                               "(see `dgss data generate-scenes` for an example)")
+        raise ClassesFileError(
+            f"{path} not found: a folder dataset describes its classes in {CLASSES_FILE} "
+            "(see `dgss data generate-scenes` for an example)"
+        )
     try:
         data = yaml.safe_load(path.read_text())
     except (yaml.YAMLError, UnicodeDecodeError) as e:
@@ -214,8 +232,8 @@ class FolderScan:
     samples: list[SegSample]
     missing_labels: list[Path]
     orphan_labels: list[Path]
-    unknown_domains: list[Path]   # files under a first-level folder that `domains:` does not list
-    outside_domains: list[Path]   # files directly under images/<split>/ while domains are declared
+    unknown_domains: list[Path]  # files under a first-level folder that `domains:` does not list
+    outside_domains: list[Path]  # files directly under images/<split>/ while domains are declared
 
 
 def splits(root: str | Path) -> list[str]:
@@ -227,8 +245,13 @@ def splits(root: str | Path) -> list[str]:
 def _files(folder: Path, suffixes: tuple[str, ...]) -> list[Path]:
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in suffixes
-                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+    return sorted(
+        p
+        for p in folder.rglob("*")
+        if p.is_file()
+        and p.suffix.lower() in suffixes
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )
 
 
 def scan_split(root: str | Path, classes: FolderClasses, split: str) -> FolderScan:
@@ -260,8 +283,9 @@ def scan_split(root: str | Path, classes: FolderClasses, split: str) -> FolderSc
     return FolderScan(split, samples, missing, orphans, unknown, outside)
 
 
-def list_folder_samples(root: str | Path, split: str, domains: Sequence[str] | None = None, *,
-                        classes: FolderClasses | None = None) -> list[SegSample]:
+def list_folder_samples(
+    root: str | Path, split: str, domains: Sequence[str] | None = None, *, classes: FolderClasses | None = None
+) -> list[SegSample]:
     """All labelled samples of ``split`` (optionally only these domain folders); strict: any pairing
     problem raises `DataError` naming a file and pointing at `dgss data check folder`."""
     root = Path(root)
@@ -270,14 +294,16 @@ def list_folder_samples(root: str | Path, split: str, domains: Sequence[str] | N
     classes = classes or load_classes(root)
     known = splits(root)
     if split not in known:
-        raise DataError(f"folder dataset {root}: no split {split!r} under {root / 'images'}; "
-                        f"found: {', '.join(known) or 'none'}")
+        raise DataError(
+            f"folder dataset {root}: no split {split!r} under {root / 'images'}; found: {', '.join(known) or 'none'}"
+        )
     res = scan_split(root, classes, split)
     hint = f"run `dgss data check folder {root}`"
-    for what, files in (("image(s) have no label", res.missing_labels),
-                        ("image(s) lie in a folder that 'domains:' of classes.yaml does not list", res.unknown_domains),
-                        ("image(s) lie outside a domain folder although classes.yaml declares domains",
-                         res.outside_domains)):
+    for what, files in (
+        ("image(s) have no label", res.missing_labels),
+        ("image(s) lie in a folder that 'domains:' of classes.yaml does not list", res.unknown_domains),
+        ("image(s) lie outside a domain folder although classes.yaml declares domains", res.outside_domains),
+    ):
         if files:
             raise DataError(f"folder dataset {root}: {len(files)} {what}, e.g. {files[0]}; {hint}")
     samples = res.samples
@@ -285,8 +311,10 @@ def list_folder_samples(root: str | Path, split: str, domains: Sequence[str] | N
         wanted = {f"{classes.name}/{d}" for d in domains}
         samples = [s for s in samples if s.domain in wanted]
     if not samples:
-        raise DataError(f"folder dataset {root}: no labelled images under {root / 'images' / split}"
-                        + (f" in domains {list(domains)}" if domains else ""))
+        raise DataError(
+            f"folder dataset {root}: no labelled images under {root / 'images' / split}"
+            + (f" in domains {list(domains)}" if domains else "")
+        )
     return samples
 
 
@@ -302,8 +330,9 @@ def _lookup(id_map: tuple[tuple[int, int], ...], ignore_index: int) -> tuple[np.
     return lut, known
 
 
-def remap_label(raw: np.ndarray, id_map: tuple[tuple[int, int], ...], ignore_index: int,
-                path: str | Path = "label") -> np.ndarray:
+def remap_label(
+    raw: np.ndarray, id_map: tuple[tuple[int, int], ...], ignore_index: int, path: str | Path = "label"
+) -> np.ndarray:
     """Raw label values (H, W) -> class ids (H, W) int64 through ``id_map``; unknown values raise
     `DataError` listing them (``values`` attribute)."""
     lut, known = _lookup(id_map, ignore_index)
@@ -311,8 +340,11 @@ def remap_label(raw: np.ndarray, id_map: tuple[tuple[int, int], ...], ignore_ind
     ok = known[flat]
     if not ok.all():
         bad = np.unique(flat[~ok])
-        raise DataError(f"label {path} has values {bad[:10].tolist()} that id_map of classes.yaml does not list "
-                        f"(nor ignore {ignore_index})", bad.tolist())
+        raise DataError(
+            f"label {path} has values {bad[:10].tolist()} that id_map of classes.yaml does not list "
+            f"(nor ignore {ignore_index})",
+            bad.tolist(),
+        )
     return lut[flat]
 
 
@@ -335,7 +367,6 @@ def apply_folder_classes(cfg) -> None:
     switches to that folder's vocabulary (``vocab``), closed-vocabulary methods get a `ConfigError`.
     Folders that do not exist (yet) are left to the data readers, which name them.
     """
-    from ..config import ConfigError
     t = cfg.data.train
     train_classes = None
     if t.dataset == FOLDER:
@@ -345,7 +376,7 @@ def apply_folder_classes(cfg) -> None:
             cfg.model.num_classes = train_classes.num_classes
             if cfg.model.method != "vireo" and "class_names" not in cfg.model.overrides:
                 cfg.model.overrides = {**cfg.model.overrides, "class_names": list(train_classes.names)}
-            if train_classes.palette and "palette" not in cfg.model.overrides:   # overlays, legends, model cards
+            if train_classes.palette and "palette" not in cfg.model.overrides:  # overlays, legends, model cards
                 cfg.model.overrides = {**cfg.model.overrides, "palette": [list(c) for c in train_classes.palette]}
             if cfg.model.method == "vireo" and cfg.model.vocab is None:
                 cfg.model.vocab = str(path / CLASSES_FILE)
@@ -360,6 +391,8 @@ def apply_folder_classes(cfg) -> None:
             if v.vocab is None and (train_classes is None or val_classes.vocab_entries != train_classes.vocab_entries):
                 v.vocab = str(path / CLASSES_FILE)
         elif val_classes.num_classes != cfg.model.num_classes:
-            raise ConfigError(f"config key 'data.val.{i}.dataset': the folder dataset {path} has "
-                              f"{val_classes.num_classes} classes, the model {cfg.model.num_classes}; only "
-                              "open-vocabulary methods (vireo) evaluate another class list")
+            raise ConfigError(
+                f"config key 'data.val.{i}.dataset': the folder dataset {path} has "
+                f"{val_classes.num_classes} classes, the model {cfg.model.num_classes}; only "
+                "open-vocabulary methods (vireo) evaluate another class list"
+            )

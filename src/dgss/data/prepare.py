@@ -14,6 +14,7 @@
 Idempotent and resumable: an existing output is skipped (every output is written to a temporary
 name and renamed, so a half-written file never looks done). Source files are never written.
 """
+
 from __future__ import annotations
 
 import logging
@@ -27,8 +28,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..errors import DataError
 from . import label_maps as lm
-from .datasets import DELIVER_CONDITIONS, DELIVER_PREPARED_SUFFIX, DataError, dataset_info, resolve_root
+from .datasets import DELIVER_CONDITIONS, DELIVER_PREPARED_SUFFIX, dataset_info, resolve_root
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +86,7 @@ def _progress(items: list, desc: str, enabled: bool) -> Iterable:
     if not enabled or not items:
         return items
     from tqdm.auto import tqdm
+
     return tqdm(items, desc=desc, unit="file")
 
 
@@ -113,8 +116,11 @@ def prepare_cityscapes(root: Path, w: _Writer, progress: bool) -> None:
     if not gt.is_dir():
         raise DataError(f"cityscapes: {gt} does not exist (expected gtFine/<split>/<city>/)")
     ids = sorted(gt.rglob("*_gtFine_labelIds.png"))
-    polys = sorted(p for p in gt.rglob("*_gtFine_polygons.json")
-                   if not p.with_name(p.name.replace("_polygons.json", "_labelIds.png")).exists())
+    polys = sorted(
+        p
+        for p in gt.rglob("*_gtFine_polygons.json")
+        if not p.with_name(p.name.replace("_polygons.json", "_labelIds.png")).exists()
+    )
     if not ids and not polys:
         raise DataError(f"cityscapes: no *_gtFine_labelIds.png or *_gtFine_polygons.json under {gt}")
     w.sources.update(p.resolve() for p in ids + polys)
@@ -124,6 +130,7 @@ def prepare_cityscapes(root: Path, w: _Writer, progress: bool) -> None:
             w.save(out, _save_png(_convert_ids(src, "Cityscapes label")))
     if polys:
         from cityscapesscripts.preparation.json2labelImg import json2labelImg
+
         for src in _progress(polys, "cityscapes polygons->trainIds", progress):
             out = src.with_name(src.name.replace("_polygons.json", "_labelTrainIds.png"))
             if w.todo(out):
@@ -134,8 +141,9 @@ def prepare_gta5(root: Path, w: _Writer, progress: bool) -> None:
     lab_dir, img_dir = root / "labels", root / "images"
     if not lab_dir.is_dir():
         raise DataError(f"gta5: {lab_dir} does not exist (expected gta/labels/*.png)")
-    srcs = sorted(p for p in lab_dir.glob("*.png")
-                  if not p.name.endswith("_labelTrainIds.png") and not p.name.startswith("."))
+    srcs = sorted(
+        p for p in lab_dir.glob("*.png") if not p.name.endswith("_labelTrainIds.png") and not p.name.startswith(".")
+    )
     if not srcs:
         raise DataError(f"gta5: no label PNGs under {lab_dir}")
     w.sources.update(p.resolve() for p in srcs)
@@ -155,8 +163,11 @@ def prepare_gta5(root: Path, w: _Writer, progress: bool) -> None:
                 train = np.asarray(Image.fromarray(train).resize(size, Image.NEAREST))
         w.save(out, _save_png(train))
     if resized:
-        w.report.notes.append(f"gta5: {len(resized)} label(s) resized (nearest) to their image size: "
-                              + "; ".join(resized[:5]) + (" ..." if len(resized) > 5 else ""))
+        w.report.notes.append(
+            f"gta5: {len(resized)} label(s) resized (nearest) to their image size: "
+            + "; ".join(resized[:5])
+            + (" ..." if len(resized) > 5 else "")
+        )
 
 
 def _mapillary_config(root: Path) -> tuple[list[dict], str]:
@@ -190,8 +201,9 @@ def prepare_mapillary(root: Path, w: _Writer, progress: bool) -> None:
     if not found:
         raise DataError(f"mapillary: no {{training,validation}}/{sub} folder under {root}")
     # half-resolution validation set of the protocol
-    val_labels = sorted(p for p in (root / "cityscapes_trainIdLabel" / "val" / "label").glob("*.png")
-                        if not p.name.startswith("."))
+    val_labels = sorted(
+        p for p in (root / "cityscapes_trainIdLabel" / "val" / "label").glob("*.png") if not p.name.startswith(".")
+    )
     val_imgs = root / "validation" / "images"
     if val_labels and not val_imgs.is_dir():
         raise DataError(f"mapillary: {val_imgs} does not exist (needed for the half-resolution val set)")
@@ -243,7 +255,7 @@ def _ade_source(root: Path, folder: str, file_name: str) -> Path:
             return cand
     parts = folder_p.parts
     if root.name in parts:  # strip everything up to the dataset folder name
-        cand = root.joinpath(*parts[parts.index(root.name) + 1:], file_name)
+        cand = root.joinpath(*parts[parts.index(root.name) + 1 :], file_name)
         if cand.is_file():
             return cand
     raise DataError(f"ade847: image {file_name} listed in index_ade20k.pkl not found (folder {folder})")
@@ -257,7 +269,7 @@ def prepare_ade847(root: Path, w: _Writer, progress: bool) -> None:
         raise DataError(f"ade847: {index_file} does not exist (expected the ADE20K_2021_17_01 release)")
     with open(index_file, "rb") as f:  # the dataset's own index (a pickle by the ADE20K authors)
         index = pickle.load(f)
-    items = list(zip(index["folder"], index["filename"]))
+    items = list(zip(index["folder"], index["filename"], strict=False))
     lut = lm.ade847_lut(65536)
     for folder, file_name in _progress(items, "ade847 full -> detectron2", progress):
         split = "validation" if file_name.split("_")[1] == "val" else "training"
@@ -321,7 +333,7 @@ def prepare(name: str, root: str | Path, *, force: bool = False, progress: bool 
     return report
 
 
-_TEMP_RE = re.compile(r"^\..+\.tmp\d+\.[A-Za-z0-9]+$")   # `_Writer.save`'s temporary names
+_TEMP_RE = re.compile(r"^\..+\.tmp\d+\.[A-Za-z0-9]+$")  # `_Writer.save`'s temporary names
 
 
 def remove_stale_temp_files(root: Path) -> int:

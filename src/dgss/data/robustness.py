@@ -21,35 +21,48 @@ Corruptions are applied to the original image, before the test resize.
 
 (albumentations' RandomSnow "texture" method overflows uint8 on bright pixels, hence "bleach".)
 """
+
 from __future__ import annotations
 
-import math
 import os
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
-
-from ..metrics import DomainMetrics, MetricsSummary
 
 CONDITIONS: tuple[str, ...] = ("fog", "rain", "snow", "night", "sun_flare", "noise", "blur")
 SEVERITIES: tuple[int, ...] = (1, 2, 3, 4, 5)
 REFERENCE_HEIGHT = 1024
 
 SEVERITY_PARAMS: dict[str, tuple[dict, ...]] = {
-    "fog": tuple({"fog_coef": c, "transmission": t, "airlight": 200}
-                 for c, t in ((0.3, 0.8), (0.45, 0.65), (0.6, 0.5), (0.75, 0.38), (0.9, 0.28))),
-    "rain": tuple({"rain_type": r, "drop_length": n, "drop_width": w, "blur": b, "brightness": k}
-                  for r, n, w, b, k in (("drizzle", 10, 1, 3, 0.9), ("default", 20, 1, 3, 0.85),
-                                        ("heavy", 30, 1, 5, 0.8), ("heavy", 40, 2, 5, 0.75),
-                                        ("torrential", 50, 2, 7, 0.7))),
-    "snow": tuple({"snow_point": p, "brightness": b, "flakes": r, "flake_length": n, "flake_width": w}
-                  for p, b, r, n, w in ((0.1, 1.2, "drizzle", 3, 2), (0.2, 1.35, "drizzle", 4, 3),
-                                        (0.3, 1.5, "default", 5, 3), (0.4, 1.75, "heavy", 6, 4),
-                                        (0.5, 2.0, "torrential", 7, 4))),
-    "night": tuple({"brightness": -b, "gamma": g}
-                   for b, g in ((0.05, 1.2), (0.1, 1.4), (0.15, 1.6), (0.2, 1.8), (0.25, 2.0))),
+    "fog": tuple(
+        {"fog_coef": c, "transmission": t, "airlight": 200}
+        for c, t in ((0.3, 0.8), (0.45, 0.65), (0.6, 0.5), (0.75, 0.38), (0.9, 0.28))
+    ),
+    "rain": tuple(
+        {"rain_type": r, "drop_length": n, "drop_width": w, "blur": b, "brightness": k}
+        for r, n, w, b, k in (
+            ("drizzle", 10, 1, 3, 0.9),
+            ("default", 20, 1, 3, 0.85),
+            ("heavy", 30, 1, 5, 0.8),
+            ("heavy", 40, 2, 5, 0.75),
+            ("torrential", 50, 2, 7, 0.7),
+        )
+    ),
+    "snow": tuple(
+        {"snow_point": p, "brightness": b, "flakes": r, "flake_length": n, "flake_width": w}
+        for p, b, r, n, w in (
+            (0.1, 1.2, "drizzle", 3, 2),
+            (0.2, 1.35, "drizzle", 4, 3),
+            (0.3, 1.5, "default", 5, 3),
+            (0.4, 1.75, "heavy", 6, 4),
+            (0.5, 2.0, "torrential", 7, 4),
+        )
+    ),
+    "night": tuple(
+        {"brightness": -b, "gamma": g} for b, g in ((0.05, 1.2), (0.1, 1.4), (0.15, 1.6), (0.2, 1.8), (0.25, 2.0))
+    ),
     "sun_flare": tuple({"radius": r, "circles": n} for r, n in ((150, 4), (250, 6), (350, 8), (450, 10), (550, 12))),
     "noise": tuple({"std": s} for s in (0.08, 0.12, 0.18, 0.26, 0.38)),
     "blur": tuple({"sigma": s} for s in (1.0, 2.0, 3.0, 4.0, 6.0)),
@@ -60,6 +73,7 @@ SEVERITY_PARAMS: dict[str, tuple[dict, ...]] = {
 def _albumentations():
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # no version check over the network
     import albumentations as A
+
     return A
 
 
@@ -70,6 +84,7 @@ def _px(value: float, scale: float) -> int:
 def _haze(transmission: float, airlight: float) -> Callable[[np.ndarray], np.ndarray]:
     def apply(img: np.ndarray) -> np.ndarray:
         return np.clip(img.astype(np.float32) * transmission + airlight * (1 - transmission), 0, 255).astype(np.uint8)
+
     return apply
 
 
@@ -77,23 +92,53 @@ def _build(condition: str, p: dict, scale: float) -> list:
     """albumentations transforms (or plain callables) for one condition/parameter set."""
     A = _albumentations()
     if condition == "fog":
-        return [A.RandomFog(fog_coef_range=(p["fog_coef"],) * 2, alpha_coef=0.1, p=1), _haze(p["transmission"], p["airlight"])]
+        return [
+            A.RandomFog(fog_coef_range=(p["fog_coef"],) * 2, alpha_coef=0.1, p=1),
+            _haze(p["transmission"], p["airlight"]),
+        ]
     if condition == "rain":
-        return [A.RandomRain(slant_range=(-10, 10), drop_length=_px(p["drop_length"], scale),
-                             drop_width=_px(p["drop_width"], scale), blur_value=p["blur"],
-                             brightness_coefficient=p["brightness"], rain_type=p["rain_type"], p=1)]
+        return [
+            A.RandomRain(
+                slant_range=(-10, 10),
+                drop_length=_px(p["drop_length"], scale),
+                drop_width=_px(p["drop_width"], scale),
+                blur_value=p["blur"],
+                brightness_coefficient=p["brightness"],
+                rain_type=p["rain_type"],
+                p=1,
+            )
+        ]
     if condition == "snow":
-        return [A.RandomSnow(snow_point_range=(p["snow_point"],) * 2, brightness_coeff=p["brightness"],
-                             method="bleach", p=1),
-                A.RandomRain(slant_range=(-5, 5), drop_length=_px(p["flake_length"], scale),
-                             drop_width=_px(p["flake_width"], scale), drop_color=(250, 250, 250), blur_value=3,
-                             brightness_coefficient=0.95, rain_type=p["flakes"], p=1)]
+        return [
+            A.RandomSnow(
+                snow_point_range=(p["snow_point"],) * 2, brightness_coeff=p["brightness"], method="bleach", p=1
+            ),
+            A.RandomRain(
+                slant_range=(-5, 5),
+                drop_length=_px(p["flake_length"], scale),
+                drop_width=_px(p["flake_width"], scale),
+                drop_color=(250, 250, 250),
+                blur_value=3,
+                brightness_coefficient=0.95,
+                rain_type=p["flakes"],
+                p=1,
+            ),
+        ]
     if condition == "night":
-        return [A.RandomBrightnessContrast(brightness_limit=(p["brightness"],) * 2, contrast_limit=(0, 0), p=1),
-                A.RandomGamma(gamma_limit=(p["gamma"] * 100,) * 2, p=1)]
+        return [
+            A.RandomBrightnessContrast(brightness_limit=(p["brightness"],) * 2, contrast_limit=(0, 0), p=1),
+            A.RandomGamma(gamma_limit=(p["gamma"] * 100,) * 2, p=1),
+        ]
     if condition == "sun_flare":
-        return [A.RandomSunFlare(flare_roi=(0, 0, 1, 0.5), src_radius=_px(p["radius"], scale),
-                                 num_flare_circles_range=(p["circles"],) * 2, method="overlay", p=1)]
+        return [
+            A.RandomSunFlare(
+                flare_roi=(0, 0, 1, 0.5),
+                src_radius=_px(p["radius"], scale),
+                num_flare_circles_range=(p["circles"],) * 2,
+                method="overlay",
+                p=1,
+            )
+        ]
     if condition == "noise":
         return [A.GaussNoise(std_range=(p["std"],) * 2, per_channel=True, p=1)]
     if condition == "blur":
@@ -139,73 +184,3 @@ class Corruption:
         seed = int(torch.randint(0, 2**31 - 1, (), generator=generator)) if generator is not None else self.seed
         out = corrupt(image.permute(1, 2, 0).numpy(), self.condition, self.severity, seed)
         return torch.from_numpy(out).permute(2, 0, 1).contiguous(), label
-
-
-@dataclass
-class RobustnessReport:
-    """mIoU (mean over the dataset's domains, in [0, 1]) per (condition, severity), plus clean."""
-
-    clean: float | None
-    miou: dict[tuple[str, int], float]
-    summaries: dict[tuple[str, int], MetricsSummary] = field(default_factory=dict, repr=False)
-
-    def condition_mean(self, condition: str) -> float:
-        vals = [v for (c, _), v in self.miou.items() if c == condition]
-        return sum(vals) / len(vals) if vals else float("nan")
-
-    @property
-    def mean(self) -> float:
-        """Mean over all evaluated conditions and severities."""
-        vals = list(self.miou.values())
-        return sum(vals) / len(vals) if vals else float("nan")
-
-    def to_markdown(self) -> str:
-        """Rows = conditions, columns = severities + mean; values are mIoU in %."""
-        sevs = sorted({s for _, s in self.miou})
-        conds = list(dict.fromkeys(c for c, _ in self.miou))
-
-        def f(x: float | None) -> str:
-            return "-" if x is None or math.isnan(x) else f"{100 * x:.2f}"
-        lines = [f"clean mIoU: {f(self.clean)}", "",
-                 "| condition | " + " | ".join(f"S{s}" for s in sevs) + " | mean |",
-                 "|---|" + "---|" * (len(sevs) + 1)]
-        for c in conds:
-            lines.append(f"| {c} | " + " | ".join(f(self.miou.get((c, s))) for s in sevs)
-                         + f" | {f(self.condition_mean(c))} |")
-        lines.append("| **all** | " + " | ".join(
-            f(float(np.mean([self.miou[(c, s)] for c in conds if (c, s) in self.miou]))) for s in sevs)
-            + f" | {f(self.mean)} |")
-        return "\n".join(lines)
-
-    def to_dict(self) -> dict:
-        return {"clean": self.clean, "mean": self.mean,
-                "miou": {f"{c}/{s}": v for (c, s), v in self.miou.items()}}
-
-
-def evaluate_robustness(predict_logits: Callable[[torch.Tensor], torch.Tensor], dataset,
-                        conditions: Sequence[str] = CONDITIONS, severities: Sequence[int] = SEVERITIES, *,
-                        clean: bool = True, seed: int = 0, **eval_kwargs) -> RobustnessReport:
-    """Evaluate on `dataset` (a raw `SegDataset`) under every condition x severity.
-
-    Each run uses `dgss.engine.evaluator.evaluate` with a `Corruption` pre-transform; the reported
-    number is the mean mIoU over the dataset's domains. `eval_kwargs` go to `evaluate`.
-    """
-    from ..engine.evaluator import evaluate
-
-    def run(pre) -> MetricsSummary:
-        m = DomainMetrics(dataset.info.num_classes, dataset.info.ignore_index,
-                          list(dataset.info.class_names) or None)
-        evaluate(predict_logits, dataset, metrics=m, pre_transform=pre, seed=seed, **eval_kwargs)
-        return m.summary()
-
-    for c in conditions:
-        if c not in SEVERITY_PARAMS:
-            raise KeyError(f"unknown condition {c!r}; known: {', '.join(CONDITIONS)}")
-    clean_miou = run(None).mean if clean else None
-    report = RobustnessReport(clean_miou, {})
-    for c in conditions:
-        for s in severities:
-            summ = run(Corruption(c, s, seed))
-            report.miou[(c, s)] = summ.mean
-            report.summaries[(c, s)] = summ
-    return report

@@ -4,6 +4,7 @@ For every ``<split>`` or ``<split>/<domain>`` group: the number of images, and p
 labelled (non-ignore) pixels and the number of images the class appears in; printed as a Markdown
 table and drawn as a grouped bar chart (PNG, written outside the dataset). Reads only.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -12,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import DataError
 from ..files import atomic_write
-from .datasets import DataError, decode_label
+from .datasets import decode_label
 from .folder import FolderClasses, list_folder_samples, load_classes, remap_label, splits
 
 
@@ -38,7 +40,7 @@ class GroupStats:
 @dataclass
 class FolderStats:
     classes: FolderClasses
-    groups: dict[str, GroupStats] = field(default_factory=dict)   # "train" or "val/night" -> stats
+    groups: dict[str, GroupStats] = field(default_factory=dict)  # "train" or "val/night" -> stats
 
     def table(self) -> str:
         """Markdown: one row per class, per group the pixel share (%) and the image count."""
@@ -49,8 +51,11 @@ class FolderStats:
             cells = [f"{g.shares()[c]:.2f} ({int(g.images_with[c])})" for g in self.groups.values()]
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
         lines.append("| *images* | " + " | ".join(str(g.images) for g in self.groups.values()) + " |")
-        lines.append("| *ignored px %* | " + " | ".join(
-            f"{100.0 * g.ignored / max(g.ignored + g.labelled, 1):.2f}" for g in self.groups.values()) + " |")
+        lines.append(
+            "| *ignored px %* | "
+            + " | ".join(f"{100.0 * g.ignored / max(g.ignored + g.labelled, 1):.2f}" for g in self.groups.values())
+            + " |"
+        )
         return "\n".join(lines)
 
     def absent(self) -> list[tuple[str, str]]:
@@ -80,23 +85,29 @@ def folder_stats(root: str | Path, split_names: Sequence[str] | None = None) -> 
             g.ignored += int((lab == classes.ignore_index).sum())
             bad = lab[(lab >= K) & (lab != classes.ignore_index)]
             if bad.size:
-                raise DataError(f"label {s.label} has values {np.unique(bad)[:10].tolist()} outside the {K} classes "
-                                f"of {classes.source} (ignore = {classes.ignore_index}); run `dgss data check folder {root}`")
+                raise DataError(
+                    f"label {s.label} has values {np.unique(bad)[:10].tolist()} outside the {K} classes "
+                    f"of {classes.source} (ignore = {classes.ignore_index}); run `dgss data check folder {root}`"
+                )
     return out
 
 
 def stats_chart(stats: FolderStats, path: str | Path) -> Path:
     """Grouped horizontal bars: per class, the share of labelled pixels (%) in every group."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     names = list(stats.classes.names)
     K, keys = len(names), list(stats.groups)
     fig, ax = plt.subplots(figsize=(7.5, max(3.0, 0.32 * K * max(1, min(len(keys), 4)) ** 0.5 + 1.5)))
     y = np.arange(K)
     h = 0.8 / max(len(keys), 1)
     for j, k in enumerate(keys):
-        ax.barh(y + (j - (len(keys) - 1) / 2) * h, stats.groups[k].shares(), h, label=f"{k} ({stats.groups[k].images} img)")
+        ax.barh(
+            y + (j - (len(keys) - 1) / 2) * h, stats.groups[k].shares(), h, label=f"{k} ({stats.groups[k].images} img)"
+        )
     ax.set_yticks(y, names, fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel("share of labelled pixels (%)")

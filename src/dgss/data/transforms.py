@@ -9,6 +9,7 @@ Image and label always get the same geometric operation (torchvision v2 function
 All randomness is drawn from `generator` (torch's global RNG if None), so a seeded generator
 reproduces the output exactly.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -71,8 +72,7 @@ def resize_pair(image: torch.Tensor, label: torch.Tensor, size: tuple[int, int])
     """Resize image (bilinear, no antialias - as cv2 in the reference) and label (nearest) to `size`=(h, w)."""
     if tuple(image.shape[-2:]) == tuple(size):
         return image, label
-    image = F.resize(tv_tensors.Image(image), list(size), interpolation=InterpolationMode.BILINEAR,
-                     antialias=False)
+    image = F.resize(tv_tensors.Image(image), list(size), interpolation=InterpolationMode.BILINEAR, antialias=False)
     label = F.resize(tv_tensors.Mask(label), list(size), interpolation=InterpolationMode.NEAREST)
     return image.as_subclass(torch.Tensor), label.as_subclass(torch.Tensor)
 
@@ -88,8 +88,9 @@ def cat_max_ratio_ok(label: torch.Tensor, cat_max_ratio: float, ignore_index: in
     return len(counts) > 1 and float(counts.max()) / float(counts.sum()) < cat_max_ratio
 
 
-def random_crop_box(label: torch.Tensor, crop: tuple[int, int], cat_max_ratio: float, ignore_index: int,
-                    g: torch.Generator | None) -> tuple[int, int, int, int]:
+def random_crop_box(
+    label: torch.Tensor, crop: tuple[int, int], cat_max_ratio: float, ignore_index: int, g: torch.Generator | None
+) -> tuple[int, int, int, int]:
     """(top, left, h, w) of a random crop following mmseg's RandomCrop with `cat_max_ratio`.
 
     A box is drawn; while it fails `cat_max_ratio_ok` a new one is drawn, checking at most 10
@@ -106,7 +107,7 @@ def random_crop_box(label: torch.Tensor, crop: tuple[int, int], cat_max_ratio: f
     if cat_max_ratio < 1.0:
         for _ in range(10):
             t, l, bh, bw = box
-            if cat_max_ratio_ok(label[t:t + bh, l:l + bw], cat_max_ratio, ignore_index):
+            if cat_max_ratio_ok(label[t : t + bh, l : l + bw], cat_max_ratio, ignore_index):
                 break
             box = draw()
     return box
@@ -119,9 +120,14 @@ def _convert(img: np.ndarray, alpha: float = 1.0, beta: float = 0.0) -> np.ndarr
     return np.clip(img.astype(np.float32) * alpha + beta, 0, 255).astype(np.uint8)
 
 
-def photometric_distortion(image: torch.Tensor, g: torch.Generator | None, brightness_delta: int = 32,
-                           contrast_range: tuple[float, float] = (0.5, 1.5),
-                           saturation_range: tuple[float, float] = (0.5, 1.5), hue_delta: int = 18) -> torch.Tensor:
+def photometric_distortion(
+    image: torch.Tensor,
+    g: torch.Generator | None,
+    brightness_delta: int = 32,
+    contrast_range: tuple[float, float] = (0.5, 1.5),
+    saturation_range: tuple[float, float] = (0.5, 1.5),
+    hue_delta: int = 18,
+) -> torch.Tensor:
     """(3,H,W) uint8 RGB -> (3,H,W) uint8: brightness, contrast (before or after), saturation, hue.
 
     Each step fires with p = 0.5 and clips to [0, 255]; brightness adds U(-32, 32); contrast
@@ -191,7 +197,7 @@ class TrainPipeline:
         short = self.scales[_randint(g, 0, len(self.scales))]
         image, label = resize_pair(image, label, short_edge_size(h, w, short, self.max_long))
         t, l, ch, cw = random_crop_box(label, self.crop_size, self.cat_max_ratio, self.ignore_index, g)
-        image, label = image[:, t:t + ch, l:l + cw], label[t:t + ch, l:l + cw]
+        image, label = image[:, t : t + ch, l : l + cw], label[t : t + ch, l : l + cw]
         if _rand(g) < self.flip_prob:
             image = F.horizontal_flip(tv_tensors.Image(image)).as_subclass(torch.Tensor)
             label = F.horizontal_flip(tv_tensors.Mask(label)).as_subclass(torch.Tensor)
@@ -241,6 +247,7 @@ class EvalPipeline:
         h, w = image.shape[-2:]
         size = self.resize.size(h, w)
         if (h, w) != size:
-            image = F.resize(tv_tensors.Image(image), list(size), interpolation=InterpolationMode.BILINEAR,
-                             antialias=False).as_subclass(torch.Tensor)
+            image = F.resize(
+                tv_tensors.Image(image), list(size), interpolation=InterpolationMode.BILINEAR, antialias=False
+            ).as_subclass(torch.Tensor)
         return normalize(image, self.mean, self.std), label

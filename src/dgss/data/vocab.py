@@ -5,21 +5,19 @@ class) is always added internally, so tables have K + 1 rows. A name containing 
 list ("bicycle, bike"): each synonym is encoded with every template and the embeddings are averaged.
 A bare comma ("person with clothes,people,human") is part of the name.
 """
+
 from __future__ import annotations
-from ..errors import DgssError
 
 import json
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from ..errors import VocabularyError
+
 BACKGROUND = "background"
 BUILTIN_VOCABULARIES = ("cityscapes", "deliver", "ade150", "ade847")
 MAX_TOKENS = 77  # CLIP context
-
-
-class VocabularyError(DgssError, ValueError):
-    """An empty, duplicated, unknown or malformed vocabulary."""
 
 
 @dataclass(frozen=True)
@@ -73,8 +71,10 @@ def _strip_background(names: list[str]) -> list[str]:
 
 def builtin_vocabulary(name: str) -> Vocabulary:
     if name not in BUILTIN_VOCABULARIES:
-        raise VocabularyError(f"unknown vocabulary {name!r}; built-in: {', '.join(BUILTIN_VOCABULARIES)} "
-                              "(or pass a JSON file or a comma-separated list)")
+        raise VocabularyError(
+            f"unknown vocabulary {name!r}; built-in: {', '.join(BUILTIN_VOCABULARIES)} "
+            "(or pass a JSON file or a comma-separated list)"
+        )
     text = resources.files("dgss.assets.vocabularies").joinpath(f"{name}.json").read_text()
     return Vocabulary(tuple(_strip_background(json.loads(text))), source=name)
 
@@ -91,12 +91,15 @@ def load_vocabulary(spec: str | list[str] | tuple[str, ...] | Vocabulary) -> Voc
     if s in BUILTIN_VOCABULARIES:
         return builtin_vocabulary(s)
     p = Path(s)
-    if p.is_dir() or p.suffix in (".yaml", ".yml"):   # a folder dataset's classes.yaml: names + synonyms
+    if p.is_dir() or p.suffix in (".yaml", ".yml"):  # a folder dataset's classes.yaml: names + synonyms
         from .folder import load_classes
+
         return Vocabulary(load_classes(p).vocab_entries, source=str(p))
     if not p.is_file():
-        raise VocabularyError(f"unknown vocabulary {s!r}: not a built-in ({', '.join(BUILTIN_VOCABULARIES)}) "
-                              "and no such JSON file (for your own words use a class list: 'road, car, dog')")
+        raise VocabularyError(
+            f"unknown vocabulary {s!r}: not a built-in ({', '.join(BUILTIN_VOCABULARIES)}) "
+            "and no such JSON file (for your own words use a class list: 'road, car, dog')"
+        )
     try:
         names = json.loads(p.read_text())
     except json.JSONDecodeError as e:
@@ -115,8 +118,12 @@ def parse_class_list(text: str) -> Vocabulary:
 
 def resolve_vocabulary(spec) -> Vocabulary:
     """Anything a user may pass: a Vocabulary, a list, a built-in name, a JSON file, or a class list."""
-    if isinstance(spec, str) and spec not in BUILTIN_VOCABULARIES and not Path(spec).is_file() \
-            and ("," in spec or ";" in spec):
+    if (
+        isinstance(spec, str)
+        and spec not in BUILTIN_VOCABULARIES
+        and not Path(spec).is_file()
+        and ("," in spec or ";" in spec)
+    ):
         return parse_class_list(spec)
     return load_vocabulary(spec)
 
@@ -135,4 +142,5 @@ def encoder_templates() -> list[str]:
 def head_templates() -> list[str]:
     """CLIP's 80 ImageNet templates (from open_clip)."""
     from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES
+
     return [t("{}") for t in OPENAI_IMAGENET_TEMPLATES]

@@ -1,6 +1,6 @@
 """`dgss demo --methods rein,freeze,depthforge,...`: the side-by-side comparison run at demo scale.
 
-Every method trains on the same generated scenes (``dgss.demo.scenes``, Cityscapes layout, the real
+Every method trains on the same generated scenes (``dgss.data.scenes``, Cityscapes layout, the real
 training pipeline) with the same seed, batch, learning rate, schedule and number of iterations, as a
 tiny model whose frozen encoders hold RANDOM weights (as ``dgss demo``). Each method runs in its own
 process (so its peak memory is its own), is evaluated on the held-out scenes clean and under synthetic
@@ -17,8 +17,8 @@ Seconds per iteration: mean wall time of iterations 2..N (the first one warms up
 ``torch.cuda.max_memory_allocated``; on CPU the peak resident set size of the method's process during
 training minus its size just before the model was built (weights, optimiser state and activations).
 """
+
 from __future__ import annotations
-from ..errors import DgssError
 
 import json
 import math
@@ -31,12 +31,10 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ..errors import CompareError
+
 AUGMENTS = ("pasta", "advstyle")
 CONDITION_COLUMNS = ("clean", "night", "fog", "rain", "snow")
-
-
-class CompareError(DgssError, ValueError):
-    """A bad ``--methods`` list or option (one line, names the problem)."""
 
 
 @dataclass(frozen=True)
@@ -55,6 +53,7 @@ class MethodSpec:
 
 def known_methods() -> tuple[str, ...]:
     from ..config import METHODS
+
     return tuple(METHODS)
 
 
@@ -68,13 +67,16 @@ def parse_methods(text: str | list[str]) -> list[MethodSpec]:
     for item in items:
         method, *augs = [p.strip() for p in item.split("+")]
         if method not in known_methods():
-            raise CompareError(f"--methods: unknown method {method!r} in {item!r}; known: {', '.join(known_methods())}"
-                               f" (optionally +{' +'.join(AUGMENTS)})")
+            raise CompareError(
+                f"--methods: unknown method {method!r} in {item!r}; known: {', '.join(known_methods())}"
+                f" (optionally +{' +'.join(AUGMENTS)})"
+            )
         bad = [a for a in augs if a not in AUGMENTS]
         if bad:
             hint = " (gtr_ltr needs your own style images and network: use a run config)" if "gtr_ltr" in bad else ""
-            raise CompareError(f"--methods: unknown augmentation {bad[0]!r} in {item!r}; known: "
-                               f"{', '.join(AUGMENTS)}{hint}")
+            raise CompareError(
+                f"--methods: unknown augmentation {bad[0]!r} in {item!r}; known: {', '.join(AUGMENTS)}{hint}"
+            )
         spec = MethodSpec(method, tuple(dict.fromkeys(augs)))
         if spec.label in seen:
             raise CompareError(f"--methods: {spec.label!r} is listed twice")
@@ -98,31 +100,53 @@ class CompareOptions:
     crop: int = 128
     embed_dim: int = 96
     depth: int = 4
-    scene_size: tuple[int, int] = (256, 512)        # (H, W) of the generated scenes
+    scene_size: tuple[int, int] = (256, 512)  # (H, W) of the generated scenes
     num_points: int = 4096
-    threads: int | None = None                      # torch threads per method process (None: torch default)
+    threads: int | None = None  # torch threads per method process (None: torch default)
 
 
 def method_run_config(spec: MethodSpec, work_dir: Path, data_root: Path, opts: CompareOptions) -> dict:
     """The run config of one method: identical data, seed, batch, schedule and iterations for all."""
     crop = opts.crop
     return {
-        "name": f"compare_{spec.slug}", "seed": opts.seed,
-        "model": {"method": spec.method, "tiny": True,
-                  "tiny_options": {"img_size": crop, "embed_dim": opts.embed_dim, "depth": opts.depth}},
+        "name": f"compare_{spec.slug}",
+        "seed": opts.seed,
+        "model": {
+            "method": spec.method,
+            "tiny": True,
+            "tiny_options": {"img_size": crop, "embed_dim": opts.embed_dim, "depth": opts.depth},
+        },
         "weights": {"random": True},
-        "data": {"root": str(data_root.parent),
-                 "train": {"dataset": "cityscapes", "root": str(data_root), "split": "train",
-                           "batch_size": opts.batch_size, "num_workers": 0, "crop_size": crop,
-                           "scales": [int(crop * f) for f in (1.0, 1.25, 1.5, 1.75, 2.0)]},
-                 "val": []},
-        "optim": {"lr": opts.lr}, "schedule": {"type": "poly", "power": 0.9},
+        "data": {
+            "root": str(data_root.parent),
+            "train": {
+                "dataset": "cityscapes",
+                "root": str(data_root),
+                "split": "train",
+                "batch_size": opts.batch_size,
+                "num_workers": 0,
+                "crop_size": crop,
+                "scales": [int(crop * f) for f in (1.0, 1.25, 1.5, 1.75, 2.0)],
+            },
+            "val": [],
+        },
+        "optim": {"lr": opts.lr},
+        "schedule": {"type": "poly", "power": 0.9},
         "loss": {"num_points": opts.num_points},
-        "train": {"max_iters": opts.iters, "val_interval": 0, "val_at_end": False, "ckpt_interval": opts.iters,
-                  "keep_last": 1, "device": opts.device, "work_dir": str(work_dir)},
+        "train": {
+            "max_iters": opts.iters,
+            "val_interval": 0,
+            "val_at_end": False,
+            "ckpt_interval": opts.iters,
+            "keep_last": 1,
+            "device": opts.device,
+            "work_dir": str(work_dir),
+        },
         "logging": {"interval": 1, "progress": False, "tensorboard": False},
-        "augment": {"pasta": {"enabled": "pasta" in spec.augments},
-                    "advstyle": {"enabled": "advstyle" in spec.augments}},
+        "augment": {
+            "pasta": {"enabled": "pasta" in spec.augments},
+            "advstyle": {"enabled": "advstyle" in spec.augments},
+        },
     }
 
 
@@ -130,7 +154,7 @@ def method_run_config(spec: MethodSpec, work_dir: Path, data_root: Path, opts: C
 def _rss_mb() -> float:
     with open("/proc/self/statm") as f:
         pages = int(f.read().split()[1])
-    return pages * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def train_and_evaluate(job: dict) -> dict:
@@ -143,6 +167,7 @@ def train_and_evaluate(job: dict) -> dict:
     from ..engine.trainer import run_training
     from ..models.checkpoint import load_checkpoint
     from .run import evaluate_conditions
+
     if job.get("threads"):
         torch.set_num_threads(int(job["threads"]))
     cfg = config_from_dict(job["run_config"])
@@ -156,7 +181,7 @@ def train_and_evaluate(job: dict) -> dict:
     run_training(cfg, progress=False)
     train_s = time.perf_counter() - t0
     if cuda:
-        peak, kind = torch.cuda.max_memory_allocated() / 2 ** 20, "cuda max_memory_allocated"
+        peak, kind = torch.cuda.max_memory_allocated() / 2**20, "cuda max_memory_allocated"
     else:
         peak, kind = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - base, "CPU peak RSS above start"
     log = read_jsonl(work / "log.jsonl")
@@ -168,12 +193,22 @@ def train_and_evaluate(job: dict) -> dict:
     h, w = job["scene_size"]
     summary, ds = evaluate_conditions(model, Path(job["data_root"]), (w, h), job["severity"], job["seed"])
     miou = {d: (None if math.isnan(r.miou) else round(100 * r.miou, 2)) for d, r in summary.domains.items()}
-    return {"method": job["label"], "model": model.cfg.name, "trainable_params": int(trainable),
-            "total_params": int(total), "sec_per_iter": sum(steady) / len(steady), "peak_mem_mb": peak,
-            "mem_kind": kind, "train_seconds": train_s, "final_loss": log[max(log)]["loss"],
-            "iterations": len(times), "mIoU": miou,
-            "mean_adverse": None if math.isnan(summary.mean) else round(100 * summary.mean, 2),
-            "val_images": len(ds), "work_dir": str(work)}
+    return {
+        "method": job["label"],
+        "model": model.cfg.name,
+        "trainable_params": int(trainable),
+        "total_params": int(total),
+        "sec_per_iter": sum(steady) / len(steady),
+        "peak_mem_mb": peak,
+        "mem_kind": kind,
+        "train_seconds": train_s,
+        "final_loss": log[max(log)]["loss"],
+        "iterations": len(times),
+        "mIoU": miou,
+        "mean_adverse": None if math.isnan(summary.mean) else round(100 * summary.mean, 2),
+        "val_images": len(ds),
+        "work_dir": str(work),
+    }
 
 
 def _run_child(job: dict, job_file: Path) -> dict:
@@ -181,14 +216,16 @@ def _run_child(job: dict, job_file: Path) -> dict:
     job_file.with_name("result.json").unlink(missing_ok=True)
     env = dict(os.environ)
     env.setdefault("HF_HUB_OFFLINE", "1")
-    res = subprocess.run([sys.executable, "-m", "dgss.demo.compare", str(job_file)], capture_output=True, text=True,
-                         env=env)
+    res = subprocess.run(
+        [sys.executable, "-m", "dgss.demo.compare", str(job_file)], capture_output=True, text=True, env=env
+    )
     result_file = job_file.with_name("result.json")
     if res.returncode or not result_file.is_file():
         tail = "\n".join((res.stderr or res.stdout).strip().splitlines()[-15:])
         (job_file.parent / "error.log").write_text(res.stdout + "\n" + res.stderr)
-        raise RuntimeError(f"method {job['label']!r} failed (exit {res.returncode}; {job_file.parent / 'error.log'}):"
-                           f"\n{tail}")
+        raise RuntimeError(
+            f"method {job['label']!r} failed (exit {res.returncode}; {job_file.parent / 'error.log'}):\n{tail}"
+        )
     return json.loads(result_file.read_text())
 
 
@@ -198,20 +235,34 @@ def table_markdown(rows: list[dict]) -> str:
 
     def pct(v):
         return "–" if v is None else f"{v:.2f}"
+
     lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
     for r in rows:
-        lines.append("| " + " | ".join([f"`{r['method']}`", *(pct(r["mIoU"].get(c)) for c in CONDITION_COLUMNS),
-                                        pct(r["mean_adverse"]), f"{r['trainable_params']:,}",
-                                        f"{r['sec_per_iter']:.3f}", f"{r['peak_mem_mb']:.0f}"]) + " |")
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    f"`{r['method']}`",
+                    *(pct(r["mIoU"].get(c)) for c in CONDITION_COLUMNS),
+                    pct(r["mean_adverse"]),
+                    f"{r['trainable_params']:,}",
+                    f"{r['sec_per_iter']:.3f}",
+                    f"{r['peak_mem_mb']:.0f}",
+                ]
+            )
+            + " |"
+        )
     return "\n".join(lines)
 
 
 def bar_chart(rows: list[dict], path: Path, title: str) -> Path:
     """mIoU per condition (one bar per method in each group) + trainable parameters, s/iter, peak memory."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
+
     groups = [*CONDITION_COLUMNS, "mean adverse"]
     methods = [r["method"] for r in rows]
     colors = plt.get_cmap("tab10")(np.arange(len(rows)) % 10)
@@ -234,9 +285,11 @@ def bar_chart(rows: list[dict], path: Path, title: str) -> Path:
     ax.set_ylim(0, max(10.0, top * 1.35))
     ax.set_title("mIoU on held-out generated scenes")
     ax.legend(fontsize=7, loc="upper center", ncol=min(len(rows), 3))
-    for col, key, label, fmt in ((1, "trainable_params", "trainable parameters", "{:,.0f}"),
-                                 (2, "sec_per_iter", "seconds / iteration", "{:.3f}"),
-                                 (3, "peak_mem_mb", "peak memory (MB)", "{:,.0f}")):
+    for col, key, label, fmt in (
+        (1, "trainable_params", "trainable parameters", "{:,.0f}"),
+        (2, "sec_per_iter", "seconds / iteration", "{:.3f}"),
+        (3, "peak_mem_mb", "peak memory (MB)", "{:,.0f}"),
+    ):
         a = fig.add_subplot(gs[0, col])
         vals = [r[key] for r in rows]
         bars = a.bar(np.arange(len(rows)), vals, color=colors)
@@ -253,10 +306,12 @@ def bar_chart(rows: list[dict], path: Path, title: str) -> Path:
 
 
 # ================================================================================================ entry point
-def run_comparison(specs: list[MethodSpec] | str, out: str | Path, opts: CompareOptions | None = None,
-                   *, echo=print) -> dict:
+def run_comparison(
+    specs: list[MethodSpec] | str, out: str | Path, opts: CompareOptions | None = None, *, echo=print
+) -> dict:
     """Train and evaluate every method (each in its own process); write compare.md/.json/.png in ``out``."""
     from .run import write_scenes
+
     if isinstance(specs, str) or not all(isinstance(s, MethodSpec) for s in specs):
         specs = parse_methods(specs)
     opts = opts or CompareOptions()
@@ -268,9 +323,11 @@ def run_comparison(specs: list[MethodSpec] | str, out: str | Path, opts: Compare
     h, w = opts.scene_size
     write_scenes(data_root, "train", opts.train_scenes, 1, h, w)
     write_scenes(data_root, "val", opts.val_scenes, 2, h, w)
-    from ..config import ConfigError, config_from_dict
+    from ..config import config_from_dict
+    from ..errors import ConfigError
+
     run_cfgs = {}
-    for spec in specs:          # every method's config (and its model) is checked before any training starts
+    for spec in specs:  # every method's config (and its model) is checked before any training starts
         run_cfgs[spec] = method_run_config(spec, out / "runs" / spec.slug / "run", data_root, opts)
         try:
             config_from_dict(run_cfgs[spec])
@@ -280,39 +337,65 @@ def run_comparison(specs: list[MethodSpec] | str, out: str | Path, opts: Compare
     for i, spec in enumerate(specs):
         work = out / "runs" / spec.slug
         run_cfg = run_cfgs[spec]
-        job = {"label": spec.label, "run_config": run_cfg, "data_root": str(data_root), "scene_size": [h, w],
-               "severity": opts.severity, "seed": opts.seed, "threads": opts.threads}
+        job = {
+            "label": spec.label,
+            "run_config": run_cfg,
+            "data_root": str(data_root),
+            "scene_size": [h, w],
+            "severity": opts.severity,
+            "seed": opts.seed,
+            "threads": opts.threads,
+        }
         work.mkdir(parents=True, exist_ok=True)
         echo(f"[{i + 1}/{len(specs)}] {spec.label}: training {opts.iters} iterations ...")
         try:
             row = _run_child(job, work / "job.json")
-        except RuntimeError as e:      # one broken method does not throw away the others' runs
+        except RuntimeError as e:  # one broken method does not throw away the others' runs
             failed[spec.label] = str(e)
             echo(f"    FAILED: {e}")
             continue
-        echo(f"    mIoU clean {row['mIoU'].get('clean')}, mean adverse {row['mean_adverse']}, "
-             f"{row['trainable_params']:,} trainable, {row['sec_per_iter']:.3f} s/iter, "
-             f"{row['peak_mem_mb']:.0f} MB")
+        echo(
+            f"    mIoU clean {row['mIoU'].get('clean')}, mean adverse {row['mean_adverse']}, "
+            f"{row['trainable_params']:,} trainable, {row['sec_per_iter']:.3f} s/iter, "
+            f"{row['peak_mem_mb']:.0f} MB"
+        )
         rows.append(row)
-    setting = (f"{opts.iters} iterations, batch {opts.batch_size}, lr {opts.lr:g} (poly 0.9), seed {opts.seed}, "
-               f"{opts.train_scenes} training scenes, {opts.val_scenes} held-out scenes {w}x{h}, crop {opts.crop}, "
-               f"tiny models (width {opts.embed_dim}, {opts.depth} blocks) with RANDOM frozen encoders, "
-               f"conditions at severity {opts.severity}, device {opts.device}")
-    result = {"setting": setting, "options": asdict(opts),
-              "columns": {"mIoU": list(CONDITION_COLUMNS), "mean_adverse": "mean of night, fog, rain, snow",
-                          "sec_per_iter": "mean wall time of iterations 2..N",
-                          "peak_mem_mb": rows[0]["mem_kind"] if rows else ""},
-              "rows": rows, "failed": failed}
-    result = json.loads(json.dumps(result))        # exactly what compare.json holds (tuples -> lists)
+    setting = (
+        f"{opts.iters} iterations, batch {opts.batch_size}, lr {opts.lr:g} (poly 0.9), seed {opts.seed}, "
+        f"{opts.train_scenes} training scenes, {opts.val_scenes} held-out scenes {w}x{h}, crop {opts.crop}, "
+        f"tiny models (width {opts.embed_dim}, {opts.depth} blocks) with RANDOM frozen encoders, "
+        f"conditions at severity {opts.severity}, device {opts.device}"
+    )
+    result = {
+        "setting": setting,
+        "options": asdict(opts),
+        "columns": {
+            "mIoU": list(CONDITION_COLUMNS),
+            "mean_adverse": "mean of night, fog, rain, snow",
+            "sec_per_iter": "mean wall time of iterations 2..N",
+            "peak_mem_mb": rows[0]["mem_kind"] if rows else "",
+        },
+        "rows": rows,
+        "failed": failed,
+    }
+    result = json.loads(json.dumps(result))  # exactly what compare.json holds (tuples -> lists)
     (out / "compare.json").write_text(json.dumps(result, indent=2))
-    md = ["# dgss demo: side-by-side comparison", "",
-          "**The frozen encoders hold RANDOM weights**: the numbers compare how the methods train and what "
-          "they cost at demo scale under identical conditions, not what they achieve with pretrained encoders.",
-          "", f"Setting: {setting}.", "", table_markdown(rows), "",
-          "mIoU in % on the held-out scenes; mean adverse = mean over night, fog, rain, snow. Trainable = "
-          "parameters the optimiser updates (adapter + head; everything for `full`). s / iter = mean wall time "
-          "of iterations 2..N, data loading included (in the training process: PASTA's FFTs count). "
-          f"Peak memory: {result['columns']['peak_mem_mb']}.", ""]
+    md = [
+        "# dgss demo: side-by-side comparison",
+        "",
+        "**The frozen encoders hold RANDOM weights**: the numbers compare how the methods train and what "
+        "they cost at demo scale under identical conditions, not what they achieve with pretrained encoders.",
+        "",
+        f"Setting: {setting}.",
+        "",
+        table_markdown(rows),
+        "",
+        "mIoU in % on the held-out scenes; mean adverse = mean over night, fog, rain, snow. Trainable = "
+        "parameters the optimiser updates (adapter + head; everything for `full`). s / iter = mean wall time "
+        "of iterations 2..N, data loading included (in the training process: PASTA's FFTs count). "
+        f"Peak memory: {result['columns']['peak_mem_mb']}.",
+        "",
+    ]
     if failed:
         md += ["Failed (see runs/<method>/): " + ", ".join(f"`{k}`" for k in failed), ""]
     md += ["![comparison](compare.png)", ""]

@@ -5,6 +5,7 @@ moves in proportion to time and its ETA covers what is left of the whole run, no
 progress. The expected costs are rescaled by the observed speed as the run goes. On a terminal it is a
 rich bar; otherwise (CI, logs) one plain line every tenth of the run and at every stage change.
 """
+
 from __future__ import annotations
 
 import sys
@@ -25,7 +26,7 @@ class RunProgress:
     def __init__(self, stages: dict[str, tuple[int, float]], *, enabled: bool = True, file=None):
         self.stages = {k: (max(int(n), 0), float(c)) for k, (n, c) in stages.items()}
         self.total = sum(n * c for n, c in self.stages.values()) or 1.0
-        self.done_cost = 0.0          # expected cost of the steps done
+        self.done_cost = 0.0  # expected cost of the steps done
         self.stage, self.step, self.note = None, 0, ""
         self.t0 = time.perf_counter()
         self.enabled = enabled
@@ -35,9 +36,16 @@ class RunProgress:
         if enabled and getattr(self.file, "isatty", lambda: False)():
             from rich.console import Console
             from rich.progress import BarColumn, Progress, TextColumn
-            self._bar = Progress(TextColumn("[bold]demo"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-                                 TextColumn("{task.fields[what]}"), TextColumn("{task.fields[times]}"),
-                                 console=Console(file=self.file), refresh_per_second=4)
+
+            self._bar = Progress(
+                TextColumn("[bold]demo"),
+                BarColumn(),
+                TextColumn("{task.percentage:>3.0f}%"),
+                TextColumn("{task.fields[what]}"),
+                TextColumn("{task.fields[times]}"),
+                console=Console(file=self.file),
+                refresh_per_second=4,
+            )
             self._task = self._bar.add_task("demo", total=1000, what="", times="")
             self._bar.start()
 
@@ -103,6 +111,7 @@ class RunProgress:
     def training(self):
         """While inside, the trainer's iterations advance the ``training`` stage (its own bar stays off)."""
         from ..engine import trainer as trainer_module
+
         base = trainer_module.ProgressDisplay
         run = self
 

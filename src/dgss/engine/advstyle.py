@@ -17,6 +17,7 @@ encoder to the input (in the Freeze setting too). It runs on the unwrapped model
 gradient hooks); the criterion's point generator and the global RNG it may use are checkpointed, and the
 ``prob`` coin is a pure function of (seed, micro-step), so a resumed run stays exact.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -46,8 +47,15 @@ class AdvStyle:
         mean, std: the model's normalisation (broadcastable to (B, 3, H, W)); used by ``stats_on="raw"``.
     """
 
-    def __init__(self, lr: float = 1.0, stats_on: str = "normalized", prob: float = 1.0,
-                 mean: torch.Tensor | None = None, std: torch.Tensor | None = None, eps: float = EPS):
+    def __init__(
+        self,
+        lr: float = 1.0,
+        stats_on: str = "normalized",
+        prob: float = 1.0,
+        mean: torch.Tensor | None = None,
+        std: torch.Tensor | None = None,
+        eps: float = EPS,
+    ):
         if stats_on not in ("normalized", "raw"):
             raise ValueError(f"AdvStyle stats_on must be 'normalized' or 'raw', got {stats_on!r}")
         if stats_on == "raw" and (mean is None or std is None):
@@ -55,7 +63,7 @@ class AdvStyle:
         self.lr, self.stats_on, self.prob, self.mean, self.std, self.eps = lr, stats_on, prob, mean, std, eps
 
     @classmethod
-    def from_config(cls, cfg, model) -> "AdvStyle":
+    def from_config(cls, cfg, model) -> AdvStyle:
         return cls(lr=cfg.lr, stats_on=cfg.stats_on, prob=cfg.prob, mean=model.mean, std=model.std)
 
     def fires(self, seed: int, step: int) -> bool:
@@ -67,8 +75,14 @@ class AdvStyle:
         g = torch.Generator().manual_seed(sample_seed(seed, _COIN_STREAM, step))
         return float(torch.rand((), generator=g)) < self.prob
 
-    def perturb(self, model: torch.nn.Module, loss_fn: Callable[[dict, torch.Tensor], dict], x: torch.Tensor,
-                labels: torch.Tensor, autocast: Callable[[], object] = nullcontext) -> tuple[torch.Tensor, float]:
+    def perturb(
+        self,
+        model: torch.nn.Module,
+        loss_fn: Callable[[dict, torch.Tensor], dict],
+        x: torch.Tensor,
+        labels: torch.Tensor,
+        autocast: Callable[[], object] = nullcontext,
+    ) -> tuple[torch.Tensor, float]:
         """Normalised batch ``x`` (B, 3, H, W) -> (x_adv (B, 3, H, W) detached, style-step loss L_a)."""
         x = x.detach()
         raw = self.stats_on == "raw"

@@ -26,6 +26,7 @@ The sliding-window loop, padding and score averaging stay in :meth:`Segmentor.sl
 backend only replaces the per-window forward ``predict_windows`` (normalised windows (B, 3, h, w) ->
 scores (B, K, h, w)).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -37,17 +38,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import DgssError
+from ..errors import BackendError
 from ..files import atomic_write
 from ..models.segmentor import Segmentor
 from .host import onednn_fp32_matmul
 
 BACKENDS = ("torch", "onnxruntime")
 PRECISIONS = ("auto", "fp32", "bf16", "int8")
-
-
-class BackendError(DgssError, ValueError):
-    """An inference backend / precision combination that cannot run here."""
 
 
 def resolve_precision(device: torch.device, precision: str, backend: str = "torch") -> str:
@@ -64,7 +61,7 @@ def resolve_precision(device: torch.device, precision: str, backend: str = "torc
         return "fp32" if precision == "auto" else precision
     if precision == "int8" and device.type != "cpu":
         raise BackendError("--precision int8 (dynamic quantisation) runs on the CPU: use --device cpu")
-    if precision == "auto":   # CPUs: dgss fp32 is as fast as the bf16 split and exact (benchmarks/README)
+    if precision == "auto":  # CPUs: dgss fp32 is as fast as the bf16 split and exact (benchmarks/README)
         return "bf16" if device.type == "cuda" else "fp32"
     return precision
 
@@ -73,6 +70,7 @@ def quantize_frozen_int8(model: Segmentor) -> int:
     """Replace the frozen encoders' ``nn.Linear`` layers by dynamically quantised int8 ones (in place).
     Returns the number of layers replaced."""
     from torch.ao.quantization import quantize_dynamic
+
     n = 0
     for module in model.frozen_modules().values():
         n += sum(isinstance(m, nn.Linear) for m in module.modules())
@@ -87,8 +85,11 @@ def model_fingerprint(model: Segmentor, window: int) -> str:
         h.update(name.encode())
         h.update(repr((tuple(t.shape), t.dtype)).encode())
         if t.numel():
-            h.update(t.detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes()
-                     if t.dtype != torch.bool else t.cpu().numpy().tobytes())
+            h.update(
+                t.detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes()
+                if t.dtype != torch.bool
+                else t.cpu().numpy().tobytes()
+            )
     for name in ("encoder_table", "head_table"):
         t = getattr(model, name, None)
         if t is not None and t.numel():
@@ -98,25 +99,33 @@ def model_fingerprint(model: Segmentor, window: int) -> str:
 
 def onnx_model_file(model: Segmentor, precision: str, window: int, cache: Path | None = None) -> Path:
     """The exported (and for ``int8`` quantised) ONNX file of ``model``, from the cache when present."""
-    from ..backbones.text_tables import cache_dir
-    from ..models.export import export_onnx
+    from ..models.text_tables import cache_dir
+    from .export import export_onnx
+
     root = Path(cache) if cache else cache_dir() / "onnx"
     key = model_fingerprint(model, window)
     fp32 = root / f"{model.cfg.name}-{key}-w{window}.onnx"
     if not fp32.exists():
-        export_onnx(model, fp32, window=window)           # temporary file + rename inside
+        export_onnx(model, fp32, window=window)  # temporary file + rename inside
     if precision != "int8":
         return fp32
     q = fp32.with_name(fp32.stem + "-int8.onnx")
     if not q.exists():
-        from onnxruntime.quantization import QuantType, quantize_dynamic
         import logging
+
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
         root = logging.getLogger()
-        level, root.level = root.level, logging.ERROR     # its advice to pre-process is not actionable here
+        level, root.level = root.level, logging.ERROR  # its advice to pre-process is not actionable here
         try:
-            atomic_write(q, lambda tmp: quantize_dynamic(str(fp32), tmp, weight_type=QuantType.QInt8,
-                                                         op_types_to_quantize=["MatMul", "Gemm"]),
-                         durable=False, suffix=".tmp.onnx")
+            atomic_write(
+                q,
+                lambda tmp: quantize_dynamic(
+                    str(fp32), tmp, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"]
+                ),
+                durable=False,
+                suffix=".tmp.onnx",
+            )
         finally:
             root.setLevel(level)
     return q
@@ -133,8 +142,9 @@ class OnnxWindows:
         try:
             import onnxruntime as ort
         except ImportError:
-            raise BackendError("--backend onnxruntime needs the onnxruntime package: "
-                               "pip install 'dgss[onnx]'") from None
+            raise BackendError(
+                "--backend onnxruntime needs the onnxruntime package: pip install 'dgss[onnx]'"
+            ) from None
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads or torch.get_num_threads()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -150,9 +160,16 @@ class OnnxWindows:
         return torch.from_numpy(out)[..., :h, :w].to(x.device)
 
 
-def configure_inference(model: Segmentor, *, backend: str = "torch", precision: str = "auto",
-                        compile: bool = False, device: torch.device | None = None, bf16_weights: bool = True,
-                        onnx_cache: Path | None = None) -> Callable[[], AbstractContextManager]:
+def configure_inference(
+    model: Segmentor,
+    *,
+    backend: str = "torch",
+    precision: str = "auto",
+    compile: bool = False,
+    device: torch.device | None = None,
+    bf16_weights: bool = True,
+    onnx_cache: Path | None = None,
+) -> Callable[[], AbstractContextManager]:
     """Prepare ``model`` (in place, eval mode) for ``backend`` / ``precision``; returns the context
     factory each image runs in. ``bf16_weights=False`` keeps fp32 weights with bf16 (for callers that
     also run the frozen encoders outside the returned context, e.g. depth maps)."""
@@ -171,19 +188,29 @@ def configure_inference(model: Segmentor, *, backend: str = "torch", precision: 
         model.store_frozen_bf16()
     if precision == "bf16":
         model.extract_features = bf16_features(model.extract_features, device)
-    if compile:   # inductor picks its own kernels: the oneDNN routing made compiled windows 3x slower here
+    if compile:  # inductor picks its own kernels: the oneDNN routing made compiled windows 3x slower here
         model.predict_windows = torch.compile(model.predict_windows, dynamic=False)
     return partial(onednn_fp32_matmul, device.type == "cpu" and not compile)
 
 
 def bf16_features(extract_features: Callable, device: torch.device) -> Callable:
     """``extract_features`` under bf16 autocast, its pyramid handed to the head in fp32."""
+
     def run(x: torch.Tensor) -> list[torch.Tensor]:
         with torch.autocast(device.type, dtype=torch.bfloat16):
             feats = extract_features(x)
         return [f.float() for f in feats]
+
     return run
 
 
-__all__ = ["BACKENDS", "PRECISIONS", "BackendError", "configure_inference", "quantize_frozen_int8",
-           "resolve_precision", "OnnxWindows", "onnx_model_file"]
+__all__ = [
+    "BACKENDS",
+    "PRECISIONS",
+    "BackendError",
+    "configure_inference",
+    "quantize_frozen_int8",
+    "resolve_precision",
+    "OnnxWindows",
+    "onnx_model_file",
+]

@@ -17,6 +17,7 @@ Resume never guesses: if the newest pair is unreadable (empty, truncated, mismat
 the file and why, and lists the readable older pairs; ``--resume latest-valid`` continues from the newest
 readable pair, sets the damaged ones aside (``*.unreadable``) and says so in one line.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,17 +29,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import DgssError
+from ..errors import ResumeError
 from ..files import atomic_write
 from ..models.checkpoint import load_trained_state, read_checkpoint, save_checkpoint
 
 STATE_FORMAT = "dgss-train-state/1"
 _STATE_RE = re.compile(r"^iter_(\d+)\.train_state\.pt$")
 _WEIGHTS_RE = re.compile(r"^iter_(\d+)\.safetensors$")
-
-
-class ResumeError(DgssError, RuntimeError):
-    """No usable checkpoint to resume from, or one that does not fit this run."""
 
 
 @dataclass(frozen=True)
@@ -82,6 +79,7 @@ def checkpoint_problem(files: CheckpointFiles) -> str | None:
     """Why the pair ``files`` cannot be resumed from (None: both files read and belong together):
     a missing or empty file, a truncated or corrupt one, or weights and state of different iterations."""
     from safetensors import safe_open
+
     for f in (files.weights, files.state):
         if not f.is_file():
             return f"{f.name} is missing"
@@ -92,18 +90,20 @@ def checkpoint_problem(files: CheckpointFiles) -> str | None:
             meta = sf.metadata() or {}
             for k in sf.keys():
                 sf.get_tensor(k)
-    except Exception as e:   # safetensors raises several types for damaged files
+    except Exception as e:  # safetensors raises several types for damaged files
         return f"{files.weights.name} is unreadable ({_first_line(e)})"
     try:
         state = torch.load(str(files.state), map_location="cpu", weights_only=True)
-    except Exception as e:   # truncated zip, bad pickle, ...
+    except Exception as e:  # truncated zip, bad pickle, ...
         return f"{files.state.name} is unreadable, truncated or corrupt ({_first_line(e)})"
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
         return f"{files.state.name} is not a dgss train state"
     its = {files.iteration, int(state.get("iteration", -1)), int(meta.get("iteration", -1))}
     if len(its) != 1:
-        return (f"{files.weights.name} (iteration {meta.get('iteration')}) and {files.state.name} (iteration "
-                f"{state.get('iteration')}) are a mismatched pair")
+        return (
+            f"{files.weights.name} (iteration {meta.get('iteration')}) and {files.state.name} (iteration "
+            f"{state.get('iteration')}) are a mismatched pair"
+        )
     return None
 
 
@@ -126,6 +126,7 @@ def resolve_resume(spec: str | Path | bool, work_dir: str | Path) -> CheckpointF
     (``*.unreadable``, kept for inspection) and one line on stderr says so. A path: that checkpoint
     (its ``.safetensors``, its ``.train_state.pt`` or a work directory)."""
     import sys
+
     if spec == LATEST_VALID:
         ckpts = list_checkpoints(work_dir)
         skipped = []
@@ -136,26 +137,37 @@ def resolve_resume(spec: str | Path | bool, work_dir: str | Path) -> CheckpointF
                     for f, _ in skipped:
                         _set_aside(f)
                     why = "; ".join(f"{f.state.name}: {p}" for f, p in skipped)
-                    print(f"dgss train: resume: skipping {len(skipped)} unreadable checkpoint(s) ({why}; renamed to "
-                          f"*{DAMAGED_SUFFIX}); continuing from {files.weights.name} (iteration {files.iteration})",
-                          file=sys.stderr, flush=True)
+                    print(
+                        f"dgss train: resume: skipping {len(skipped)} unreadable checkpoint(s) ({why}; renamed to "
+                        f"*{DAMAGED_SUFFIX}); continuing from {files.weights.name} (iteration {files.iteration})",
+                        file=sys.stderr,
+                        flush=True,
+                    )
                 return files
             skipped.append((files, problem))
-        raise ResumeError(f"nothing to resume: no readable checkpoint in {work_dir}"
-                          + (f" ({'; '.join(p for _, p in skipped)})" if skipped else "")
-                          + "; start a new run in another --work-dir")
+        raise ResumeError(
+            f"nothing to resume: no readable checkpoint in {work_dir}"
+            + (f" ({'; '.join(p for _, p in skipped)})" if skipped else "")
+            + "; start a new run in another --work-dir"
+        )
     if spec is True or spec == "auto":
         ckpts = list_checkpoints(work_dir)
         if not ckpts:
-            raise ResumeError(f"nothing to resume: no complete checkpoint (iter_*.train_state.pt with its "
-                              f".safetensors) in {work_dir}")
+            raise ResumeError(
+                f"nothing to resume: no complete checkpoint (iter_*.train_state.pt with its .safetensors) in {work_dir}"
+            )
         newest = ckpts[-1]
         problem = checkpoint_problem(newest)
         if problem is not None:
             older = _usable_older(ckpts[:-1])
-            listed = (f"readable older checkpoints: {', '.join(str(f.weights) for f in older)}; continue from the "
-                      f"newest of them with --resume {LATEST_VALID}, or name one with --resume FILE") if older else \
-                "no readable older checkpoint; start a new run in another --work-dir"
+            listed = (
+                (
+                    f"readable older checkpoints: {', '.join(str(f.weights) for f in older)}; continue from the "
+                    f"newest of them with --resume {LATEST_VALID}, or name one with --resume FILE"
+                )
+                if older
+                else "no readable older checkpoint; start a new run in another --work-dir"
+            )
             raise ResumeError(f"cannot resume from the newest checkpoint {newest.state}: {problem}; {listed}")
         return newest
     p = Path(spec)
@@ -163,8 +175,9 @@ def resolve_resume(spec: str | Path | bool, work_dir: str | Path) -> CheckpointF
         return resolve_resume(True, p)
     m = _STATE_RE.match(p.name) or _WEIGHTS_RE.match(p.name)
     if not m:
-        raise ResumeError(f"--resume {p}: expected a work directory, iter_*.safetensors, iter_*.train_state.pt "
-                          f"or {LATEST_VALID}")
+        raise ResumeError(
+            f"--resume {p}: expected a work directory, iter_*.safetensors, iter_*.train_state.pt or {LATEST_VALID}"
+        )
     files = checkpoint_files(p.parent, int(m.group(1)))
     for f in (files.weights, files.state):
         if not f.is_file():
@@ -172,9 +185,10 @@ def resolve_resume(spec: str | Path | bool, work_dir: str | Path) -> CheckpointF
     problem = checkpoint_problem(files)
     if problem is not None:
         older = _usable_older([f for f in list_checkpoints(p.parent) if f.iteration < files.iteration])
-        raise ResumeError(f"cannot resume from {p}: {problem}"
-                          + (f"; readable older checkpoints: {', '.join(str(f.weights) for f in older)}" if older
-                             else ""))
+        raise ResumeError(
+            f"cannot resume from {p}: {problem}"
+            + (f"; readable older checkpoints: {', '.join(str(f.weights) for f in older)}" if older else "")
+        )
     return files
 
 
@@ -190,6 +204,7 @@ def _set_aside(files: CheckpointFiles) -> None:
 def _is_main_process() -> bool:
     """Rank 0 of a torchrun job (or no job): the process that renames files and prints."""
     import os
+
     return os.environ.get("RANK", "0") in ("", "0")
 
 
@@ -200,8 +215,13 @@ def rng_state(generator: torch.Generator | None = None) -> dict:
     py_state = random.getstate()
     state = {
         "torch": torch.get_rng_state(),
-        "numpy": {"name": str(np_state[0]), "keys": torch.from_numpy(np_state[1].astype(np.int64)),
-                  "pos": int(np_state[2]), "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
+        "numpy": {
+            "name": str(np_state[0]),
+            "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached_gaussian": float(np_state[4]),
+        },
         "python": [int(py_state[0]), [int(x) for x in py_state[1]], py_state[2]],
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
@@ -214,8 +234,9 @@ def rng_state(generator: torch.Generator | None = None) -> dict:
 def set_rng_state(state: dict, generator: torch.Generator | None = None) -> None:
     torch.set_rng_state(state["torch"])
     n = state["numpy"]
-    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
-                         n["cached_gaussian"]))
+    np.random.set_state(
+        (n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"])
+    )
     v, internal, gauss = state["python"]
     random.setstate((v, tuple(internal), gauss))
     if "cuda" in state and torch.cuda.is_available():
@@ -225,8 +246,15 @@ def set_rng_state(state: dict, generator: torch.Generator | None = None) -> None
 
 
 # ---------------------------------------------------------------------------------------------- save / load
-def save_training_checkpoint(work_dir: str | Path, model, iteration: int, train_state: dict, *,
-                             run_config: dict | None = None, keep_last: int | None = None) -> CheckpointFiles:
+def save_training_checkpoint(
+    work_dir: str | Path,
+    model,
+    iteration: int,
+    train_state: dict,
+    *,
+    run_config: dict | None = None,
+    keep_last: int | None = None,
+) -> CheckpointFiles:
     """Write the weights, then the train state (both atomic); prune to the last ``keep_last``."""
     files = checkpoint_files(work_dir, iteration)
     extra = {"run_config": json.dumps(run_config)} if run_config is not None else None
@@ -267,9 +295,11 @@ def remove_stale_temp_files(work_dir: str | Path) -> None:
 def load_train_state(path: str | Path) -> dict:
     try:
         state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as e:   # empty (EOFError), truncated (zip central directory), ...
-        raise ResumeError(f"{path}: unreadable train state ({_first_line(e)}); resume from an older checkpoint "
-                          f"with --resume {LATEST_VALID}") from None
+    except Exception as e:  # empty (EOFError), truncated (zip central directory), ...
+        raise ResumeError(
+            f"{path}: unreadable train state ({_first_line(e)}); resume from an older checkpoint "
+            f"with --resume {LATEST_VALID}"
+        ) from None
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
         raise ResumeError(f"{path}: not a dgss train state (format {STATE_FORMAT!r} expected)")
     return state
@@ -285,6 +315,8 @@ def load_training_checkpoint(files: CheckpointFiles, model) -> tuple[dict, dict]
     load_trained_state(model, tensors, origin=str(files.weights))
     state = load_train_state(files.state)
     if state["iteration"] != meta["iteration"]:
-        raise ResumeError(f"{files.state} (iteration {state['iteration']}) does not belong to {files.weights} "
-                          f"(iteration {meta['iteration']})")
+        raise ResumeError(
+            f"{files.state} (iteration {state['iteration']}) does not belong to {files.weights} "
+            f"(iteration {meta['iteration']})"
+        )
     return state, meta

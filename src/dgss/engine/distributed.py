@@ -5,6 +5,7 @@ trainable parameters only, reductions and rank-0 gating.
 :func:`init_distributed` then starts the group (NCCL on GPUs, gloo on CPU). Without these variables
 everything runs as a single process and every helper is a no-op.
 """
+
 from __future__ import annotations
 
 import os
@@ -113,6 +114,7 @@ def wrap_ddp(model: nn.Module, ctx: DistContext, *, find_unused: bool = False) -
     if not ctx.distributed:
         return model
     from torch.nn.parallel import DistributedDataParallel as DDP
+
     DDP._set_params_and_buffers_to_ignore_for_model(model, frozen_names(model))
     ids = [ctx.device.index] if ctx.device.type == "cuda" else None
     # all buffers are ignored above, so none is broadcast (neither at init nor per forward)
@@ -120,8 +122,9 @@ def wrap_ddp(model: nn.Module, ctx: DistContext, *, find_unused: bool = False) -
 
 
 def unwrap(model: nn.Module) -> nn.Module:
-    return model.module if hasattr(model, "module") and isinstance(model, nn.parallel.DistributedDataParallel) \
-        else model
+    return (
+        model.module if hasattr(model, "module") and isinstance(model, nn.parallel.DistributedDataParallel) else model
+    )
 
 
 def no_sync(model: nn.Module, skip: bool):

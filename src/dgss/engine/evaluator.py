@@ -4,6 +4,7 @@ Per image: test resize of its dataset (`EVAL_RESIZE`), normalise, `predict_logit
 sliding-window inference), logits resized bilinearly (align_corners=False) to the label size,
 argmax, confusion matrix accumulated under the image's domain tag.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -32,7 +33,7 @@ def upsample_argmax(logits: torch.Tensor, size: tuple[int, int], chunk: int = 64
         return logits.argmax(0)
     best_val = best_idx = None
     for start in range(0, k, chunk):
-        part = logits[start:start + chunk].unsqueeze(0).float()
+        part = logits[start : start + chunk].unsqueeze(0).float()
         if tuple(part.shape[-2:]) != tuple(size):
             part = F.interpolate(part, size=size, mode="bilinear", align_corners=False)
         val, idx = part[0].max(0)
@@ -61,10 +62,19 @@ class _Compose:
 
 
 @torch.no_grad()
-def evaluate(predict_logits: PredictFn, dataset: SegDataset, *, metrics: DomainMetrics | None = None,
-             resize: EvalResize | None = None, pre_transform: Transform | None = None, batch_size: int = 1,
-             num_workers: int = 0, device: str | torch.device = "cpu", seed: int = 0,
-             progress: bool = False) -> DomainMetrics:
+def evaluate(
+    predict_logits: PredictFn,
+    dataset: SegDataset,
+    *,
+    metrics: DomainMetrics | None = None,
+    resize: EvalResize | None = None,
+    pre_transform: Transform | None = None,
+    batch_size: int = 1,
+    num_workers: int = 0,
+    device: str | torch.device = "cpu",
+    seed: int = 0,
+    progress: bool = False,
+) -> DomainMetrics:
     """Evaluate `predict_logits` on `dataset` (raw, untransformed `SegDataset`); returns the metrics.
 
     Args:
@@ -86,10 +96,16 @@ def evaluate(predict_logits: PredictFn, dataset: SegDataset, *, metrics: DomainM
     transform: Transform = EvalPipeline(resize)
     if pre_transform is not None:
         transform = _Compose(pre_transform, transform)
-    loader = DataLoader(dataset.with_transform(transform, seed=seed), batch_size=batch_size, shuffle=False,
-                        num_workers=num_workers, collate_fn=_collate)
+    loader = DataLoader(
+        dataset.with_transform(transform, seed=seed),
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        collate_fn=_collate,
+    )
     if progress:
         from tqdm.auto import tqdm
+
         loader = tqdm(loader, desc=f"eval {info.name}", unit="batch")
     for batch in loader:
         groups: dict[tuple[int, ...], list[dict]] = {}
@@ -99,9 +115,11 @@ def evaluate(predict_logits: PredictFn, dataset: SegDataset, *, metrics: DomainM
             images = torch.stack([it["image"] for it in items]).to(device)
             logits = predict_logits(images)
             if logits.dim() != 4 or logits.shape[0] != len(items) or logits.shape[1] != info.num_classes:
-                raise ValueError(f"predict_logits returned shape {tuple(logits.shape)}; expected "
-                                 f"({len(items)}, {info.num_classes}, h, w) for {info.name}")
-            for it, lg in zip(items, logits):
+                raise ValueError(
+                    f"predict_logits returned shape {tuple(logits.shape)}; expected "
+                    f"({len(items)}, {info.num_classes}, h, w) for {info.name}"
+                )
+            for it, lg in zip(items, logits, strict=False):
                 label = it["label"]
                 pred = upsample_argmax(lg, tuple(label.shape))
                 metrics.update(it["domain"], pred.cpu(), label)

@@ -14,6 +14,7 @@
   the products stay exact fp32 (:func:`onednn_fp32_is_exact`): outputs then differ from MKL's only by
   the order of the fp32 additions.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -25,8 +26,8 @@ from contextlib import contextmanager
 
 import torch
 
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3   # glibc <malloc.h>
-_KEEP_BYTES = 1 << 30                            # allocations up to 1 GiB come from (and return to) the heap
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc <malloc.h>
+_KEEP_BYTES = 1 << 30  # allocations up to 1 GiB come from (and return to) the heap
 
 
 def tune_allocator() -> bool:
@@ -40,7 +41,9 @@ def tune_allocator() -> bool:
         if "glibc" not in (os.confstr("CS_GNU_LIBC_VERSION") or "").lower():
             return False
         libc = ctypes.CDLL(name)
-        return bool(libc.mallopt(_M_MMAP_THRESHOLD, _KEEP_BYTES)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, 2 * _KEEP_BYTES))
+        return bool(libc.mallopt(_M_MMAP_THRESHOLD, _KEEP_BYTES)) and bool(
+            libc.mallopt(_M_TRIM_THRESHOLD, 2 * _KEEP_BYTES)
+        )
     except (OSError, ValueError, AttributeError):
         return False
 
@@ -63,7 +66,7 @@ def onednn_fp32_is_exact() -> bool:
     old = flag.fp32_precision
     try:
         flag.fp32_precision = "bf16"
-        a = torch.full((1024, 512), 1 + 2.0 ** -12 + 2.0 ** -20)
+        a = torch.full((1024, 512), 1 + 2.0**-12 + 2.0**-20)
         eye = torch.eye(512)
         g = torch.Generator().manual_seed(0)
         x, w = torch.randn(1024, 512, generator=g), torch.randn(512, 512, generator=g)

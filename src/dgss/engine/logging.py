@@ -11,6 +11,7 @@ Floats are written with ``repr`` precision, so losses round-trip exactly. A resu
 ``{"type": "resume"}`` line); readers keep the last entry per (type, iter). TensorBoard events go to
 ``<work_dir>/tb`` (``train/*``, ``val/*``); on resume the writer purges events after the resumed iteration.
 """
+
 from __future__ import annotations
 
 import json
@@ -39,8 +40,15 @@ def read_jsonl(path: str | Path, kind: str | None = "train") -> dict[int, dict]:
 class RunLogger:
     """JSON-lines + TensorBoard writer; a no-op on ranks other than 0."""
 
-    def __init__(self, work_dir: str | Path, *, enabled: bool = True, jsonl: bool = True, tensorboard: bool = True,
-                 resume_iter: int | None = None):
+    def __init__(
+        self,
+        work_dir: str | Path,
+        *,
+        enabled: bool = True,
+        jsonl: bool = True,
+        tensorboard: bool = True,
+        resume_iter: int | None = None,
+    ):
         self.enabled = enabled
         self.work_dir = Path(work_dir)
         self._file = None
@@ -110,15 +118,31 @@ class ProgressDisplay:
         if not enabled:
             return
         from rich.console import Console
+
         self.console = Console(stderr=True)
         if bar and self.console.is_terminal:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
-                TimeRemainingColumn
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
             self.progress = Progress(
-                TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("loss [cyan]{task.fields[loss]}"), TextColumn("lr {task.fields[lr]}"),
-                TextColumn("{task.fields[speed]} it/s"), TimeElapsedColumn(), TextColumn("ETA"),
-                TimeRemainingColumn(), console=self.console, refresh_per_second=4)
+                TextColumn("[bold]train"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("loss [cyan]{task.fields[loss]}"),
+                TextColumn("lr {task.fields[lr]}"),
+                TextColumn("{task.fields[speed]} it/s"),
+                TimeElapsedColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                console=self.console,
+                refresh_per_second=4,
+            )
             self.task = self.progress.add_task("train", total=total, completed=start, loss="-", lr="-", speed="-")
             self.progress.start()
 
@@ -131,12 +155,15 @@ class ProgressDisplay:
             return
         speed = self.speed(iteration)
         if self.progress is not None:
-            self.progress.update(self.task, completed=iteration, loss=f"{loss:.4f}", lr=f"{lr:.2e}",
-                                 speed=f"{speed:.2f}")
+            self.progress.update(
+                self.task, completed=iteration, loss=f"{loss:.4f}", lr=f"{lr:.2e}", speed=f"{speed:.2f}"
+            )
         elif iteration % self.interval == 0 or iteration == self.total:
             eta = (self.total - iteration) / speed if speed > 0 else float("nan")
-            self.print(f"iter {iteration}/{self.total} | loss {loss:.4f} | lr {lr:.2e} | {speed:.2f} it/s | "
-                       f"eta {_fmt_time(eta)}")
+            self.print(
+                f"iter {iteration}/{self.total} | loss {loss:.4f} | lr {lr:.2e} | {speed:.2f} it/s | "
+                f"eta {_fmt_time(eta)}"
+            )
 
     def print(self, message: str) -> None:
         if not self.enabled:

@@ -13,6 +13,7 @@ Only parameters with ``requires_grad`` enter the optimiser. Per parameter (full 
 Parameters with equal multipliers share one group; each group records ``lr_mult``, ``decay_mult`` and a
 ``name`` (the rule that formed it).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -20,14 +21,19 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-NORM_TYPES = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm,
-              nn.LocalResponseNorm)
+NORM_TYPES = (
+    nn.LayerNorm,
+    nn.GroupNorm,
+    nn.modules.batchnorm._BatchNorm,
+    nn.modules.instancenorm._InstanceNorm,
+    nn.LocalResponseNorm,
+)
 
 
 @dataclass(frozen=True)
 class ParamAssignment:
     name: str
-    rule: str          # matching key, "norm-layer" or "default"
+    rule: str  # matching key, "norm-layer" or "default"
     lr_mult: float
     decay_mult: float
 
@@ -68,8 +74,9 @@ def _get(v, key: str) -> float:
     return float(v[key] if isinstance(v, dict) else getattr(v, key))
 
 
-def param_groups(model: nn.Module, *, lr: float, weight_decay: float, param_rules: dict,
-                 norm_decay_mult: float = 0.0) -> list[dict]:
+def param_groups(
+    model: nn.Module, *, lr: float, weight_decay: float, param_rules: dict, norm_decay_mult: float = 0.0
+) -> list[dict]:
     """Optimiser groups of the trainable parameters, one per distinct (lr_mult, decay_mult)."""
     params = dict(model.named_parameters())
     groups: dict[tuple[float, float], dict] = {}
@@ -77,9 +84,13 @@ def param_groups(model: nn.Module, *, lr: float, weight_decay: float, param_rule
         g = groups.get((a.lr_mult, a.decay_mult))
         if g is None:
             g = groups[(a.lr_mult, a.decay_mult)] = {
-                "params": [], "lr": lr * a.lr_mult, "weight_decay": weight_decay * a.decay_mult,
-                "lr_mult": a.lr_mult, "decay_mult": a.decay_mult,
-                "name": f"lr x{a.lr_mult:g}, decay x{a.decay_mult:g}"}
+                "params": [],
+                "lr": lr * a.lr_mult,
+                "weight_decay": weight_decay * a.decay_mult,
+                "lr_mult": a.lr_mult,
+                "decay_mult": a.decay_mult,
+                "name": f"lr x{a.lr_mult:g}, decay x{a.decay_mult:g}",
+            }
         g["params"].append(params[a.name])
     if not groups:
         raise ValueError("the model has no trainable parameters")
@@ -90,8 +101,13 @@ def build_optimizer(model: nn.Module, cfg) -> torch.optim.AdamW:
     """AdamW over the trainable parameters of ``model`` from a :class:`dgss.config.OptimConfig`."""
     if cfg.type != "adamw":
         raise ValueError(f"unknown optimizer {cfg.type!r}")
-    groups = param_groups(model, lr=cfg.lr, weight_decay=cfg.weight_decay, param_rules=cfg.param_rules,
-                          norm_decay_mult=cfg.norm_decay_mult)
+    groups = param_groups(
+        model,
+        lr=cfg.lr,
+        weight_decay=cfg.weight_decay,
+        param_rules=cfg.param_rules,
+        norm_decay_mult=cfg.norm_decay_mult,
+    )
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay)
 
 
@@ -100,6 +116,8 @@ def describe_groups(optimizer: torch.optim.Optimizer) -> list[str]:
     lines = []
     for g in optimizer.param_groups:
         n = sum(p.numel() for p in g["params"])
-        lines.append(f"{g.get('name', 'group')}: {len(g['params'])} tensors, {n:,} parameters, "
-                     f"lr {g['lr']:.3g}, weight decay {g['weight_decay']:.3g}")
+        lines.append(
+            f"{g.get('name', 'group')}: {len(g['params'])} tensors, {n:,} parameters, "
+            f"lr {g['lr']:.3g}, weight decay {g['weight_decay']:.3g}"
+        )
     return lines

@@ -1,6 +1,6 @@
 """Prediction on users' images, folders or videos: labels, overlays, depth maps, token attention."""
+
 from __future__ import annotations
-from ..errors import DgssError
 
 import os
 from collections.abc import Iterator
@@ -15,14 +15,11 @@ from PIL import Image, UnidentifiedImageError
 
 from .. import viz
 from ..backbones.weights import mark_random
+from ..errors import InputError
 from ..models.segmentor import Segmentor
 
 IMAGE_EXT = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 VIDEO_EXT = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
-
-
-class InputError(DgssError, ValueError):
-    """An input path that is missing, unreadable or of an unsupported type."""
 
 
 def iter_inputs(paths: list[str | os.PathLike], every_nth_frame: int = 1) -> Iterator[tuple[str, np.ndarray]]:
@@ -54,8 +51,9 @@ def read_rgb(path: Path, max_pixels: int | None = None, *, name: str | None = No
                 check_image_size(im.width, im.height, max_pixels, name)
             return np.asarray(im.convert("RGB")).copy()
     except UnidentifiedImageError:
-        raise InputError(f"cannot read image {name}: not an image file (PNG, JPEG, BMP, TIFF or WebP expected)") \
-            from None
+        raise InputError(
+            f"cannot read image {name}: not an image file (PNG, JPEG, BMP, TIFF or WebP expected)"
+        ) from None
     except Image.DecompressionBombError as e:
         raise InputError(f"cannot read image {name}: {e}") from None
     except OSError as e:
@@ -64,12 +62,15 @@ def read_rgb(path: Path, max_pixels: int | None = None, *, name: str | None = No
 
 def check_image_size(width: int, height: int, max_pixels: int, name: str = "image") -> None:
     if width * height > max_pixels:
-        raise InputError(f"{name} is {width}x{height} ({width * height / 1e6:.1f} MP), over the limit of "
-                         f"{max_pixels / 1e6:.1f} MP: downscale it (or use `dgss predict --short-side`)")
+        raise InputError(
+            f"{name} is {width}x{height} ({width * height / 1e6:.1f} MP), over the limit of "
+            f"{max_pixels / 1e6:.1f} MP: downscale it (or use `dgss predict --short-side`)"
+        )
 
 
 def _video_frames(path: Path, every: int) -> Iterator[tuple[str, np.ndarray]]:
     import cv2
+
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
         raise InputError(f"cannot open video {path}")
@@ -90,8 +91,8 @@ def _video_frames(path: Path, every: int) -> Iterator[tuple[str, np.ndarray]]:
 
 @dataclass
 class Prediction:
-    label: np.ndarray                       # (H, W) class ids
-    attention: dict[int, np.ndarray] = field(default_factory=dict)   # layer -> (h, w, 2) [token, weight]
+    label: np.ndarray  # (H, W) class ids
+    attention: dict[int, np.ndarray] = field(default_factory=dict)  # layer -> (h, w, 2) [token, weight]
 
 
 def _to_tensor(rgb: np.ndarray, device) -> torch.Tensor:
@@ -115,8 +116,9 @@ def window_progress(model: Segmentor, x: torch.Tensor, callback):
         yield
         return
     from ..models.segmentor import window_boxes
+
     total = len(window_boxes(x.shape[-2], x.shape[-1], model.cfg.crop_size, model.cfg.slide_stride)) * x.shape[0]
-    had_own = "predict_windows" in model.__dict__     # e.g. a torch.compile'd forward (maybe_compile)
+    had_own = "predict_windows" in model.__dict__  # e.g. a torch.compile'd forward (maybe_compile)
     inner = model.predict_windows
     done = 0
 
@@ -138,8 +140,9 @@ def window_progress(model: Segmentor, x: torch.Tensor, callback):
 
 
 @torch.inference_mode()
-def predict_image(model: Segmentor, rgb: np.ndarray, *, short_side: int | None = None,
-                  attention_layers: list[int] = (), progress=None) -> Prediction:
+def predict_image(
+    model: Segmentor, rgb: np.ndarray, *, short_side: int | None = None, attention_layers: list[int] = (), progress=None
+) -> Prediction:
     """Sliding-window prediction at the image's size (or resized so its short side is ``short_side``),
     labels back at the original size. ``progress(done, total)`` is called after every window."""
     H, W = rgb.shape[:2]
@@ -179,6 +182,7 @@ def text_encoder_for(model: Segmentor, weights: dict[str, str]):
     if model.cfg.text is None or not weights.get("clip"):
         return None
     from ..backbones.clip_text import build_text_encoder
+
     return build_text_encoder(model.cfg.text.clip, weights["clip"])
 
 
@@ -187,16 +191,20 @@ def set_classes(model: Segmentor, spec, text_encoder=None) -> tuple[str, ...]:
     ", " synonyms, a built-in vocabulary or a JSON file); text tables come from the cache or
     ``text_encoder``. Returns the class names."""
     if model.cfg.text is None:
-        raise InputError(f"{model.cfg.name} is a closed-vocabulary model ({model.num_classes} classes); "
-                         "class names (--classes, --vocab) need an open-vocabulary (Vireo) model")
+        raise InputError(
+            f"{model.cfg.name} is a closed-vocabulary model ({model.num_classes} classes); "
+            "class names (--classes, --vocab) need an open-vocabulary (Vireo) model"
+        )
     from ..models.vireo import use_vocabulary
+
     use_vocabulary(model, spec, text_encoder=text_encoder)
     return model.class_names
 
 
 def depth_model_for(model: Segmentor, depth_weights: str | None):
     """A DAv2 (encoder + DPT head) sharing the model's frozen depth encoder when it has one."""
-    from ..backbones.depth_anything import DPT_CONFIGS, DPTConfig, DepthAnythingV2
+    from ..backbones.depth_anything import DPT_CONFIGS, DepthAnythingV2, DPTConfig
+
     enc = model.depth_encoder
     size = "l"
     if enc is not None:
@@ -206,8 +214,9 @@ def depth_model_for(model: Segmentor, depth_weights: str | None):
     cfg = dav2.dpt_cfg
     if max(cfg.layer_idx) >= dav2.encoder.depth:  # a tiny/narrow encoder: evenly spaced taps
         d = dav2.encoder.depth
-        dav2.dpt_cfg = DPTConfig(tuple(int(round((i + 1) * d / 4)) - 1 for i in range(4)), cfg.features,
-                                 cfg.out_channels)
+        dav2.dpt_cfg = DPTConfig(
+            tuple(int(round((i + 1) * d / 4)) - 1 for i in range(4)), cfg.features, cfg.out_channels
+        )
     source = depth_weights or ((enc.frozen_source or {}).get("file") if enc is not None else None)
     if source:
         dav2.load(source)
@@ -234,8 +243,7 @@ def label_image(label: np.ndarray) -> Image.Image:
     return Image.fromarray(label.astype(np.uint8 if label.max(initial=0) < 256 else np.uint16))
 
 
-def render_overlay(rgb: np.ndarray, label: np.ndarray, class_names, *, legend: bool = True,
-                   palette=None) -> np.ndarray:
+def render_overlay(rgb: np.ndarray, label: np.ndarray, class_names, *, legend: bool = True, palette=None) -> np.ndarray:
     """Prediction over the image in ``palette`` (the model's, :attr:`Segmentor.palette`) or the
     vocabulary's default colours, with a legend column of the classes present."""
     pal = viz.palette_for(class_names, palette)
@@ -250,8 +258,10 @@ def class_shares(label: np.ndarray, class_names) -> list[tuple[int, str, float]]
     """(class id, name, share of the image) of every class present, largest first."""
     counts = np.bincount(label.ravel(), minlength=len(class_names))
     total = max(int(counts.sum()), 1)
-    rows = [(int(k), str(class_names[k]) if k < len(class_names) else str(k), float(counts[k]) / total)
-            for k in np.flatnonzero(counts)]
+    rows = [
+        (int(k), str(class_names[k]) if k < len(class_names) else str(k), float(counts[k]) / total)
+        for k in np.flatnonzero(counts)
+    ]
     return sorted(rows, key=lambda r: -r[2])
 
 
@@ -261,8 +271,16 @@ def token_picture(att: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(Image.fromarray(pic).resize((size[1], size[0]), Image.NEAREST))
 
 
-def write_outputs(out_dir: Path, name: str, rgb: np.ndarray, pred: Prediction, class_names, *,
-                  depth: np.ndarray | None = None, palette=None) -> list[Path]:
+def write_outputs(
+    out_dir: Path,
+    name: str,
+    rgb: np.ndarray,
+    pred: Prediction,
+    class_names,
+    *,
+    depth: np.ndarray | None = None,
+    palette=None,
+) -> list[Path]:
     """``<name>_label.png`` (class ids), ``<name>_overlay.png`` (+ legend of the classes present),
     ``<name>_depth.png``, ``<name>_tokens_l<k>.png``."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -286,6 +304,7 @@ def inference_context(device: torch.device, precision: str = "auto"):
     where exact, :func:`dgss.engine.host.onednn_fp32_matmul`); ``auto`` is bf16 on GPUs, fp32 on CPUs."""
     from .backends import resolve_precision
     from .host import onednn_fp32_matmul
+
     if precision not in ("auto", "bf16", "fp32"):
         raise InputError(f"precision must be auto, bf16 or fp32, got {precision!r}")
     if resolve_precision(device, precision) == "bf16":

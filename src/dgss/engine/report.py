@@ -1,4 +1,5 @@
 """Evaluation reports: printed tables, JSON / CSV / Markdown files and bar charts."""
+
 from __future__ import annotations
 
 import json
@@ -19,9 +20,11 @@ def class_table(summary: MetricsSummary) -> str:
 def bar_charts(summary: MetricsSummary, out: Path) -> list[Path]:
     """``miou_per_domain.png`` and ``iou_per_class.png`` (one bar group per domain)."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
+
     paths = []
     doms = list(summary.domains)
     vals = [100 * summary.domains[d].miou for d in doms] + [100 * summary.mean]
@@ -55,8 +58,9 @@ def bar_charts(summary: MetricsSummary, out: Path) -> list[Path]:
     return paths
 
 
-def write_report(summary: MetricsSummary, out: str | Path, *, extra: dict | None = None,
-                 charts: bool = True) -> list[Path]:
+def write_report(
+    summary: MetricsSummary, out: str | Path, *, extra: dict | None = None, charts: bool = True
+) -> list[Path]:
     """results.json / results.csv / results.md (+ charts) in ``out``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -65,8 +69,18 @@ def write_report(summary: MetricsSummary, out: str | Path, *, extra: dict | None
         data.update(extra)
     (out / "results.json").write_text(json.dumps(data, indent=2))
     (out / "results.csv").write_text(summary.to_csv())
-    md = ["# Evaluation", "", "## mIoU per domain", "", domain_table(summary), "",
-          "## IoU per class", "", class_table(summary), ""]
+    md = [
+        "# Evaluation",
+        "",
+        "## mIoU per domain",
+        "",
+        domain_table(summary),
+        "",
+        "## IoU per class",
+        "",
+        class_table(summary),
+        "",
+    ]
     (out / "results.md").write_text("\n".join(md))
     paths = [out / "results.json", out / "results.csv", out / "results.md"]
     if charts:

@@ -12,6 +12,7 @@ closed-form, a schedule's whole state is the iteration, so resuming is exact.
 
 ``Scheduler`` applies the factor to every optimiser group (``group["lr"] = base·lr_mult·factor``).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -43,7 +44,7 @@ class LRSchedule:
             raise ValueError("total_iters must be >= 1")
 
     @classmethod
-    def from_config(cls, cfg, base_lr: float, total_iters: int) -> "LRSchedule":
+    def from_config(cls, cfg, base_lr: float, total_iters: int) -> LRSchedule:
         """From a :class:`dgss.config.ScheduleConfig` (the same fields, without the run's lr and length)."""
         return cls(base_lr=base_lr, total_iters=total_iters, **dataclasses.asdict(cfg))
 
@@ -103,8 +104,12 @@ class Scheduler:
         return lr
 
     def state_dict(self) -> dict:
-        return {"last_iter": self.last_iter, "type": self.schedule.type, "base_lr": self.schedule.base_lr,
-                "total_iters": self.schedule.total_iters}
+        return {
+            "last_iter": self.last_iter,
+            "type": self.schedule.type,
+            "base_lr": self.schedule.base_lr,
+            "total_iters": self.schedule.total_iters,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.last_iter = int(state["last_iter"])

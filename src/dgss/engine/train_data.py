@@ -19,6 +19,7 @@ same per-sample generator first; in-memory datasets get it too (their images are
 in-memory datasets here (and any dataset without a ``normalized`` attribute) hold images in [0, 255],
 which the trainer normalises with the model's mean/std.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -41,8 +42,17 @@ class InfiniteStreamSampler(Sampler):
     ``start`` is a global stream position and must be a multiple of ``batch_size x world_size``.
     """
 
-    def __init__(self, num_samples: int, *, seed: int, batch_size: int, rank: int = 0, world_size: int = 1,
-                 start: int = 0, shuffle: bool = True):
+    def __init__(
+        self,
+        num_samples: int,
+        *,
+        seed: int,
+        batch_size: int,
+        rank: int = 0,
+        world_size: int = 1,
+        start: int = 0,
+        shuffle: bool = True,
+    ):
         if num_samples < 1:
             raise ValueError("the training dataset is empty")
         global_batch = batch_size * world_size
@@ -56,8 +66,7 @@ class InfiniteStreamSampler(Sampler):
         if epoch not in self._perms:
             if len(self._perms) > 2:
                 self._perms.pop(min(self._perms))
-            self._perms[epoch] = (epoch_permutation(self.n, self.seed, epoch) if self.shuffle
-                                  else torch.arange(self.n))
+            self._perms[epoch] = epoch_permutation(self.n, self.seed, epoch) if self.shuffle else torch.arange(self.n)
         return self._perms[epoch]
 
     def positions(self, step: int) -> range:
@@ -74,7 +83,7 @@ class InfiniteStreamSampler(Sampler):
             step += 1
 
     def __len__(self) -> int:  # infinite; DataLoader only needs it for len(loader)
-        return 2 ** 62
+        return 2**62
 
 
 class StreamDataset(Dataset):
@@ -111,8 +120,10 @@ class StreamDataset(Dataset):
 def collate(batch: list[dict]) -> dict:
     shapes = {tuple(b["image"].shape) for b in batch}
     if len(shapes) != 1:
-        raise ValueError(f"training images in one batch differ in size: {sorted(shapes)} "
-                         "(the training pipeline pads every crop to crop_size)")
+        raise ValueError(
+            f"training images in one batch differ in size: {sorted(shapes)} "
+            "(the training pipeline pads every crop to crop_size)"
+        )
     return {"image": torch.stack([b["image"] for b in batch]), "label": torch.stack([b["label"] for b in batch])}
 
 
@@ -128,8 +139,16 @@ class SyntheticSegDataset(Dataset):
     normalized = False
     ignore_index = 255
 
-    def __init__(self, num_images: int = 16, height: int = 64, width: int = 64, num_classes: int = 19,
-                 seed: int = 0, domain: str = "synthetic", classes_used: int | None = None):
+    def __init__(
+        self,
+        num_images: int = 16,
+        height: int = 64,
+        width: int = 64,
+        num_classes: int = 19,
+        seed: int = 0,
+        domain: str = "synthetic",
+        classes_used: int | None = None,
+    ):
         self.n, self.h, self.w, self.num_classes = num_images, height, width, num_classes
         self.seed, self.domain = seed, domain
         self.classes_used = min(num_classes, classes_used or 8)
@@ -148,10 +167,14 @@ class SyntheticSegDataset(Dataset):
         label = grid[ys[:, None], xs[None, :]].astype(np.int64)
         image = self.palette[label] + rng.normal(0, 12, size=(self.h, self.w, 3)).astype(np.float32)
         row = int(rng.integers(1, 4)) * self.h // 4
-        label[max(row - 1, 0):row + 1, :] = self.ignore_index
+        label[max(row - 1, 0) : row + 1, :] = self.ignore_index
         image = np.clip(image, 0, 255).transpose(2, 0, 1)
-        return {"image": torch.from_numpy(np.ascontiguousarray(image)), "label": torch.from_numpy(label),
-                "domain": self.domain, "path": f"synthetic/{self.domain}/{index:05d}"}
+        return {
+            "image": torch.from_numpy(np.ascontiguousarray(image)),
+            "label": torch.from_numpy(label),
+            "domain": self.domain,
+            "path": f"synthetic/{self.domain}/{index:05d}",
+        }
 
     def __getitem__(self, index: int) -> dict:
         if index not in self._cache:
@@ -163,6 +186,8 @@ class SyntheticSegDataset(Dataset):
 def synthetic_from_config(cfg, num_classes: int, *, default_size: int, default_seed: int) -> SyntheticSegDataset:
     """A :class:`SyntheticSegDataset` from a :class:`dgss.config.SyntheticConfig` (or None = defaults)."""
     from ..config import SyntheticConfig
+
     cfg = cfg or SyntheticConfig(height=default_size, width=default_size, seed=default_seed)
-    return SyntheticSegDataset(cfg.num_images, cfg.height, cfg.width, num_classes, cfg.seed, cfg.domain,
-                               classes_used=cfg.num_classes)
+    return SyntheticSegDataset(
+        cfg.num_images, cfg.height, cfg.width, num_classes, cfg.seed, cfg.domain, classes_used=cfg.num_classes
+    )

@@ -16,8 +16,8 @@
 Every iteration ``t`` (0-based) runs ``accumulate`` micro-batches, then one optimiser step with the
 learning rate of ``t``; the log, validation and checkpoint use the number of finished iterations ``t + 1``.
 """
+
 from __future__ import annotations
-from ..errors import DgssError
 
 import math
 import random
@@ -30,14 +30,23 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from ..config import SYNTHETIC, ConfigError, RunConfig, segmentor_config_from
+from ..config import SYNTHETIC, RunConfig, segmentor_config_from
 from ..data.datasets import sample_seed
+from ..errors import ConfigError, TrainingError
 from ..losses import Mask2FormerCriterion, Mask2FormerCriterionConfig, SegmentationLoss
 from ..losses.matcher import HungarianMatcher
 from . import checkpointing as ck
 from .advstyle import AdvStyle
-from .distributed import DistContext, all_gather_object, all_reduce_mean, barrier, no_sync, resolve_device, \
-    unwrap, wrap_ddp
+from .distributed import (
+    DistContext,
+    all_gather_object,
+    all_reduce_mean,
+    barrier,
+    no_sync,
+    resolve_device,
+    unwrap,
+    wrap_ddp,
+)
 from .logging import ProgressDisplay, RunLogger
 from .optim import build_optimizer, describe_groups
 from .schedulers import LRSchedule, Scheduler
@@ -47,14 +56,10 @@ ValidateFn = Callable[[torch.nn.Module], dict]
 """validate(model) -> {"<domain>/mIoU": %, ..., "mean_mIoU": %}; called on every rank (collective)."""
 
 
-class TrainingError(DgssError, RuntimeError):
-    """Training cannot continue (non-finite loss, work directory conflicts, ...)."""
-
-
 # ================================================================================================ seeding
 def seed_everything(seed: int) -> None:
     random.seed(seed)
-    np.random.seed(seed % 2 ** 32)
+    np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
 
 
@@ -77,21 +82,33 @@ class FixedPointCriterion(Mask2FormerCriterion):
         super().__init__(cfg)
         g = torch.Generator().manual_seed(seed)
         self.points = torch.rand(cfg.num_points, 2, generator=g)
-        self.matcher = _FixedPointMatcher(self.points, cost_class=cfg.cost_class, cost_mask=cfg.cost_mask,
-                                          cost_dice=cfg.cost_dice, num_points=cfg.num_points)
+        self.matcher = _FixedPointMatcher(
+            self.points,
+            cost_class=cfg.cost_class,
+            cost_mask=cfg.cost_mask,
+            cost_dice=cfg.cost_dice,
+            num_points=cfg.num_points,
+        )
 
     def sample_points(self, mask_logits: torch.Tensor) -> torch.Tensor:
         return self.points.to(mask_logits.device)[None].expand(mask_logits.shape[0], -1, -1)
 
 
-def build_criterion(cfg: RunConfig, model_cfg, num_classes: int, device: torch.device,
-                    rank: int = 0) -> Mask2FormerCriterion:
+def build_criterion(
+    cfg: RunConfig, model_cfg, num_classes: int, device: torch.device, rank: int = 0
+) -> Mask2FormerCriterion:
     """The set criterion: weights and points from the run config, the loss mode from the model config
     (``model_cfg.loss_mode``, decided by the method row; the only place it is read from)."""
     lo = cfg.loss
-    ccfg = Mask2FormerCriterionConfig(num_classes=num_classes, mode=model_cfg.loss_mode, class_weight=lo.class_weight,
-                                      mask_weight=lo.mask_weight, dice_weight=lo.dice_weight,
-                                      no_object_weight=lo.no_object_weight, num_points=lo.num_points)
+    ccfg = Mask2FormerCriterionConfig(
+        num_classes=num_classes,
+        mode=model_cfg.loss_mode,
+        class_weight=lo.class_weight,
+        mask_weight=lo.mask_weight,
+        dice_weight=lo.dice_weight,
+        no_object_weight=lo.no_object_weight,
+        num_points=lo.num_points,
+    )
     if lo.points == "fixed":
         return FixedPointCriterion(ccfg, seed=cfg.seed)
     gen = torch.Generator(device=device)
@@ -104,6 +121,7 @@ def build_model(cfg: RunConfig, *, load_weights: bool = True):
     """The segmentor of ``cfg.model`` with its frozen weights (``cfg.weights``) loaded or marked random."""
     from ..models.build import build_model as _build
     from ..models.build import load_frozen_weights
+
     model = _build(segmentor_config_from(cfg.model, cfg.loss))
     if not load_weights:
         return model
@@ -112,12 +130,16 @@ def build_model(cfg: RunConfig, *, load_weights: bool = True):
     model.check_frozen_weights()
     if model.cfg.text is not None:
         from ..backbones.clip_text import build_text_encoder
-        attach_text_encoder(model, build_text_encoder(model.cfg.text.clip, w.text_encoder,
-                                                      random_seed=0 if w.random else None))
+
+        attach_text_encoder(
+            model, build_text_encoder(model.cfg.text.clip, w.text_encoder, random_seed=0 if w.random else None)
+        )
         from ..models.vireo import use_vocabulary
+
         use_vocabulary(model, cfg.model.vocab or "cityscapes", text_encoder=model.text_encoder)
     if w.init_from:
         from ..models.checkpoint import load_trained_state, read_checkpoint
+
         tensors, _ = read_checkpoint(w.init_from)
         load_trained_state(model, tensors, origin=w.init_from)
     return model
@@ -138,6 +160,7 @@ def _resolve_root(data_root: str, root: str | None) -> str:
 def build_train_dataset(cfg: RunConfig, model) -> StreamDataset:
     """The stream dataset of ``cfg.data.train`` (real data through ``TrainPipeline``, or synthetic)."""
     from ..data.augment import build_image_augment
+
     t = cfg.data.train
     augment = build_image_augment(cfg.augment)
     if t.dataset == SYNTHETIC:
@@ -145,11 +168,20 @@ def build_train_dataset(cfg: RunConfig, model) -> StreamDataset:
         return StreamDataset(base, cfg.seed, augment=augment)
     from ..data.datasets import SegDataset
     from ..data.transforms import TrainPipeline
+
     base = SegDataset.from_root(t.dataset, _resolve_root(cfg.data.root, t.root), t.split, t.conditions)
     scales = tuple(t.scales) if t.scales else tuple(int(t.crop_size * x * 0.1) for x in range(5, 21))
-    pipe = TrainPipeline(crop_size=(t.crop_size, t.crop_size), scales=scales, max_long=t.max_long,
-                         cat_max_ratio=t.cat_max_ratio, flip_prob=t.flip_prob, photometric=t.photometric,
-                         ignore_index=base.info.ignore_index, mean=tuple(model.cfg.mean), std=tuple(model.cfg.std))
+    pipe = TrainPipeline(
+        crop_size=(t.crop_size, t.crop_size),
+        scales=scales,
+        max_long=t.max_long,
+        cat_max_ratio=t.cat_max_ratio,
+        flip_prob=t.flip_prob,
+        photometric=t.photometric,
+        ignore_index=base.info.ignore_index,
+        mean=tuple(model.cfg.mean),
+        std=tuple(model.cfg.std),
+    )
     return StreamDataset(base, cfg.seed, transform=pipe, augment=augment)
 
 
@@ -165,10 +197,12 @@ class Validator:
         self.targets = []
         for v in cfg.data.val:
             if v.dataset == SYNTHETIC:
-                ds = synthetic_from_config(v.synthetic, model.num_classes, default_size=model.cfg.crop_size,
-                                           default_seed=cfg.seed + 1)
+                ds = synthetic_from_config(
+                    v.synthetic, model.num_classes, default_size=model.cfg.crop_size, default_seed=cfg.seed + 1
+                )
             else:
                 from ..data.datasets import SegDataset
+
                 split = v.split
                 ds = SegDataset.from_root(v.dataset, _resolve_root(cfg.data.root, v.root), split, v.conditions)
             self.targets.append((v, ds))
@@ -179,18 +213,21 @@ class Validator:
                 known |= {ds.domain} if isinstance(ds, SyntheticSegDataset) else set(ds.domains)
             missing = [d for d in cfg.data.mean_over if d not in known]
             if missing:
-                raise ConfigError(f"config key 'data.mean_over': domain(s) {missing} are not among the validation "
-                                  f"domains {sorted(known)}")
+                raise ConfigError(
+                    f"config key 'data.mean_over': domain(s) {missing} are not among the validation "
+                    f"domains {sorted(known)}"
+                )
 
     def _subset(self, n: int, max_images: int | None) -> list[int]:
         idx = list(range(n))
         if max_images is not None and n > max_images:
             idx = [int(i * n / max_images) for i in range(max_images)]
-        return idx[self.ctx.rank::self.ctx.world_size]
+        return idx[self.ctx.rank :: self.ctx.world_size]
 
     @torch.no_grad()
     def __call__(self, model) -> dict:
         from ..metrics import DomainMetrics
+
         model = unwrap(model)
         was_training = model.training
         model.eval()
@@ -207,8 +244,9 @@ class Validator:
         train_vocab = model.vocab if getattr(model.cfg, "text", None) is not None else None
         try:
             for v, ds in self.targets:
-                if v.vocab is not None:   # open-vocabulary target: its own vocabulary in encoder and head
+                if v.vocab is not None:  # open-vocabulary target: its own vocabulary in encoder and head
                     from ..models.vireo import use_vocabulary
+
                     use_vocabulary(model, v.vocab, text_encoder=getattr(model, "text_encoder", None))
                 idx = self._subset(len(ds), v.max_images)
                 if isinstance(ds, SyntheticSegDataset):
@@ -221,24 +259,33 @@ class Validator:
                     from ..data.datasets import SegDataset
                     from ..data.transforms import EvalResize
                     from .evaluator import evaluate
+
                     info = ds.info
                     metrics = DomainMetrics(info.num_classes, info.ignore_index, list(info.class_names) or None)
                     shard = SegDataset([ds.samples[i] for i in idx], info)
                     resize = EvalResize(tuple(v.resize), v.keep_ratio) if v.resize else None
-                    evaluate(predict, shard, metrics=metrics, resize=resize, device=device, seed=self.cfg.seed,
-                             num_workers=min(self.cfg.data.train.num_workers, 4))
+                    evaluate(
+                        predict,
+                        shard,
+                        metrics=metrics,
+                        resize=resize,
+                        device=device,
+                        seed=self.cfg.seed,
+                        num_workers=min(self.cfg.data.train.num_workers, 4),
+                    )
                 metrics.all_reduce()
                 all_metrics.append(metrics)
         finally:
             if train_vocab and model.vocab != train_vocab:
                 from ..models.vireo import use_vocabulary
+
                 use_vocabulary(model, list(train_vocab), text_encoder=getattr(model, "text_encoder", None))
             model.train(was_training)
         out = {}
         for metrics in all_metrics:
             for d in metrics.matrices:
                 out[f"{d}/mIoU"] = 100.0 * metrics.result(d).miou
-        domains = [k[:-len("/mIoU")] for k in out]
+        domains = [k[: -len("/mIoU")] for k in out]
         over = [d for d in (self.cfg.data.mean_over or domains) if d in domains]
         if over:
             out["mean_mIoU"] = sum(out[f"{d}/mIoU"] for d in over) / len(over)
@@ -260,9 +307,18 @@ class Trainer:
         work_dir: default ``cfg.work_dir``.
     """
 
-    def __init__(self, cfg: RunConfig, model, train_dataset, *, validate: ValidateFn | None = None,
-                 ctx: DistContext | None = None, work_dir: str | Path | None = None,
-                 criterion: Mask2FormerCriterion | None = None, progress: bool | None = None):
+    def __init__(
+        self,
+        cfg: RunConfig,
+        model,
+        train_dataset,
+        *,
+        validate: ValidateFn | None = None,
+        ctx: DistContext | None = None,
+        work_dir: str | Path | None = None,
+        criterion: Mask2FormerCriterion | None = None,
+        progress: bool | None = None,
+    ):
         self.cfg = cfg
         self.ctx = ctx or DistContext(device=resolve_device(cfg.train.device))
         self.work_dir = Path(work_dir) if work_dir is not None else cfg.work_dir
@@ -271,22 +327,25 @@ class Trainer:
         image_augments = [k for k in ("gtr_ltr", "pasta") if getattr(cfg.augment, k).enabled]
         if not isinstance(train_dataset, StreamDataset):
             from ..data.augment import build_image_augment
+
             train_dataset = StreamDataset(train_dataset, cfg.seed, augment=build_image_augment(cfg.augment))
         elif image_augments and train_dataset.augment is None:
-            raise TrainingError(f"cfg.augment enables {' and '.join(image_augments)} but the given StreamDataset has "
-                                "no augment: build it with dgss.engine.trainer.build_train_dataset (or pass augment=)")
+            raise TrainingError(
+                f"cfg.augment enables {' and '.join(image_augments)} but the given StreamDataset has "
+                "no augment: build it with dgss.engine.trainer.build_train_dataset (or pass augment=)"
+            )
         self.dataset = train_dataset
         self.validate = validate
         model_cfg = unwrap(model).cfg
-        self.criterion = criterion or build_criterion(cfg, model_cfg, model.num_classes, self.ctx.device,
-                                                      self.ctx.rank)
+        self.criterion = criterion or build_criterion(cfg, model_cfg, model.num_classes, self.ctx.device, self.ctx.rank)
         self.loss = SegmentationLoss(self.criterion, model.num_classes, prior_weight=model_cfg.prior_loss_weight)
         adv = cfg.augment.advstyle
         self.advstyle = AdvStyle.from_config(adv, unwrap(self.model)) if adv.enabled else None
         self.show_progress = cfg.logging.progress if progress is None else progress
         self.optimizer = build_optimizer(self.model, cfg.optim)
-        self.scheduler = Scheduler(self.optimizer, LRSchedule.from_config(cfg.schedule, cfg.optim.lr,
-                                                                           cfg.train.max_iters))
+        self.scheduler = Scheduler(
+            self.optimizer, LRSchedule.from_config(cfg.schedule, cfg.optim.lr, cfg.train.max_iters)
+        )
         self.iteration = 0
         self.samples_consumed = 0
         self.last_val: dict = {}
@@ -303,25 +362,39 @@ class Trainer:
     def train_state(self) -> dict:
         """Everything but the weights that an exact resume needs (collective under DDP)."""
         rngs = all_gather_object(ck.rng_state(self._generator()), self.ctx)
-        return {"samples_consumed": int(self.samples_consumed), "global_batch": int(self.global_batch),
-                "world_size": int(self.ctx.world_size), "seed": int(self.cfg.seed),
-                "max_iters": int(self.cfg.train.max_iters), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "rng": rngs, "last_val": dict(self.last_val)}
+        return {
+            "samples_consumed": int(self.samples_consumed),
+            "global_batch": int(self.global_batch),
+            "world_size": int(self.ctx.world_size),
+            "seed": int(self.cfg.seed),
+            "max_iters": int(self.cfg.train.max_iters),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": rngs,
+            "last_val": dict(self.last_val),
+        }
 
     def save(self, run_config: dict | None = None) -> None:
         state = self.train_state()
         if self.ctx.is_main:
-            files = ck.save_training_checkpoint(self.work_dir, unwrap(self.model), self.iteration, state,
-                                                run_config=run_config if run_config is not None else
-                                                self.cfg.to_dict(), keep_last=self.cfg.train.keep_last)
+            files = ck.save_training_checkpoint(
+                self.work_dir,
+                unwrap(self.model),
+                self.iteration,
+                state,
+                run_config=run_config if run_config is not None else self.cfg.to_dict(),
+                keep_last=self.cfg.train.keep_last,
+            )
             self.logger.write("checkpoint", self.iteration, weights=files.weights.name, state=files.state.name)
         barrier(self.ctx)
 
     def resume(self, files: ck.CheckpointFiles) -> None:
         state, _ = ck.load_training_checkpoint(files, unwrap(self.model))
         if state["global_batch"] != self.global_batch:
-            raise ck.ResumeError(f"the checkpoint was trained with a global batch of {state['global_batch']}, "
-                                 f"this run has {self.global_batch} (batch_size x processes)")
+            raise ck.ResumeError(
+                f"the checkpoint was trained with a global batch of {state['global_batch']}, "
+                f"this run has {self.global_batch} (batch_size x processes)"
+            )
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.iteration = int(state["iteration"])
@@ -337,21 +410,36 @@ class Trainer:
                 gen.manual_seed(sample_seed(self.cfg.seed, self.ctx.rank, self.iteration + 1))
         if state["max_iters"] != self.cfg.train.max_iters and self.ctx.is_main:
             import warnings
-            warnings.warn(f"resuming a run planned for {state['max_iters']} iterations with max_iters="
-                          f"{self.cfg.train.max_iters}: the schedule changes from here on")
+
+            warnings.warn(
+                f"resuming a run planned for {state['max_iters']} iterations with max_iters="
+                f"{self.cfg.train.max_iters}: the schedule changes from here on"
+            )
 
     # ------------------------------------------------------------------------------------------ loop
     def _loader(self) -> DataLoader:
         t = self.cfg.data.train
-        sampler = InfiniteStreamSampler(len(self.dataset), seed=self.cfg.seed, batch_size=t.batch_size,
-                                        rank=self.ctx.rank, world_size=self.ctx.world_size,
-                                        start=self.samples_consumed)
+        sampler = InfiniteStreamSampler(
+            len(self.dataset),
+            seed=self.cfg.seed,
+            batch_size=t.batch_size,
+            rank=self.ctx.rank,
+            world_size=self.ctx.world_size,
+            start=self.samples_consumed,
+        )
         kw = {}
         if t.num_workers > 0:
             kw = dict(persistent_workers=True, prefetch_factor=2)
-        return DataLoader(self.dataset, batch_size=t.batch_size, sampler=sampler, num_workers=t.num_workers,
-                          collate_fn=collate, pin_memory=self.ctx.device.type == "cuda",
-                          generator=torch.Generator().manual_seed(self.cfg.seed), **kw)
+        return DataLoader(
+            self.dataset,
+            batch_size=t.batch_size,
+            sampler=sampler,
+            num_workers=t.num_workers,
+            collate_fn=collate,
+            pin_memory=self.ctx.device.type == "cuda",
+            generator=torch.Generator().manual_seed(self.cfg.seed),
+            **kw,
+        )
 
     def _check_frozen_eval(self, model) -> None:
         for name, module in model.frozen_modules().items():
@@ -370,35 +458,51 @@ class Trainer:
             self.resume(files)
             resumed_from = str(files.weights)
         elif ck.list_checkpoints(self.work_dir):
-            raise TrainingError(f"{self.work_dir} already holds checkpoints of a run: resume it with --resume, "
-                                "or choose another work directory (--work-dir / train.work_dir)")
+            raise TrainingError(
+                f"{self.work_dir} already holds checkpoints of a run: resume it with --resume, "
+                "or choose another work directory (--work-dir / train.work_dir)"
+            )
         if ctx.is_main:
             self.work_dir.mkdir(parents=True, exist_ok=True)
             ck.remove_stale_temp_files(self.work_dir)
             (self.work_dir / "config.yaml").write_text(cfg.to_yaml())
-        self.logger = RunLogger(self.work_dir, enabled=ctx.is_main, jsonl=cfg.logging.jsonl,
-                                tensorboard=cfg.logging.tensorboard,
-                                resume_iter=self.iteration if resumed_from else None)
+        self.logger = RunLogger(
+            self.work_dir,
+            enabled=ctx.is_main,
+            jsonl=cfg.logging.jsonl,
+            tensorboard=cfg.logging.tensorboard,
+            resume_iter=self.iteration if resumed_from else None,
+        )
         amp = tr.amp == "bf16" and ctx.device.type == "cuda"
-        if amp and getattr(raw.cfg, "frozen_bf16", False):   # bit-identical under autocast (Segmentor doc)
+        if amp and getattr(raw.cfg, "frozen_bf16", False):  # bit-identical under autocast (Segmentor doc)
             raw.store_frozen_bf16()
-        ddp_model = wrap_ddp(self.model, ctx, find_unused=(tr.ddp_find_unused if tr.ddp_find_unused is not None
-                                                            else raw.cfg.method == "full"))
+        ddp_model = wrap_ddp(
+            self.model,
+            ctx,
+            find_unused=(tr.ddp_find_unused if tr.ddp_find_unused is not None else raw.cfg.method == "full"),
+        )
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
         if tr.deterministic:
             import os
+
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
             torch.use_deterministic_algorithms(True, warn_only=True)
             torch.backends.cudnn.benchmark = False
         normalized = bool(getattr(self.dataset, "normalized", False))
-        progress = ProgressDisplay(tr.max_iters, self.iteration, enabled=ctx.is_main, bar=self.show_progress,
-                                   interval=cfg.logging.interval)
+        progress = ProgressDisplay(
+            tr.max_iters, self.iteration, enabled=ctx.is_main, bar=self.show_progress, interval=cfg.logging.interval
+        )
         if resumed_from:
             self.logger.write("resume", self.iteration, resumed_from=resumed_from)
             progress.print(f"resumed from {resumed_from} at iteration {self.iteration}")
         else:
-            self.logger.write("start", 0, world_size=ctx.world_size, global_batch=self.global_batch,
-                              groups=describe_groups(self.optimizer))
+            self.logger.write(
+                "start",
+                0,
+                world_size=ctx.world_size,
+                global_batch=self.global_batch,
+                groups=describe_groups(self.optimizer),
+            )
         if tr.amp == "bf16" and not amp and ctx.is_main:
             progress.print("note: train.amp=bf16 applies on GPU only; this CPU run stays in fp32")
         ddp_model.train()
@@ -420,12 +524,17 @@ class Trainer:
                     images = batch["image"].to(ctx.device, dtype=self.dtype, non_blocking=True)
                     labels = batch["label"].to(ctx.device, non_blocking=True).long()
                     x = images if normalized else raw.normalize(images)
-                    if self.advstyle is not None and self.advstyle.fires(cfg.seed, self.iteration * tr.accumulate
-                                                                         + micro):
+                    if self.advstyle is not None and self.advstyle.fires(
+                        cfg.seed, self.iteration * tr.accumulate + micro
+                    ):
                         # style step on the unwrapped model: no parameter gradient, no DDP hooks
                         x_adv, style_loss = self.advstyle.perturb(
-                            raw, self.loss, x, labels,
-                            autocast=(lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if amp else nullcontext)
+                            raw,
+                            self.loss,
+                            x,
+                            labels,
+                            autocast=(lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if amp else nullcontext,
+                        )
                         x, labels = torch.cat([x, x_adv]), torch.cat([labels, labels])
                         style_losses.append(style_loss)
                     with no_sync(ddp_model, micro < tr.accumulate - 1):
@@ -443,9 +552,11 @@ class Trainer:
                 reduced = all_reduce_mean(torch.stack([loss_sum, *terms.values()]) / tr.accumulate, ctx)
                 loss_value = float(reduced[0])
                 if not math.isfinite(loss_value):
-                    raise TrainingError(f"non-finite loss {loss_value} at iteration {self.iteration + 1}; "
-                                        f"terms {dict(zip(terms, reduced[1:].tolist()))}. The last checkpoint is "
-                                        "intact: lower the learning rate or set train.grad_clip and resume")
+                    raise TrainingError(
+                        f"non-finite loss {loss_value} at iteration {self.iteration + 1}; "
+                        f"terms {dict(zip(terms, reduced[1:].tolist(), strict=False))}. The last checkpoint is "
+                        "intact: lower the learning rate or set train.grad_clip and resume"
+                    )
                 grad_norm = None
                 if tr.grad_clip is not None:
                     grad_norm = float(torch.nn.utils.clip_grad_norm_(params, tr.grad_clip))
@@ -457,18 +568,24 @@ class Trainer:
                 window = (window + [dt])[-20:]
                 progress.update(it, loss_value, lr)
                 if it % cfg.logging.interval == 0 or it == tr.max_iters or it == 1:
-                    rec = {"loss": loss_value, "lr": lr, "time_per_iter": dt, "data_time": data_time,
-                           **{k: float(v) for k, v in zip(terms, reduced[1:].tolist())}}
+                    rec = {
+                        "loss": loss_value,
+                        "lr": lr,
+                        "time_per_iter": dt,
+                        "data_time": data_time,
+                        **{k: float(v) for k, v in zip(terms, reduced[1:].tolist(), strict=False)},
+                    }
                     if grad_norm is not None:
                         rec["grad_norm"] = grad_norm
                     if style_losses:  # loss of the style step before the ascent (this rank's micro-batches)
                         rec["advstyle_loss"] = sum(style_losses) / len(style_losses)
                     if ctx.device.type == "cuda":
-                        rec["max_mem_gb"] = torch.cuda.max_memory_allocated(ctx.device) / 2 ** 30
+                        rec["max_mem_gb"] = torch.cuda.max_memory_allocated(ctx.device) / 2**30
                     self.logger.scalars("train", it, rec)
                     self.history.append({"iter": it, **rec})
                 do_val = self.validate is not None and (
-                    (tr.val_interval and it % tr.val_interval == 0) or (it == tr.max_iters and tr.val_at_end))
+                    (tr.val_interval and it % tr.val_interval == 0) or (it == tr.max_iters and tr.val_at_end)
+                )
                 if do_val:
                     raw.eval()
                     with torch.no_grad():
@@ -483,16 +600,26 @@ class Trainer:
         finally:
             progress.close()
             self.logger.close()
-        return {"iteration": self.iteration, "loss": self.history[-1]["loss"] if self.history else None,
-                "val": self.last_val, "work_dir": str(self.work_dir)}
+        return {
+            "iteration": self.iteration,
+            "loss": self.history[-1]["loss"] if self.history else None,
+            "val": self.last_val,
+            "work_dir": str(self.work_dir),
+        }
 
 
 # ================================================================================================ entry point
-def run_training(cfg: RunConfig, *, resume: str | Path | bool | None = None, ctx: DistContext | None = None,
-                 work_dir: str | Path | None = None, progress: bool | None = None) -> dict:
+def run_training(
+    cfg: RunConfig,
+    *,
+    resume: str | Path | bool | None = None,
+    ctx: DistContext | None = None,
+    work_dir: str | Path | None = None,
+    progress: bool | None = None,
+) -> dict:
     """Build model, data, validation and trainer from ``cfg`` and train (see the module docstring)."""
     ctx = ctx or DistContext(device=resolve_device(cfg.train.device))
-    seed_everything(cfg.seed)              # identical initialisation of the trainable weights on every rank
+    seed_everything(cfg.seed)  # identical initialisation of the trainable weights on every rank
     model = build_model(cfg)
     seed_everything(sample_seed(cfg.seed, ctx.rank, 1) if ctx.distributed else cfg.seed)
     dataset = build_train_dataset(cfg, model)
@@ -500,14 +627,22 @@ def run_training(cfg: RunConfig, *, resume: str | Path | bool | None = None, ctx
     trainer = Trainer(cfg, model, dataset, validate=validate, ctx=ctx, work_dir=work_dir, progress=progress)
     if ctx.is_main:
         from rich.console import Console
+
         con = Console(stderr=True)
         n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
         n_all = sum(p.numel() for p in model.parameters())
-        con.print(f"[bold]{cfg.name}[/]: {model.cfg.name} ({n_train:,} trainable of {n_all:,} parameters), "
-                  f"{len(dataset):,} training images, global batch {trainer.global_batch} "
-                  f"({ctx.world_size} process{'es' if ctx.world_size > 1 else ''}, {ctx.device}), "
-                  f"work dir {trainer.work_dir}", highlight=False, soft_wrap=True)
+        con.print(
+            f"[bold]{cfg.name}[/]: {model.cfg.name} ({n_train:,} trainable of {n_all:,} parameters), "
+            f"{len(dataset):,} training images, global batch {trainer.global_batch} "
+            f"({ctx.world_size} process{'es' if ctx.world_size > 1 else ''}, {ctx.device}), "
+            f"work dir {trainer.work_dir}",
+            highlight=False,
+            soft_wrap=True,
+        )
         if any((m.frozen_source or {}).get("random") for m in model.frozen_modules().values()):
-            con.print("[yellow]note: the frozen encoder(s) hold RANDOM weights (weights.random: true); "
-                      "results are meaningless beyond smoke tests[/]", soft_wrap=True)
+            con.print(
+                "[yellow]note: the frozen encoder(s) hold RANDOM weights (weights.random: true); "
+                "results are meaningless beyond smoke tests[/]",
+                soft_wrap=True,
+            )
     return trainer.fit(resume)

@@ -1,4 +1,5 @@
 """Classifiers for the Mask2Former queries: linear (K+1 logits) and DOV-VEH text classifier."""
+
 from __future__ import annotations
 
 import torch
@@ -6,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 
-class TextClassifier(nn.Linear):  # noqa: D101 (docstring below)
+class TextClassifier(nn.Linear):
     """DOV-VEH: ``logits = Linear_{C->D}(q) · t_hdᵀ`` against the unit-norm head text rows (K+1, D).
 
     No temperature (the projection's norm acts as a per-query one); the last row is "background" =
@@ -28,7 +29,7 @@ class TextClassifier(nn.Linear):  # noqa: D101 (docstring below)
 
     def set_text(self, head_table: torch.Tensor) -> None:
         """E_hd (K+1, P, D) -> t_hd = normalise(mean_p normalise(E_hd))."""
-        e = head_table.to(torch.promote_types(head_table.dtype, torch.float32))   # at least fp32
+        e = head_table.to(torch.promote_types(head_table.dtype, torch.float32))  # at least fp32
         t = F.normalize(F.normalize(e, dim=-1).mean(dim=1), dim=-1)
         self.text = t.to(self.weight.device, self.weight.dtype)
 

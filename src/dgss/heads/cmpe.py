@@ -14,6 +14,7 @@ with the chunk, not with K (ADE-847 at 128² would need ~4.4 GB for R in one pie
 ``recompute`` (set by the segmentor) keeps no chunk of R for the backward pass either: each chunk is
 recomputed there (same gradients).
 """
+
 from __future__ import annotations
 
 from typing import Literal
@@ -25,10 +26,16 @@ from torch.utils.checkpoint import checkpoint
 
 
 class PriorGenerator(nn.Module):
-    def __init__(self, in_channels: int = 1024, text_dim: int = 768, num_templates: int = 80,
-                 query_dim: int = 256, num_queries: int = 100,
-                 spatial_weights: Literal["softmax_sigmoid", "softmax_logits"] = "softmax_sigmoid",
-                 class_chunk: int | None = 32):
+    def __init__(
+        self,
+        in_channels: int = 1024,
+        text_dim: int = 768,
+        num_templates: int = 80,
+        query_dim: int = 256,
+        num_queries: int = 100,
+        spatial_weights: Literal["softmax_sigmoid", "softmax_logits"] = "softmax_sigmoid",
+        class_chunk: int | None = 32,
+    ):
         super().__init__()
         self.spatial_weights = spatial_weights
         self.class_chunk = class_chunk
@@ -40,23 +47,24 @@ class PriorGenerator(nn.Module):
 
     def coarse_masks(self, x: torch.Tensor, head_table: torch.Tensor) -> torch.Tensor:
         """X (B, C, H, W), E_hd (K+1, P, D) -> coarse class logits M (B, K, H, W)."""
-        e = F.normalize(head_table[:-1], dim=-1)                       # (K, P, D), background dropped
-        g = self.feat_proj(x)                                         # (B, D, H, W)
+        e = F.normalize(head_table[:-1], dim=-1)  # (K, P, D), background dropped
+        g = self.feat_proj(x)  # (B, D, H, W)
         B, _, H, W = g.shape
         K, P, _ = e.shape
         chunk = self.class_chunk or K
         recompute = self.recompute and self.training and torch.is_grad_enabled()
         out = []
         for s in range(0, K, chunk):
-            ek = e[s:s + chunk]
-            out.append(checkpoint(self._chunk_masks, g, ek, use_reentrant=False) if recompute
-                       else self._chunk_masks(g, ek))
+            ek = e[s : s + chunk]
+            out.append(
+                checkpoint(self._chunk_masks, g, ek, use_reentrant=False) if recompute else self._chunk_masks(g, ek)
+            )
         return torch.cat(out, dim=1)
 
     def _chunk_masks(self, g: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
         """G (B, D, H, W), normalised templates of c classes (c, P, D) -> their coarse logits (B, c, H, W)."""
         B, _, H, W = g.shape
-        r = torch.einsum("bdhw,kpd->bkphw", g, e)                     # (B, c, P, H, W)
+        r = torch.einsum("bdhw,kpd->bkphw", g, e)  # (B, c, P, H, W)
         c, P = r.shape[1], r.shape[2]
         return self.coarse_embed(r.reshape(B * c, P, H, W)).view(B, c, H, W)
 
@@ -64,9 +72,9 @@ class PriorGenerator(nn.Module):
         """-> (coarse logits M (B, K, H, W), query prior (B, num_queries, query_dim))."""
         m = self.coarse_masks(x, head_table)
         s = torch.sigmoid(m) if self.spatial_weights == "softmax_sigmoid" else m
-        w = s.flatten(2).softmax(dim=-1)                               # (B, K, HW)
-        f = torch.einsum("bkn,bcn->bkc", w, x.flatten(2))              # (B, K, C)
-        e = self.query_proj(f)                                         # (B, K, Q_d)
-        a = (e @ self.query_proto.t()).softmax(dim=1)                  # softmax over classes (B, K, 100)
-        prior = torch.einsum("bkj,bkd->bjd", a, e)                     # (B, 100, Q_d)
+        w = s.flatten(2).softmax(dim=-1)  # (B, K, HW)
+        f = torch.einsum("bkn,bcn->bkc", w, x.flatten(2))  # (B, K, C)
+        e = self.query_proj(f)  # (B, K, Q_d)
+        a = (e @ self.query_proto.t()).softmax(dim=1)  # softmax over classes (B, K, 100)
+        prior = torch.einsum("bkj,bkd->bjd", a, e)  # (B, 100, Q_d)
         return m, prior

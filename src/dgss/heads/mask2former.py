@@ -62,8 +62,9 @@ class Mask2FormerHead(nn.Module):
     ``querys2feat`` (link) or ``query_embed`` + ``query_feat`` (learned), ``refine`` (optional).
     """
 
-    def __init__(self, cfg: Mask2FormerHeadConfig, classifier: nn.Module | None = None,
-                 refine: nn.Module | None = None) -> None:
+    def __init__(
+        self, cfg: Mask2FormerHeadConfig, classifier: nn.Module | None = None, refine: nn.Module | None = None
+    ) -> None:
         super().__init__()
         self.cfg = cfg
         c = cfg.feat_channels
@@ -72,11 +73,19 @@ class Mask2FormerHead(nn.Module):
         self.num_levels = cfg.num_encoder_levels
         self.refine = refine
         self.pixel_decoder = MSDeformAttnPixelDecoder(
-            in_channels=cfg.in_channels, feat_channels=c, out_channels=cfg.out_channels,
-            num_encoder_layers=cfg.num_encoder_layers, num_heads=cfg.num_heads, num_points=cfg.num_points,
-            ffn_dims=cfg.encoder_ffn_dims, num_encoder_levels=cfg.num_encoder_levels, num_groups=cfg.num_groups)
+            in_channels=cfg.in_channels,
+            feat_channels=c,
+            out_channels=cfg.out_channels,
+            num_encoder_layers=cfg.num_encoder_layers,
+            num_heads=cfg.num_heads,
+            num_points=cfg.num_points,
+            ffn_dims=cfg.encoder_ffn_dims,
+            num_encoder_levels=cfg.num_encoder_levels,
+            num_groups=cfg.num_groups,
+        )
         self.transformer_decoder = Mask2FormerTransformerDecoder(
-            num_layers=cfg.num_decoder_layers, dims=c, num_heads=cfg.num_heads, ffn_dims=cfg.decoder_ffn_dims)
+            num_layers=cfg.num_decoder_layers, dims=c, num_heads=cfg.num_heads, ffn_dims=cfg.decoder_ffn_dims
+        )
         self.level_embed = nn.Embedding(cfg.num_encoder_levels, c)
         if cfg.query_source == "link":
             self.querys2feat = nn.Linear(c, c)
@@ -85,9 +94,12 @@ class Mask2FormerHead(nn.Module):
             self.query_feat = nn.Embedding(cfg.num_queries, c)
         self.cls_embed = classifier if classifier is not None else nn.Linear(c, cfg.num_classes + 1)
         self.mask_embed = nn.Sequential(
-            nn.Linear(c, c), nn.ReLU(inplace=True),
-            nn.Linear(c, c), nn.ReLU(inplace=True),
-            nn.Linear(c, cfg.out_channels))
+            nn.Linear(c, c),
+            nn.ReLU(inplace=True),
+            nn.Linear(c, c),
+            nn.ReLU(inplace=True),
+            nn.Linear(c, cfg.out_channels),
+        )
         # pixel_decoder / transformer_decoder initialise themselves (§3.4, §4.3); level_embed and the
         # query embeddings keep the nn.Embedding default N(0, 1); cls_embed, mask_embed, querys2feat keep
         # the nn.Linear default. (The decoder input projection is the identity: no parameters.)
@@ -107,8 +119,10 @@ class Mask2FormerHead(nn.Module):
         if query_embed.dim() == 2:
             query_embed = query_embed.unsqueeze(0).expand(batch, -1, -1)
         if query_embed.dim() != 3 or query_embed.shape[0] != batch or query_embed.shape[1:] != (self.num_queries, c):
-            raise ValueError(f"query_embed must be ({self.num_queries}, {c}) or (B, {self.num_queries}, {c}), "
-                             f"got {tuple(query_embed.shape)}")
+            raise ValueError(
+                f"query_embed must be ({self.num_queries}, {c}) or (B, {self.num_queries}, {c}), "
+                f"got {tuple(query_embed.shape)}"
+            )
         return self.querys2feat(query_embed), query_embed
 
     def predict(self, query_normed: Tensor, mask_features: Tensor) -> tuple[Tensor, Tensor]:

@@ -55,8 +55,8 @@ def ms_deform_attn_core(
     weights = attention_weights.to(value.dtype).permute(0, 2, 3, 4, 1)
     out = None
     for e, (h, w) in enumerate(spatial_shapes):
-        v = values[e].permute(0, 2, 3, 1).reshape(b * n_heads, d, h, w)       # (B·heads, d, h, w)
-        g = grids[:, :, e].reshape(b * n_heads, n_points, nq, 2)               # (B·heads, P, Nq, 2)
+        v = values[e].permute(0, 2, 3, 1).reshape(b * n_heads, d, h, w)  # (B·heads, d, h, w)
+        g = grids[:, :, e].reshape(b * n_heads, n_points, nq, 2)  # (B·heads, P, Nq, 2)
         s = F.grid_sample(v, g, mode="bilinear", padding_mode="zeros", align_corners=False)  # (B·heads, d, P, Nq)
         y = (s * weights[:, :, e].reshape(b * n_heads, 1, n_points, nq)).sum(2)  # (B·heads, d, Nq)
         out = y if out is None else out + y
@@ -171,5 +171,7 @@ class MultiScaleDeformableAttention(nn.Module):
         return self.output_proj(out)
 
     def extra_repr(self) -> str:
-        return (f"embed_dims={self.embed_dims}, num_heads={self.num_heads}, "
-                f"num_levels={self.num_levels}, num_points={self.num_points}")
+        return (
+            f"embed_dims={self.embed_dims}, num_heads={self.num_heads}, "
+            f"num_levels={self.num_levels}, num_points={self.num_points}"
+        )

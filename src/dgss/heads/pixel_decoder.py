@@ -23,7 +23,7 @@ from .position_encoding import sine_position_encoding
 
 
 def caffe2_xavier_init_(conv: nn.Conv2d) -> None:
-    """"Caffe2 xavier": kaiming_uniform with a = 1 (fan_in, leaky_relu gain 1), bias 0."""
+    """ "Caffe2 xavier": kaiming_uniform with a = 1 (fan_in, leaky_relu gain 1), bias 0."""
     nn.init.kaiming_uniform_(conv.weight, a=1, mode="fan_in", nonlinearity="leaky_relu")
     if conv.bias is not None:
         nn.init.zeros_(conv.bias)
@@ -32,8 +32,15 @@ def caffe2_xavier_init_(conv: nn.Conv2d) -> None:
 class ConvGN(nn.Module):
     """Conv2d + GroupNorm (+ optional ReLU); mmcv ``ConvModule`` layout (``conv``, ``gn``)."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, bias: bool, num_groups: int = 32,
-                 relu: bool = False) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        bias: bool,
+        num_groups: int = 32,
+        relu: bool = False,
+    ) -> None:
         super().__init__()
         self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=bias)
         self.gn = nn.GroupNorm(num_groups, out_channels)
@@ -59,16 +66,18 @@ class FFN(nn.Module):
 class DeformableEncoderLayer(nn.Module):
     """Post-norm encoder layer: ``x = LN(x + MSDA(x))``, ``x = LN(x + FFN(x))``."""
 
-    def __init__(self, dims: int = 256, num_heads: int = 8, num_levels: int = 3, num_points: int = 4,
-                 ffn_dims: int = 1024) -> None:
+    def __init__(
+        self, dims: int = 256, num_heads: int = 8, num_levels: int = 3, num_points: int = 4, ffn_dims: int = 1024
+    ) -> None:
         super().__init__()
         self.self_attn = MultiScaleDeformableAttention(dims, num_heads, num_levels, num_points)
         self.norm1 = nn.LayerNorm(dims)
         self.ffn = FFN(dims, ffn_dims)
         self.norm2 = nn.LayerNorm(dims)
 
-    def forward(self, x: Tensor, pos: Tensor, reference_points: Tensor,
-                spatial_shapes: Sequence[tuple[int, int]]) -> Tensor:
+    def forward(
+        self, x: Tensor, pos: Tensor, reference_points: Tensor, spatial_shapes: Sequence[tuple[int, int]]
+    ) -> Tensor:
         """``x``, ``pos``: ``(B, S, C)``; ``reference_points``: ``(B, S, L, 2)``. Returns ``(B, S, C)``."""
         x = self.norm1(x + self.self_attn(x, x, reference_points, spatial_shapes, query_pos=pos))
         return self.norm2(x + self.ffn(x))
@@ -81,15 +90,17 @@ class DeformableEncoder(nn.Module):
         super().__init__()
         self.layers = nn.ModuleList([DeformableEncoderLayer(**layer_kwargs) for _ in range(num_layers)])
 
-    def forward(self, x: Tensor, pos: Tensor, reference_points: Tensor,
-                spatial_shapes: Sequence[tuple[int, int]]) -> Tensor:
+    def forward(
+        self, x: Tensor, pos: Tensor, reference_points: Tensor, spatial_shapes: Sequence[tuple[int, int]]
+    ) -> Tensor:
         for layer in self.layers:
             x = layer(x, pos, reference_points, spatial_shapes)
         return x
 
 
-def reference_points_for(spatial_shapes: Sequence[tuple[int, int]], device: torch.device | None = None,
-                         dtype: torch.dtype = torch.float32) -> Tensor:
+def reference_points_for(
+    spatial_shapes: Sequence[tuple[int, int]], device: torch.device | None = None, dtype: torch.dtype = torch.float32
+) -> Tensor:
     """Cell centres ``((j+0.5)/w, (i+0.5)/h)`` of every level, concatenated: ``(S, 2)`` in (x, y) order."""
     refs = []
     for h, w in spatial_shapes:
@@ -122,9 +133,18 @@ class MSDeformAttnPixelDecoder(nn.Module):
 
     recompute: bool = False
 
-    def __init__(self, in_channels: Sequence[int] = (1024, 1024, 1024, 1024), feat_channels: int = 256,
-                 out_channels: int = 256, num_encoder_layers: int = 6, num_heads: int = 8, num_points: int = 4,
-                 ffn_dims: int = 1024, num_encoder_levels: int = 3, num_groups: int = 32) -> None:
+    def __init__(
+        self,
+        in_channels: Sequence[int] = (1024, 1024, 1024, 1024),
+        feat_channels: int = 256,
+        out_channels: int = 256,
+        num_encoder_layers: int = 6,
+        num_heads: int = 8,
+        num_points: int = 4,
+        ffn_dims: int = 1024,
+        num_encoder_levels: int = 3,
+        num_groups: int = 32,
+    ) -> None:
         super().__init__()
         in_channels = list(in_channels)
         if len(in_channels) <= num_encoder_levels:
@@ -138,17 +158,26 @@ class MSDeformAttnPixelDecoder(nn.Module):
         # input_convs[e] projects level -1-e: index 0 = coarsest (s32), then s16, s8.
         self.input_convs = nn.ModuleList(
             ConvGN(in_channels[-1 - e], feat_channels, 1, bias=True, num_groups=num_groups)
-            for e in range(num_encoder_levels))
-        self.encoder = DeformableEncoder(num_encoder_layers, dims=feat_channels, num_heads=num_heads,
-                                         num_levels=num_encoder_levels, num_points=num_points, ffn_dims=ffn_dims)
+            for e in range(num_encoder_levels)
+        )
+        self.encoder = DeformableEncoder(
+            num_encoder_layers,
+            dims=feat_channels,
+            num_heads=num_heads,
+            num_levels=num_encoder_levels,
+            num_points=num_points,
+            ffn_dims=ffn_dims,
+        )
         self.level_encoding = nn.Embedding(num_encoder_levels, feat_channels)
         # FPN: lateral_convs[j] / output_convs[j] for fine level (num_fpn_levels - 1 - j), coarse to fine.
         self.lateral_convs = nn.ModuleList(
             ConvGN(in_channels[self.num_fpn_levels - 1 - j], feat_channels, 1, bias=False, num_groups=num_groups)
-            for j in range(self.num_fpn_levels))
+            for j in range(self.num_fpn_levels)
+        )
         self.output_convs = nn.ModuleList(
             ConvGN(feat_channels, feat_channels, 3, bias=False, num_groups=num_groups, relu=True)
-            for _ in range(self.num_fpn_levels))
+            for _ in range(self.num_fpn_levels)
+        )
         self.mask_feature = nn.Conv2d(feat_channels, out_channels, kernel_size=1)
         self.init_weights()
 
@@ -198,8 +227,10 @@ class MSDeformAttnPixelDecoder(nn.Module):
                 x = checkpoint(layer, x, pos_all, ref, shapes, use_reentrant=False)
         else:
             x = self.encoder(x, pos_all, ref, shapes)
-        outs = [t.transpose(1, 2).reshape(b, self.feat_channels, h, w)
-                for t, (h, w) in zip(x.split([h * w for h, w in shapes], dim=1), shapes)]
+        outs = [
+            t.transpose(1, 2).reshape(b, self.feat_channels, h, w)
+            for t, (h, w) in zip(x.split([h * w for h, w in shapes], dim=1), shapes, strict=False)
+        ]
         # outs = [o32, o16, o8]; FPN steps from coarse to fine.
         y = outs[-1]
         for j in range(self.num_fpn_levels):

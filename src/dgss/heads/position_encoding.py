@@ -36,7 +36,7 @@ def sine_position_encoding(
     x = torch.arange(1, width + 1, dtype=ct, device=device) / (width + eps) * scale  # (w,)
     k = torch.arange(num_feats, dtype=ct, device=device)
     dim_t = temperature ** (2 * torch.div(k, 2, rounding_mode="floor") / num_feats)  # (F,)
-    even = (torch.arange(num_feats, device=device) % 2 == 0)  # (F,)
+    even = torch.arange(num_feats, device=device) % 2 == 0  # (F,)
 
     def encode(v: Tensor) -> Tensor:  # (n,) -> (F, n)
         arg = v[None, :] / dim_t[:, None]
@@ -53,8 +53,9 @@ class SinePositionalEncoding(nn.Module):
     ``forward(x)`` with ``x`` of shape ``(B, C, h, w)`` returns ``(B, 2·num_feats, h, w)`` (an expanded view).
     """
 
-    def __init__(self, num_feats: int = 128, temperature: float = 10000.0, scale: float = 2 * math.pi,
-                 eps: float = 1e-6) -> None:
+    def __init__(
+        self, num_feats: int = 128, temperature: float = 10000.0, scale: float = 2 * math.pi, eps: float = 1e-6
+    ) -> None:
         super().__init__()
         self.num_feats = num_feats
         self.temperature = temperature
@@ -63,8 +64,9 @@ class SinePositionalEncoding(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         b, _, h, w = x.shape
-        pos = sine_position_encoding(h, w, self.num_feats, self.temperature, self.scale, self.eps,
-                                     device=x.device, dtype=x.dtype)
+        pos = sine_position_encoding(
+            h, w, self.num_feats, self.temperature, self.scale, self.eps, device=x.device, dtype=x.dtype
+        )
         return pos.unsqueeze(0).expand(b, -1, -1, -1)
 
     def extra_repr(self) -> str:

@@ -23,8 +23,10 @@ HEAD_KEY_TABLE: tuple[tuple[str, str], ...] = (
     # pixel decoder
     ("pixel_decoder.input_convs.{i}.conv.{wb}", "pixel_decoder.input_convs.{i}.conv.{wb}"),
     ("pixel_decoder.input_convs.{i}.gn.{wb}", "pixel_decoder.input_convs.{i}.gn.{wb}"),
-    ("pixel_decoder.encoder.layers.{i}.self_attn.{msda}.{wb}",
-     "pixel_decoder.encoder.layers.{i}.self_attn.{msda}.{wb}"),
+    (
+        "pixel_decoder.encoder.layers.{i}.self_attn.{msda}.{wb}",
+        "pixel_decoder.encoder.layers.{i}.self_attn.{msda}.{wb}",
+    ),
     ("pixel_decoder.encoder.layers.{i}.ffn.fc1.{wb}", "pixel_decoder.encoder.layers.{i}.ffn.layers.0.0.{wb}"),
     ("pixel_decoder.encoder.layers.{i}.ffn.fc2.{wb}", "pixel_decoder.encoder.layers.{i}.ffn.layers.1.{wb}"),
     ("pixel_decoder.encoder.layers.{i}.norm1.{wb}", "pixel_decoder.encoder.layers.{i}.norms.0.{wb}"),
@@ -97,8 +99,9 @@ def _convert(state_dict: Mapping[str, Tensor], rules: list[tuple[re.Pattern[str]
     return out
 
 
-def head_to_reference(state_dict: Mapping[str, Tensor],
-                      extra_prefixes: Mapping[str, str] | None = None) -> dict[str, Tensor]:
+def head_to_reference(
+    state_dict: Mapping[str, Tensor], extra_prefixes: Mapping[str, str] | None = None
+) -> dict[str, Tensor]:
     """dgss head keys -> reference (mmdet) keys, tensors unchanged.
 
     ``extra_prefixes`` maps further dgss prefixes to reference prefixes passed through verbatim
@@ -108,8 +111,8 @@ def head_to_reference(state_dict: Mapping[str, Tensor],
     return _convert(state_dict, _rules(extra_prefixes, reverse=False))
 
 
-def head_from_reference(state_dict: Mapping[str, Tensor],
-                        extra_prefixes: Mapping[str, str] | None = None) -> dict[str, Tensor]:
+def head_from_reference(
+    state_dict: Mapping[str, Tensor], extra_prefixes: Mapping[str, str] | None = None
+) -> dict[str, Tensor]:
     """Reference (mmdet) head keys -> dgss keys; exact inverse of :func:`head_to_reference`."""
     return _convert(state_dict, _rules(extra_prefixes, reverse=True))
-

@@ -12,6 +12,7 @@ CMPE (``depthforge.md`` §4)::
 Parameter names equal the reference (``attention_gate.channel_attention.{0,2}``,
 ``attention_gate.spatial_attention``, ``linear_fuse``).
 """
+
 from __future__ import annotations
 
 import torch
@@ -26,8 +27,11 @@ class AdaptiveAttentionGate(nn.Module):
     def __init__(self, channels: int, reduction: int = 16):
         super().__init__()
         self.channel_attention = nn.Sequential(
-            nn.Conv2d(channels, channels // reduction, 1), nn.ReLU(),
-            nn.Conv2d(channels // reduction, channels, 1), nn.Sigmoid())
+            nn.Conv2d(channels, channels // reduction, 1),
+            nn.ReLU(),
+            nn.Conv2d(channels // reduction, channels, 1),
+            nn.Sigmoid(),
+        )
         self.spatial_attention = nn.Conv2d(channels, 1, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -49,8 +53,14 @@ class GatedLevelFusion(nn.Module):
             ViT-L/512, batch 8).
     """
 
-    def __init__(self, channels: int, num_levels: int = 4, reduction: int = 16, split_fusion: bool = True,
-                 recompute: bool = False):
+    def __init__(
+        self,
+        channels: int,
+        num_levels: int = 4,
+        reduction: int = 16,
+        split_fusion: bool = True,
+        recompute: bool = False,
+    ):
         super().__init__()
         self.num_levels = num_levels
         self.split_fusion = split_fusion
@@ -67,9 +77,12 @@ class GatedLevelFusion(nn.Module):
         recompute = self.recompute and self.split_fusion and self.training and torch.is_grad_enabled()
         for i, f in enumerate(feats[: self.num_levels]):
             if self.split_fusion:
-                wi = w[:, i * C:(i + 1) * C]
-                y = checkpoint(self._level_product, f, wi, size, use_reentrant=False) if recompute \
+                wi = w[:, i * C : (i + 1) * C]
+                y = (
+                    checkpoint(self._level_product, f, wi, size, use_reentrant=False)
+                    if recompute
                     else self._level_product(f, wi, size)
+                )
                 out = y if out is None else out + y
             else:
                 out.append(self._gated(f, size))

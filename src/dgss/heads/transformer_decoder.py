@@ -42,8 +42,9 @@ class MaskedAttentionDecoderLayer(nn.Module):
         self.ffn = FFN(dims, ffn_dims)
         self.ffn_norm = nn.LayerNorm(dims)
 
-    def forward(self, query: Tensor, query_pos: Tensor, memory: Tensor, memory_pos: Tensor,
-                attn_mask: Tensor | None = None) -> Tensor:
+    def forward(
+        self, query: Tensor, query_pos: Tensor, memory: Tensor, memory_pos: Tensor, attn_mask: Tensor | None = None
+    ) -> Tensor:
         """
         Args:
             query: ``(B, Q, C)`` content queries.
@@ -56,8 +57,7 @@ class MaskedAttentionDecoderLayer(nn.Module):
             ``(B, Q, C)``.
         """
         q = query
-        out = self.cross_attn(q + query_pos, memory + memory_pos, memory, attn_mask=attn_mask,
-                              need_weights=False)[0]
+        out = self.cross_attn(q + query_pos, memory + memory_pos, memory, attn_mask=attn_mask, need_weights=False)[0]
         q = self.cross_attn_norm(q + out)
         qp = q + query_pos
         out = self.self_attn(qp, qp, q, need_weights=False)[0]
@@ -73,8 +73,7 @@ class Mask2FormerTransformerDecoder(nn.Module):
 
     def __init__(self, num_layers: int = 9, dims: int = 256, num_heads: int = 8, ffn_dims: int = 2048) -> None:
         super().__init__()
-        self.layers = nn.ModuleList(MaskedAttentionDecoderLayer(dims, num_heads, ffn_dims)
-                                    for _ in range(num_layers))
+        self.layers = nn.ModuleList(MaskedAttentionDecoderLayer(dims, num_heads, ffn_dims) for _ in range(num_layers))
         self.post_norm = nn.LayerNorm(dims)
         self.num_heads = num_heads
         self.init_weights()

@@ -7,6 +7,7 @@
 
 Outputs are the stock head's plus ``coarse_masks`` (B, K, H/4, W/4) for the prior loss.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -27,9 +28,19 @@ class VireoHead(Mask2FormerHead):
             classifier = cls(cfg.feat_channels, text.text_dim, logit_scale=text.logit_scale == "learnable")
         super().__init__(cfg, classifier=classifier, refine=refine)
         self.text_cfg = text
-        self.prior = PriorGenerator(embed_dim, text.text_dim, text.head_templates, cfg.feat_channels,
-                                    cfg.num_queries, text.cmpe_spatial_weights, text.cmpe_class_chunk) \
-            if text.cmpe else None
+        self.prior = (
+            PriorGenerator(
+                embed_dim,
+                text.text_dim,
+                text.head_templates,
+                cfg.feat_channels,
+                cfg.num_queries,
+                text.cmpe_spatial_weights,
+                text.cmpe_class_chunk,
+            )
+            if text.cmpe
+            else None
+        )
 
     def set_text(self, head_table: Tensor) -> None:
         if isinstance(self.cls_embed, TextClassifier):
@@ -41,14 +52,23 @@ class VireoHead(Mask2FormerHead):
             if self.text_cfg.cmpe_residual_level == 0:
                 feats = list(self.refine(feats))
             else:  # paper variant: f_M + the deepest level resampled to stride 4
-                base = F.interpolate(feats[self.text_cfg.cmpe_residual_level], size=feats[0].shape[-2:],
-                                     mode="bilinear", align_corners=False)
+                base = F.interpolate(
+                    feats[self.text_cfg.cmpe_residual_level],
+                    size=feats[0].shape[-2:],
+                    mode="bilinear",
+                    align_corners=False,
+                )
                 feats[0] = base + self.refine.fuse(feats)
         coarse = None
         if self.prior is not None:
             coarse, prior = self.prior(feats[0], head_table)
-            query_embed = prior if query_embed is None else query_embed.unsqueeze(0) + prior \
-                if query_embed.dim() == 2 else query_embed + prior
+            query_embed = (
+                prior
+                if query_embed is None
+                else query_embed.unsqueeze(0) + prior
+                if query_embed.dim() == 2
+                else query_embed + prior
+            )
         out = self.decode(feats, query_embed)
         if coarse is not None:
             out["coarse_masks"] = coarse

@@ -6,6 +6,7 @@ sources with SHA-256 and licences, training config), ``README.md`` (the model ca
 and ``example.png`` (a prediction on a generated scene). Frozen encoders are never bundled. The folder
 is written under a temporary name next to ``DIR`` and renamed when complete.
 """
+
 from __future__ import annotations
 
 import json
@@ -16,8 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import HubError
 from .model_card import render_model_card
-from .resolve import CONFIG_FILE, HUB_PREFIX, MODEL_FILE, HubError, read_metadata
+from .resolve import CONFIG_FILE, HUB_PREFIX, MODEL_FILE, read_metadata
 
 EXAMPLE_FILE = "example.png"
 CARD_FILE = "README.md"
@@ -39,14 +41,24 @@ def folder_config(meta: dict) -> dict:
             continue
         enc = seg.get(name) or {}
         if name == "clip":
-            frozen[name] = {"architecture": (seg.get("text") or {}).get("clip"), "random": bool(rec.get("random")),
-                            "file": _portable(rec.get("file")), "sha256": rec.get("sha256"),
-                            "licence": rec.get("licence") or "MIT (OpenAI CLIP)", "used_for": "text tables only"}
+            frozen[name] = {
+                "architecture": (seg.get("text") or {}).get("clip"),
+                "random": bool(rec.get("random")),
+                "file": _portable(rec.get("file")),
+                "sha256": rec.get("sha256"),
+                "licence": rec.get("licence") or "MIT (OpenAI CLIP)",
+                "used_for": "text tables only",
+            }
             continue
-        frozen[name] = {"architecture": enc.get("name"), "random": bool(rec.get("random")),
-                        "file": _portable(rec.get("file")), "sha256": rec.get("sha256"),
-                        "licence": rec.get("licence") or enc.get("licence"),
-                        "conversion": rec.get("conversion"), "publisher_source": enc.get("default_weights")}
+        frozen[name] = {
+            "architecture": enc.get("name"),
+            "random": bool(rec.get("random")),
+            "file": _portable(rec.get("file")),
+            "sha256": rec.get("sha256"),
+            "licence": rec.get("licence") or enc.get("licence"),
+            "conversion": rec.get("conversion"),
+            "publisher_source": enc.get("default_weights"),
+        }
         if rec.get("random"):
             frozen[name]["seed"] = rec.get("seed", 0)
     run = meta.get("run_config")
@@ -55,23 +67,36 @@ def folder_config(meta: dict) -> dict:
     if isinstance(run, dict):
         t = (run.get("data") or {}).get("train") or {}
         if t.get("dataset"):
-            datasets.append(str(t["dataset"]) if t["dataset"] != "folder" else
-                            Path(str(t.get("root") or (run.get("data") or {}).get("root") or "folder")).name)
-    return {"library_name": "dgss", "format": meta.get("format"), "method": meta.get("method", seg.get("method")),
-            "name": seg.get("name"), "num_classes": len(meta.get("vocab") or seg.get("class_names") or []),
-            "vocabulary": list(meta.get("vocab") or seg.get("class_names") or []),
-            "iteration": int(meta.get("iteration", 0)), "frozen_weights": frozen, "training_datasets": datasets,
-            "segmentor_config": seg, "training_config": run}
+            datasets.append(
+                str(t["dataset"])
+                if t["dataset"] != "folder"
+                else Path(str(t.get("root") or (run.get("data") or {}).get("root") or "folder")).name
+            )
+    return {
+        "library_name": "dgss",
+        "format": meta.get("format"),
+        "method": meta.get("method", seg.get("method")),
+        "name": seg.get("name"),
+        "num_classes": len(meta.get("vocab") or seg.get("class_names") or []),
+        "vocabulary": list(meta.get("vocab") or seg.get("class_names") or []),
+        "iteration": int(meta.get("iteration", 0)),
+        "frozen_weights": frozen,
+        "training_datasets": datasets,
+        "segmentor_config": seg,
+        "training_config": run,
+    }
 
 
 def _example_picture(checkpoint: Path, meta: dict, weights: dict[str, str] | None, random_weights: bool) -> np.ndarray:
     """Input | prediction (with legend) on a generated street scene, at the model's crop size."""
     from .. import viz
-    from ..demo.scenes import make_scene
+    from ..data.scenes import make_scene
     from ..engine.predict import predict_image, render_overlay
     from .resolve import load_model
-    random = random_weights or all((r or {}).get("random") for k, r in (meta.get("frozen_sources") or {}).items()
-                                   if k != "clip")
+
+    random = random_weights or all(
+        (r or {}).get("random") for k, r in (meta.get("frozen_sources") or {}).items() if k != "clip"
+    )
     model = load_model(checkpoint, weights=weights, random_weights=random)
     crop = int(meta["config"].get("crop_size") or 512)
     h = max(160, min(crop, 512))
@@ -82,14 +107,29 @@ def _example_picture(checkpoint: Path, meta: dict, weights: dict[str, str] | Non
     H = max(t.shape[0] for t in tiles)
     pic = np.concatenate([np.pad(t, ((0, H - t.shape[0]), (0, 0), (0, 0)), constant_values=255) for t in tiles], axis=1)
     if random:
-        pic = np.concatenate([viz.banner("RANDOM frozen weights: the picture shows the pipeline, not the method",
-                                         pic.shape[1], size=14), pic], axis=0)
+        pic = np.concatenate(
+            [
+                viz.banner(
+                    "RANDOM frozen weights: the picture shows the pipeline, not the method", pic.shape[1], size=14
+                ),
+                pic,
+            ],
+            axis=0,
+        )
     return pic
 
 
-def export_model(checkpoint: str | Path, out_dir: str | Path, *, eval_json: list[str | Path] = (),
-                 weights: dict[str, str] | None = None, random_weights: bool = False, example: bool = True,
-                 repo_id: str = "org/name", force: bool = False) -> Path:
+def export_model(
+    checkpoint: str | Path,
+    out_dir: str | Path,
+    *,
+    eval_json: list[str | Path] = (),
+    weights: dict[str, str] | None = None,
+    random_weights: bool = False,
+    example: bool = True,
+    repo_id: str = "org/name",
+    force: bool = False,
+) -> Path:
     """Write the model folder of ``checkpoint`` to ``out_dir`` (see the module docstring).
 
     ``eval_json``: `dgss eval` ``results.json`` files whose tables go into the card. ``weights`` /
@@ -98,17 +138,21 @@ def export_model(checkpoint: str | Path, out_dir: str | Path, *, eval_json: list
     """
     from safetensors import safe_open
     from safetensors.torch import save_file
+
     from ..models.checkpoint import read_checkpoint
+
     checkpoint, out = Path(checkpoint), Path(out_dir)
-    tensors, _ = read_checkpoint(checkpoint)       # validates the format
+    tensors, _ = read_checkpoint(checkpoint)  # validates the format
     meta = read_metadata(checkpoint)
     with safe_open(str(checkpoint), "pt") as f:
         raw_meta = dict(f.metadata() or {})
     if out.exists():
         is_model_folder = (out / CONFIG_FILE).is_file() and '"library_name": "dgss"' in (out / CONFIG_FILE).read_text()
         if not out.is_dir() or (any(out.iterdir()) and not (force and is_model_folder)):
-            raise HubError(f"{out} exists and is not empty: choose a new folder"
-                           + (" (--force replaces an earlier dgss model folder)" if not force else ""))
+            raise HubError(
+                f"{out} exists and is not empty: choose a new folder"
+                + (" (--force replaces an earlier dgss model folder)" if not force else "")
+            )
     results = []
     for p in eval_json:
         try:
@@ -118,8 +162,9 @@ def export_model(checkpoint: str | Path, out_dir: str | Path, *, eval_json: list
         if not isinstance(results[-1], dict) or "domains" not in results[-1]:
             raise HubError(f"--eval-json {p}: not a `dgss eval` results.json (no 'domains')")
     config = folder_config(meta)
-    sources = {k: ({**v, "file": _portable(v.get("file"))} if v else v)
-               for k, v in (meta.get("frozen_sources") or {}).items()}
+    sources = {
+        k: ({**v, "file": _portable(v.get("file"))} if v else v) for k, v in (meta.get("frozen_sources") or {}).items()
+    }
     raw_meta["frozen_sources"] = json.dumps(sources)
     raw_meta["exported_from"] = checkpoint.name
     pic = _example_picture(checkpoint, meta, weights, random_weights) if example else None
@@ -130,10 +175,13 @@ def export_model(checkpoint: str | Path, out_dir: str | Path, *, eval_json: list
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
         if pic is not None:
             from .. import viz
+
             viz.save_png(pic, tmp / EXAMPLE_FILE)
-        (tmp / CARD_FILE).write_text(render_model_card(config, results=results,
-                                                       example=EXAMPLE_FILE if pic is not None else None,
-                                                       repo_hint=repo_id))
+        (tmp / CARD_FILE).write_text(
+            render_model_card(
+                config, results=results, example=EXAMPLE_FILE if pic is not None else None, repo_hint=repo_id
+            )
+        )
         umask = os.umask(0)
         os.umask(umask)
         for f in tmp.iterdir():

@@ -5,22 +5,19 @@ Hub references are resolved with ``huggingface_hub.snapshot_download`` (the stan
 from ``weights`` (``--weights NAME=FILE``), or from the file the checkpoint recorded if it exists here;
 either way their SHA-256 must match the one recorded at training time.
 """
+
 from __future__ import annotations
 
 import json
 import re
 from pathlib import Path
 
-from ..errors import DgssError
+from ..errors import HubError, OptionError
 
 HUB_PREFIX = "hf-hub:"
 MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
-
-
-class HubError(DgssError, ValueError):
-    """A model reference that cannot be resolved or loaded; the message says what to pass instead."""
 
 
 def is_model_reference(spec) -> bool:
@@ -31,7 +28,7 @@ def is_model_reference(spec) -> bool:
 
 def parse_hub_reference(spec: str) -> tuple[str, str | None]:
     """``hf-hub:org/name[@revision]`` -> (``org/name``, revision or None)."""
-    body = spec[len(HUB_PREFIX):] if spec.startswith(HUB_PREFIX) else spec
+    body = spec[len(HUB_PREFIX) :] if spec.startswith(HUB_PREFIX) else spec
     repo_id, _, revision = body.partition("@")
     if not _REPO_ID.match(repo_id) or (spec.count("@") and not revision):
         raise HubError(f"model reference {spec!r} is not of the form hf-hub:org/name[@revision]")
@@ -44,25 +41,36 @@ def resolve_model_dir(spec: str | Path) -> Path:
     if s.startswith(HUB_PREFIX):
         repo_id, revision = parse_hub_reference(s)
         from huggingface_hub import snapshot_download
-        from huggingface_hub.errors import (EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError,
-                                            RepositoryNotFoundError, RevisionNotFoundError)
+        from huggingface_hub.errors import (
+            EntryNotFoundError,
+            HfHubHTTPError,
+            LocalEntryNotFoundError,
+            RepositoryNotFoundError,
+            RevisionNotFoundError,
+        )
+
         try:
             path = Path(snapshot_download(repo_id, revision=revision, repo_type="model"))
         except LocalEntryNotFoundError:
-            raise HubError(f"{s}: not in the Hugging Face cache and the Hub cannot be reached (HF_HUB_OFFLINE=1 "
-                           "or no network); download it once online, or pass an exported model folder") from None
+            raise HubError(
+                f"{s}: not in the Hugging Face cache and the Hub cannot be reached (HF_HUB_OFFLINE=1 "
+                "or no network); download it once online, or pass an exported model folder"
+            ) from None
         except (RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError) as e:
             raise HubError(f"{s}: {type(e).__name__}: {str(e).splitlines()[0]}") from None
         except (HfHubHTTPError, OSError) as e:
-            raise HubError(f"{s}: could not download from the Hugging Face Hub ({type(e).__name__}: "
-                           f"{str(e).splitlines()[0] if str(e) else ''})") from None
+            raise HubError(
+                f"{s}: could not download from the Hugging Face Hub ({type(e).__name__}: "
+                f"{str(e).splitlines()[0] if str(e) else ''})"
+            ) from None
     else:
         path = Path(s)
         if not path.is_dir():
             raise HubError(f"model folder {path} does not exist")
     if not (path / MODEL_FILE).is_file():
-        raise HubError(f"{s}: no {MODEL_FILE} in {path}; a dgss model folder is written by "
-                       "`dgss export-model CHECKPOINT DIR`")
+        raise HubError(
+            f"{s}: no {MODEL_FILE} in {path}; a dgss model folder is written by `dgss export-model CHECKPOINT DIR`"
+        )
     return path
 
 
@@ -79,11 +87,13 @@ def checkpoint_path(spec: str | Path) -> Path:
 def read_metadata(path: str | Path) -> dict:
     """The decoded metadata of a dgss checkpoint, without reading its tensors."""
     from safetensors import safe_open
-    from ..models.checkpoint import CheckpointError
+
+    from ..errors import CheckpointError
+
     try:
         with safe_open(str(path), "pt") as f:
             meta = dict(f.metadata() or {})
-    except Exception as e:  # noqa: BLE001 - any reader failure: not a (complete) safetensors file
+    except Exception as e:
         raise CheckpointError(f"{path}: not a dgss checkpoint (safetensors expected): {e}") from None
     for k in ("config", "frozen_sources", "vocab"):
         if k in meta:
@@ -101,10 +111,13 @@ def weights_hint(frozen_sources: dict, config: dict | None = None) -> list[str]:
         if rec.get("random"):
             out.append(f"{name}: RANDOM weights (seed {rec.get('seed', 0)}; --random-weights)")
             continue
-        file = Path(str(rec.get("file", "?"))).name if not str(rec.get("file", "")).startswith(HUB_PREFIX) \
-            else rec["file"]
-        out.append(f"{name}={file} (SHA-256 {rec.get('sha256', '?')}, {enc.get('name', '')} licence "
-                   f"{rec.get('licence') or enc.get('licence') or 'unknown'})")
+        file = (
+            Path(str(rec.get("file", "?"))).name if not str(rec.get("file", "")).startswith(HUB_PREFIX) else rec["file"]
+        )
+        out.append(
+            f"{name}={file} (SHA-256 {rec.get('sha256', '?')}, {enc.get('name', '')} licence "
+            f"{rec.get('licence') or enc.get('licence') or 'unknown'})"
+        )
     return out
 
 
@@ -113,8 +126,14 @@ def _available(rec: dict) -> bool:
     return file.startswith(HUB_PREFIX) or (bool(file) and Path(file).is_file())
 
 
-def load_model(spec: str | Path, *, weights: dict[str, str] | None = None, random_weights: bool = False,
-               device: str = "cpu", allow_hash_mismatch: bool = False):
+def load_model(
+    spec: str | Path,
+    *,
+    weights: dict[str, str] | None = None,
+    random_weights: bool = False,
+    device: str = "cpu",
+    allow_hash_mismatch: bool = False,
+):
     """A ready (eval mode) :class:`~dgss.models.segmentor.Segmentor` from a dgss checkpoint file, an
     exported model folder, or ``hf-hub:org/name[@revision]``.
 
@@ -124,6 +143,7 @@ def load_model(spec: str | Path, *, weights: dict[str, str] | None = None, rando
     weights are missing.
     """
     from ..models.checkpoint import load_checkpoint
+
     weights = dict(weights or {})
     path = checkpoint_path(spec)
     meta = read_metadata(path)
@@ -132,11 +152,43 @@ def load_model(spec: str | Path, *, weights: dict[str, str] | None = None, rando
         missing = {k: v for k, v in frozen.items() if not weights.get(k) and not v.get("random") and not _available(v)}
         if missing:
             hints = weights_hint(missing, meta.get("config"))
-            raise HubError(f"{spec} needs its frozen encoder weights, which are never bundled with a model: pass "
-                           f"--weights {' '.join(h.split(' (')[0] for h in hints)} (files or hf-hub: ids); "
-                           f"expected: {'; '.join(hints)}")
-    model = load_checkpoint(path, frozen_weights=weights, random_frozen=random_weights,
-                            allow_frozen_hash_mismatch=allow_hash_mismatch)
+            raise HubError(
+                f"{spec} needs its frozen encoder weights, which are never bundled with a model: pass "
+                f"--weights {' '.join(h.split(' (')[0] for h in hints)} (files or hf-hub: ids); "
+                f"expected: {'; '.join(hints)}"
+            )
+    model = load_checkpoint(
+        path, frozen_weights=weights, random_frozen=random_weights, allow_frozen_hash_mismatch=allow_hash_mismatch
+    )
     if not random_weights:
         model.check_frozen_weights()
     return model.eval().to(device)
+
+
+def load_for_inference(spec: str, weights: dict[str, str], random_weights: bool, *, allow_hash_mismatch=False):
+    """A model for inference from ``spec``: a dgss checkpoint file, an exported model folder,
+    ``hf-hub:org/name[@revision]``, or a preset name (untrained head: only useful with random weights for
+    smoke tests, or to look at depth / attention). ``weights`` maps frozen parts to their files."""
+    from ..models.build import load_frozen_weights
+    from ..models.checkpoint import load_checkpoint
+    from ..models.presets import PRESETS, build_preset
+
+    if is_model_reference(spec):  # an exported model folder or hf-hub:org/name[@revision]
+        model = load_model(
+            spec, weights=weights, random_weights=random_weights, allow_hash_mismatch=allow_hash_mismatch
+        )
+    elif Path(spec).is_file():
+        model = load_checkpoint(
+            spec, frozen_weights=weights, random_frozen=random_weights, allow_frozen_hash_mismatch=allow_hash_mismatch
+        )
+    elif spec in PRESETS:
+        model = load_frozen_weights(build_preset(spec), weights, random=random_weights)
+    else:
+        raise OptionError(
+            f"--model {spec!r} is neither a checkpoint file nor a preset"
+            + (" (it is a folder)" if Path(spec).is_dir() else "")
+            + f"; presets: {', '.join(sorted(PRESETS))}"
+        )
+    if not random_weights:
+        model.check_frozen_weights()
+    return model

@@ -2,9 +2,9 @@
 
 from .mask2former_loss import Mask2FormerCriterion, Mask2FormerCriterionConfig, semantic_to_targets
 from .matcher import HungarianMatcher, pairwise_bce_cost, pairwise_dice_cost
+from .point_sampling import point_sample, uncertain_point_coords_with_randomness, uncertainty
 from .prior_loss import prior_loss
 from .segmentation_loss import SegmentationLoss, build_loss
-from .point_sampling import point_sample, uncertain_point_coords_with_randomness, uncertainty
 
 __all__ = [
     "SegmentationLoss",

@@ -112,8 +112,13 @@ class Mask2FormerCriterion(nn.Module):
     # ------------------------------------------------------------------------------------------------
     def sample_points(self, mask_logits: Tensor) -> Tensor:
         """Importance-sampled points for matched masks ``(N, 1, h, w)`` -> ``(N, P, 2)``. Override to fix them."""
-        return uncertain_point_coords_with_randomness(mask_logits, self.cfg.num_points, self.cfg.oversample_ratio,
-                                                      self.cfg.importance_sample_ratio, self.generator)
+        return uncertain_point_coords_with_randomness(
+            mask_logits,
+            self.cfg.num_points,
+            self.cfg.oversample_ratio,
+            self.cfg.importance_sample_ratio,
+            self.generator,
+        )
 
     @staticmethod
     def average_num_masks(n: int, device: torch.device) -> Tensor:
@@ -124,14 +129,15 @@ class Mask2FormerCriterion(nn.Module):
             t = t / dist.get_world_size()
         return t.clamp(min=1.0)
 
-    def loss_labels(self, pred_logits: Tensor, targets: Sequence[Target],
-                    indices: Sequence[tuple[Tensor, Tensor]]) -> Tensor:
+    def loss_labels(
+        self, pred_logits: Tensor, targets: Sequence[Target], indices: Sequence[tuple[Tensor, Tensor]]
+    ) -> Tensor:
         """Unweighted class loss of one output; ``pred_logits`` ``(B, Q, K+1)``."""
         b, q, _ = pred_logits.shape
         device = pred_logits.device
         target = torch.full((b, q), self.num_classes, dtype=torch.int64, device=device)
         bi, qi = _batch_index(indices, 0, device)
-        labels = torch.cat([t["labels"].to(device)[ix[1].to(device)] for t, ix in zip(targets, indices)])
+        labels = torch.cat([t["labels"].to(device)[ix[1].to(device)] for t, ix in zip(targets, indices, strict=False)])
         target[bi, qi] = labels.long()
         logits = _at_least_fp32(pred_logits).transpose(1, 2)  # (B, K+1, Q)
         weights = torch.ones(self.num_classes + 1, dtype=logits.dtype, device=device)  # [1]*K + [no-object]
@@ -140,8 +146,9 @@ class Mask2FormerCriterion(nn.Module):
             return F.cross_entropy(logits, target, weight=weights)  # Σ w_y CE / Σ w_y
         return F.cross_entropy(logits, target, weight=weights, reduction="none").mean()  # Σ w_y CE / (B·Q)
 
-    def loss_masks(self, pred_masks: Tensor, targets: Sequence[Target], indices: Sequence[tuple[Tensor, Tensor]],
-                   num_masks: Tensor) -> tuple[Tensor, Tensor]:
+    def loss_masks(
+        self, pred_masks: Tensor, targets: Sequence[Target], indices: Sequence[tuple[Tensor, Tensor]], num_masks: Tensor
+    ) -> tuple[Tensor, Tensor]:
         """Unweighted ``(loss_mask, loss_dice)`` of one output; ``pred_masks`` ``(B, Q, h, w)`` logits."""
         device = pred_masks.device
         bi, qi = _batch_index(indices, 0, device)
@@ -149,7 +156,7 @@ class Mask2FormerCriterion(nn.Module):
             zero = pred_masks.sum() * 0.0
             return zero, zero.clone()
         src = _at_least_fp32(pred_masks[bi, qi])[:, None]  # (N, 1, h, w)
-        tgt = torch.cat([t["masks"].to(device)[ix[1].to(device)] for t, ix in zip(targets, indices)])
+        tgt = torch.cat([t["masks"].to(device)[ix[1].to(device)] for t, ix in zip(targets, indices, strict=False)])
         tgt = tgt.to(src.dtype)[:, None]  # (N, 1, H, W)
         if self.cfg.mode == "stock":
             with torch.no_grad():
@@ -165,15 +172,18 @@ class Mask2FormerCriterion(nn.Module):
         dice = 1 - (2 * (probs * labels).sum(1) + eps) / (probs.sum(1) + labels.sum(1) + eps)
         return bce, dice.sum() / num_masks
 
-    def loss_single(self, pred_logits: Tensor, pred_masks: Tensor, targets: Sequence[Target],
-                    num_masks: Tensor) -> dict[str, Tensor]:
+    def loss_single(
+        self, pred_logits: Tensor, pred_masks: Tensor, targets: Sequence[Target], num_masks: Tensor
+    ) -> dict[str, Tensor]:
         """Match one output and return its weighted ``loss_cls``, ``loss_mask``, ``loss_dice``."""
         indices = self.matcher(pred_logits, pred_masks, targets)
         loss_mask, loss_dice = self.loss_masks(pred_masks, targets, indices, num_masks)
         loss_cls = self.loss_labels(pred_logits, targets, indices)
-        return {"loss_cls": self.cfg.class_weight * loss_cls,
-                "loss_mask": self.cfg.mask_weight * loss_mask,
-                "loss_dice": self.cfg.dice_weight * loss_dice}
+        return {
+            "loss_cls": self.cfg.class_weight * loss_cls,
+            "loss_mask": self.cfg.mask_weight * loss_mask,
+            "loss_dice": self.cfg.dice_weight * loss_dice,
+        }
 
     def forward(self, outputs: Mapping, targets: Sequence[Target]) -> dict[str, Tensor]:
         """

@@ -50,8 +50,14 @@ class HungarianMatcher(nn.Module):
         generator: optional RNG for the points (default: the global torch RNG).
     """
 
-    def __init__(self, cost_class: float = 2.0, cost_mask: float = 5.0, cost_dice: float = 5.0,
-                 num_points: int = 12544, generator: torch.Generator | None = None) -> None:
+    def __init__(
+        self,
+        cost_class: float = 2.0,
+        cost_mask: float = 5.0,
+        cost_dice: float = 5.0,
+        num_points: int = 12544,
+        generator: torch.Generator | None = None,
+    ) -> None:
         super().__init__()
         self.cost_class = cost_class
         self.cost_mask = cost_mask
@@ -64,8 +70,7 @@ class HungarianMatcher(nn.Module):
         return torch.rand(1, self.num_points, 2, device=device, generator=self.generator)
 
     @torch.no_grad()
-    def cost_matrix(self, logits: Tensor, masks: Tensor, labels: Tensor, gt_masks: Tensor,
-                    points: Tensor) -> Tensor:
+    def cost_matrix(self, logits: Tensor, masks: Tensor, labels: Tensor, gt_masks: Tensor, points: Tensor) -> Tensor:
         """Cost for one image.
 
         Args:
@@ -85,13 +90,17 @@ class HungarianMatcher(nn.Module):
         m = point_sample(masks[:, None].float(), pts_q)[:, 0]  # (Q, P)
         y = point_sample(gt_masks[:, None].float(), pts_g)[:, 0]  # (G, P)
         c_cls = -logits.softmax(-1)[:, labels.to(logits.device)]
-        cost = (self.cost_class * c_cls + self.cost_mask * pairwise_bce_cost(m, y)
-                + self.cost_dice * pairwise_dice_cost(m, y))
+        cost = (
+            self.cost_class * c_cls
+            + self.cost_mask * pairwise_bce_cost(m, y)
+            + self.cost_dice * pairwise_dice_cost(m, y)
+        )
         return torch.nan_to_num(cost, nan=_BIG_COST, posinf=_BIG_COST, neginf=-_BIG_COST)
 
     @torch.no_grad()
-    def forward(self, pred_logits: Tensor, pred_masks: Tensor,
-                targets: Sequence[Mapping[str, Tensor]]) -> list[tuple[Tensor, Tensor]]:
+    def forward(
+        self, pred_logits: Tensor, pred_masks: Tensor, targets: Sequence[Mapping[str, Tensor]]
+    ) -> list[tuple[Tensor, Tensor]]:
         """
         Args:
             pred_logits: ``(B, Q, K+1)``.

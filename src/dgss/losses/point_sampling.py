@@ -22,8 +22,7 @@ def point_sample(input: Tensor, points: Tensor, align_corners: bool = False) -> 
         ``(N, C, P)``.
     """
     grid = 2.0 * points.unsqueeze(2) - 1.0  # (N, P, 1, 2)
-    out = F.grid_sample(input, grid.to(input.dtype), mode="bilinear", padding_mode="zeros",
-                        align_corners=align_corners)
+    out = F.grid_sample(input, grid.to(input.dtype), mode="bilinear", padding_mode="zeros", align_corners=align_corners)
     return out.squeeze(3)
 
 

@@ -1,4 +1,5 @@
 """CMPE prior loss (Vireo): BCE between coarse class logits and the one-hot label at stride 4."""
+
 from __future__ import annotations
 
 import torch
@@ -16,7 +17,7 @@ def prior_loss(coarse: torch.Tensor, labels: torch.Tensor, ignore_index: int = 2
     valid = lab != ignore_index
     if not valid.any():
         return coarse.sum() * 0.0
-    logits = coarse.permute(0, 2, 3, 1)[valid]                       # (n, K)
+    logits = coarse.permute(0, 2, 3, 1)[valid]  # (n, K)
     target = F.one_hot(lab[valid].clamp(max=K - 1), K).to(logits.dtype)
-    target[lab[valid] >= K] = 0                                        # labels outside the vocabulary
+    target[lab[valid] >= K] = 0  # labels outside the vocabulary
     return F.binary_cross_entropy_with_logits(logits.float(), target.float())

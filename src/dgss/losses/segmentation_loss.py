@@ -3,6 +3,7 @@
 Which loss a model trains with is part of its config (``SegmentorConfig.loss_mode`` and
 ``prior_loss_weight``, set by the method row): :func:`build_loss` and the trainer both read it there.
 """
+
 from __future__ import annotations
 
 import torch
@@ -34,6 +35,7 @@ class SegmentationLoss(nn.Module):
 def build_loss(model, **criterion_kw) -> SegmentationLoss:
     """The loss the model's method row trains with (``model.cfg.loss_mode``, ``prior_loss_weight``)."""
     cfg = model.cfg
-    criterion = Mask2FormerCriterion(Mask2FormerCriterionConfig(num_classes=model.num_classes, mode=cfg.loss_mode,
-                                                                **criterion_kw))
+    criterion = Mask2FormerCriterion(
+        Mask2FormerCriterionConfig(num_classes=model.num_classes, mode=cfg.loss_mode, **criterion_kw)
+    )
     return SegmentationLoss(criterion, model.num_classes, prior_weight=cfg.prior_loss_weight)

@@ -5,8 +5,8 @@ saved); metadata = ``format`` ("dgss/1"), ``method``, ``config`` (JSON), ``froze
 file, sha256, conversion, grid per frozen module), ``vocab`` (JSON list), ``iteration``. Writes are
 atomic (temporary file, fsync, rename), so a crash never leaves a truncated checkpoint behind.
 """
+
 from __future__ import annotations
-from ..errors import DgssError
 
 import json
 import os
@@ -16,25 +16,28 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from ..backbones.weights import load_encoder_weights, mark_random
+from ..errors import CheckpointError, FrozenWeightsError
 from ..files import atomic_write
-from ..backbones.weights import FrozenWeightsError, load_encoder_weights, mark_random
 from .segmentor import Segmentor, SegmentorConfig
 
 FORMAT = "dgss/1"
 
 
-class CheckpointError(DgssError, RuntimeError):
-    """A checkpoint that cannot be read or does not fit the model."""
-
-
-def save_checkpoint(model: Segmentor, path: str | os.PathLike, *, iteration: int = 0,
-                    extra: dict | None = None) -> Path:
+def save_checkpoint(
+    model: Segmentor, path: str | os.PathLike, *, iteration: int = 0, extra: dict | None = None
+) -> Path:
     """Write the trained weights + config of ``model`` to ``path`` (a ``.safetensors`` file)."""
     path = Path(path)
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.trainable_state_dict().items()}
-    meta = {"format": FORMAT, "method": model.cfg.method, "config": json.dumps(model.cfg.to_dict()),
-            "frozen_sources": json.dumps(model.frozen_sources()),
-            "vocab": json.dumps(list(model.cfg.class_names)), "iteration": str(int(iteration))}
+    meta = {
+        "format": FORMAT,
+        "method": model.cfg.method,
+        "config": json.dumps(model.cfg.to_dict()),
+        "frozen_sources": json.dumps(model.frozen_sources()),
+        "vocab": json.dumps(list(model.cfg.class_names)),
+        "iteration": str(int(iteration)),
+    }
     for k, v in (extra or {}).items():
         meta[k] = v if isinstance(v, str) else json.dumps(v)
     atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
@@ -48,14 +51,17 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
         from safetensors import safe_open
+
         with safe_open(str(path), "pt") as f:
             meta = f.metadata() or {}
         tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"{path}: not a dgss checkpoint (safetensors expected): {e}") from None
     if meta.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: format {meta.get('format')!r}, expected {FORMAT!r} "
-                              "(reference checkpoints: import them with `dgss convert` first)")
+        raise CheckpointError(
+            f"{path}: format {meta.get('format')!r}, expected {FORMAT!r} "
+            "(reference checkpoints: import them with `dgss convert` first)"
+        )
     decoded = dict(meta)
     for k in ("config", "frozen_sources", "vocab"):
         decoded[k] = json.loads(meta[k])
@@ -68,17 +74,26 @@ def load_trained_state(model: Segmentor, tensors: dict[str, torch.Tensor], *, or
     expected = model.trainable_state_dict()
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
-    wrong = sorted(f"{k}: {tuple(tensors[k].shape)} vs model {tuple(expected[k].shape)}"
-                   for k in set(tensors) & set(expected) if tensors[k].shape != expected[k].shape)
+    wrong = sorted(
+        f"{k}: {tuple(tensors[k].shape)} vs model {tuple(expected[k].shape)}"
+        for k in set(tensors) & set(expected)
+        if tensors[k].shape != expected[k].shape
+    )
     if missing or unexpected or wrong:
         raise CheckpointError(
             f"{origin} does not fit model {model.cfg.name!r}: missing {missing[:6]}{'...' if len(missing) > 6 else ''}"
-            f", unexpected {unexpected[:6]}{'...' if len(unexpected) > 6 else ''}, wrong shapes {wrong[:6]}")
+            f", unexpected {unexpected[:6]}{'...' if len(unexpected) > 6 else ''}, wrong shapes {wrong[:6]}"
+        )
     model.load_state_dict(tensors, strict=False)
 
 
-def load_checkpoint(path: str | os.PathLike, *, frozen_weights: dict[str, str] | None = None,
-                    random_frozen: bool = False, allow_frozen_hash_mismatch: bool = False) -> Segmentor:
+def load_checkpoint(
+    path: str | os.PathLike,
+    *,
+    frozen_weights: dict[str, str] | None = None,
+    random_frozen: bool = False,
+    allow_frozen_hash_mismatch: bool = False,
+) -> Segmentor:
     """Rebuild a model from a dgss checkpoint and load its frozen encoder(s).
 
     ``frozen_weights`` maps a frozen module name (``encoder``, ``depth_encoder``) to a file or Hub id;
@@ -87,6 +102,7 @@ def load_checkpoint(path: str | os.PathLike, *, frozen_weights: dict[str, str] |
     """
     tensors, meta = read_checkpoint(path)
     from .build import build_model
+
     model = build_model(SegmentorConfig.from_dict(meta["config"]))
     load_trained_state(model, tensors, origin=str(path))
     recorded = meta["frozen_sources"]
@@ -99,12 +115,14 @@ def load_checkpoint(path: str | os.PathLike, *, frozen_weights: dict[str, str] |
         if rec.get("random") and (frozen_weights or {}).get(name):
             raise FrozenWeightsError(
                 f"{path} was trained with random {name} weights: its adapter and head do not fit the given "
-                f"{name} weights {source}; run it with random frozen weights as it was trained (--random-weights)")
+                f"{name} weights {source}; run it with random frozen weights as it was trained (--random-weights)"
+            )
         if not source or rec.get("random"):
             raise FrozenWeightsError(
                 f"{path} was trained with {'random' if rec.get('random') else 'unrecorded'} {name} weights; "
                 f"pass the {name} weights explicitly (--weights {name}=FILE on the command line)"
-                + (", or run it with random frozen weights too (--random-weights)" if rec.get("random") else ""))
+                + (", or run it with random frozen weights too (--random-weights)" if rec.get("random") else "")
+            )
         role = "depth" if name == "depth_encoder" else "visual"
         load_encoder_weights(module, source, role=role)
         want = rec.get("sha256")
@@ -113,7 +131,8 @@ def load_checkpoint(path: str | os.PathLike, *, frozen_weights: dict[str, str] |
             raise FrozenWeightsError(
                 f"{name} weights {source} have SHA-256 {got[:12]}..., but the checkpoint was trained with "
                 f"{want[:12]}... ({rec.get('file')}); pass --allow-hash-mismatch on the command line "
-                "(allow_frozen_hash_mismatch=True in Python) to use them anyway")
+                "(allow_frozen_hash_mismatch=True in Python) to use them anyway"
+            )
     if model.cfg.text is not None:
         _restore_vocabulary(model, meta, (frozen_weights or {}).get("clip"))
     return model
@@ -123,10 +142,11 @@ def _restore_vocabulary(model: Segmentor, meta: dict, clip_weights: str | None) 
     """Open-vocabulary models: text tables of the training vocabulary, from the cache or from CLIP."""
     from ..backbones.clip_text import build_text_encoder
     from .vireo import use_vocabulary
+
     rec = meta["frozen_sources"].get("clip") or {}
     encoder = None
     if clip_weights:
         encoder = build_text_encoder(model.cfg.text.clip, clip_weights)
-    elif rec.get("random"):   # trained with a reproducible random text tower (tests, demos): rebuild it
+    elif rec.get("random"):  # trained with a reproducible random text tower (tests, demos): rebuild it
         encoder = build_text_encoder(model.cfg.text.clip, random_seed=int(rec.get("seed", 0)))
     use_vocabulary(model, list(meta["vocab"]), text_encoder=encoder, clip_id=None if encoder else rec.get("clip_id"))

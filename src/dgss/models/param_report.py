@@ -1,4 +1,5 @@
 """Per-module parameter counts (total / trainable / frozen), as `dgss params` prints them."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -25,8 +26,9 @@ def count(module: nn.Module) -> ParamRow:
     return ParamRow("", total, trainable)
 
 
-def param_rows(model: nn.Module, groups: dict[str, nn.Module] | None = None,
-               subtotals: dict[str, nn.Module] | None = None) -> list[ParamRow]:
+def param_rows(
+    model: nn.Module, groups: dict[str, nn.Module] | None = None, subtotals: dict[str, nn.Module] | None = None
+) -> list[ParamRow]:
     """One row per named group (default: the model's direct children), then ``subtotals`` rows
     (e.g. the whole head) and a ``total`` row.
 
@@ -40,8 +42,7 @@ def param_rows(model: nn.Module, groups: dict[str, nn.Module] | None = None,
         seen.update(id(p) for p in mod.parameters())
     rest = [p for p in model.parameters() if id(p) not in seen]
     if rest:
-        rows.append(ParamRow("(other)", sum(p.numel() for p in rest),
-                             sum(p.numel() for p in rest if p.requires_grad)))
+        rows.append(ParamRow("(other)", sum(p.numel() for p in rest), sum(p.numel() for p in rest if p.requires_grad)))
     for name, mod in (subtotals or {}).items():
         c = count(mod)
         rows.append(ParamRow(name, c.total, c.trainable))
@@ -63,14 +64,19 @@ def format_rows(title: str, rows: list[ParamRow]) -> str:
 # Backbone-internal trainable parameters as the REIN / DepthForge / Vireo tables print them
 # (``baselines.md`` §8, ``rein.md`` §7): (method, encoder) -> published value.
 PUBLISHED_ADAPTER = {
-    **{("rein", e): "2.99M" for e in ("dinov2-l", "eva02-l", "clip-l")}, ("rein", "sam-h"): "4.51M",
-    ("lora", "dinov2-l"): "0.79M", ("lora", "eva02-l"): "1.18M",
+    **{("rein", e): "2.99M" for e in ("dinov2-l", "eva02-l", "clip-l")},
+    ("rein", "sam-h"): "4.51M",
+    ("lora", "dinov2-l"): "0.79M",
+    ("lora", "eva02-l"): "1.18M",
     **{(m, e): v for m, v in (("adaptformer", "3.17M"), ("vpt", "3.69M")) for e in ("dinov2-l", "eva02-l")},
-    **{("fada", e): "11.65M" for e in ("dinov2-l", "eva02-l", "clip-l")}, ("fada", "sam-h"): "16.59M",
+    **{("fada", e): "11.65M" for e in ("dinov2-l", "eva02-l", "clip-l")},
+    ("fada", "sam-h"): "16.59M",
 }
-FADA_DIFFERENCE = ("why they differ: the released FADA code (JingjunYi/FADA) builds exactly this count "
-                   "(2,061,825 on ViT-L, 3,107,841 on SAM-H); no released configuration or plausible variant gives "
-                   "the 11.65M / 16.59M that DepthForge and Vireo quote (baselines.md §1.7)")
+FADA_DIFFERENCE = (
+    "why they differ: the released FADA code (JingjunYi/FADA) builds exactly this count "
+    "(2,061,825 on ViT-L, 3,107,841 on SAM-H); no released configuration or plausible variant gives "
+    "the 11.65M / 16.59M that DepthForge and Vireo quote (baselines.md §1.7)"
+)
 
 
 def published_notes(cfg, adapter_trainable: int) -> list[str]:
@@ -78,10 +84,14 @@ def published_notes(cfg, adapter_trainable: int) -> list[str]:
     key = (cfg.method, cfg.encoder.name)
     if key not in PUBLISHED_ADAPTER or cfg.adapter is None:
         return []
-    lines = [f"published (paper tables): {PUBLISHED_ADAPTER[key]} trainable in the backbone; "
-             f"this build (backbone.adapter): {adapter_trainable:,}"]
+    lines = [
+        f"published (paper tables): {PUBLISHED_ADAPTER[key]} trainable in the backbone; "
+        f"this build (backbone.adapter): {adapter_trainable:,}"
+    ]
     if cfg.method == "fada":
-        lines[0] = (f"published (DepthForge / Vireo tables): 11.65M (ViT-L) / 16.59M (SAM-H); "
-                    f"this build (backbone.adapter, released code): {adapter_trainable:,}")
+        lines[0] = (
+            f"published (DepthForge / Vireo tables): 11.65M (ViT-L) / 16.59M (SAM-H); "
+            f"this build (backbone.adapter, released code): {adapter_trainable:,}"
+        )
         lines.append(FADA_DIFFERENCE)
     return lines

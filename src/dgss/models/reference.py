@@ -5,23 +5,24 @@ released code keeps REIN's module name) and ``decode_head.*`` (MMDetection names
 :mod:`dgss.heads.reference_keys`). Frozen encoders are never in them. A ``backbone.reins.*`` checkpoint
 is FADA's when it holds FADA's high-frequency tokens or Haar kernels (``baselines.md`` §1.2).
 """
+
 from __future__ import annotations
-from ..errors import DgssError
 
 import torch
 
+from ..errors import ReferenceFormatError
 from ..heads.reference_keys import head_from_reference, head_to_reference
 
-ADAPTER_PREFIX = {"rein": "backbone.reins.", "depthforge": "backbone.depthforge.", "vireo": "backbone.vireo.",
-                  "fada": "backbone.reins."}
+ADAPTER_PREFIX = {
+    "rein": "backbone.reins.",
+    "depthforge": "backbone.depthforge.",
+    "vireo": "backbone.vireo.",
+    "fada": "backbone.reins.",
+}
 FADA_MARKERS = ("learnable_tokens_a2", "learnable_tokens_b2", "learnable_tokens2", "wavepool.")
 # DepthForge's depth refinement decoder and Vireo's CMPE prior generator
 HEAD_EXTRA_PREFIXES = {"refine.": "DQCM.", "prior.": "prior."}
 IGNORED_PREFIXES = ("decode_head.vpt_transforms.", "decode_head.feat_conv.", "decode_head.out_conv.")
-
-
-class ReferenceFormatError(DgssError, ValueError):
-    """A reference checkpoint with keys dgss cannot place."""
 
 
 def detect_method(sd: dict[str, torch.Tensor]) -> str:
@@ -54,9 +55,9 @@ def from_reference(sd: dict[str, torch.Tensor], method: str | None = None) -> di
         if k.startswith(IGNORED_PREFIXES):
             continue
         if a_prefix and k.startswith(a_prefix):
-            out["adapter." + k[len(a_prefix):]] = v
+            out["adapter." + k[len(a_prefix) :]] = v
         elif k.startswith("decode_head."):
-            head[k[len("decode_head."):]] = v
+            head[k[len("decode_head.") :]] = v
         else:
             unknown.append(k)
     if unknown:
@@ -74,9 +75,9 @@ def to_reference(sd: dict[str, torch.Tensor], method: str) -> dict[str, torch.Te
     out, head, unknown = {}, {}, []
     for k, v in sd.items():
         if k.startswith("adapter.") and a_prefix:
-            out[a_prefix + k[len("adapter."):]] = v
+            out[a_prefix + k[len("adapter.") :]] = v
         elif k.startswith("head."):
-            head[k[len("head."):]] = v
+            head[k[len("head.") :]] = v
         else:
             unknown.append(k)
     if unknown:

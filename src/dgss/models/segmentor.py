@@ -8,6 +8,7 @@ Data flow (512 crop, ViT-L/16)::
     taps after blocks [7,11,15,23] -> (B,1024,32,32) -> bilinear x4, x2, x1, x0.5
     -> [s4 (128²), s8 (64²), s16 (32²), s32 (16²)] -> Mask2Former(query_embed = adapter query link)
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -31,7 +32,7 @@ from ..adapters.vireo import GeoTextAdapter, GeoTextConfig
 from ..adapters.vpt import VPTAdapter, VPTConfig
 from ..backbones.config import EncoderConfig
 from ..backbones.vit_encoder import ViTEncoder, build_encoder
-from ..backbones.weights import FrozenWeightsError
+from ..errors import FrozenWeightsError
 from ..heads.mask2former import Mask2FormerHead, Mask2FormerHeadConfig
 from ..heads.refine import GatedLevelFusion
 from ..heads.vireo_head import VireoHead
@@ -39,11 +40,25 @@ from ..viz import is_palette
 
 Method = Literal["rein", "freeze", "full", "depthforge", "vireo", "lora", "adaptformer", "vpt", "fada"]
 METHODS = ("rein", "freeze", "full", "depthforge", "vireo", "lora", "adaptformer", "vpt", "fada")
-AdapterConfig = ReinConfig | LoRAConfig | AdaptFormerConfig | VPTConfig   # FADAConfig is a ReinConfig
-ADAPTER_KINDS = {"rein": ReinConfig, "depthforge": DepthForgeConfig, "geotext": GeoTextConfig, "fada": FADAConfig,
-                 "lora": LoRAConfig, "adaptformer": AdaptFormerConfig, "vpt": VPTConfig}
-ADAPTER_MODULES = {"rein": ReinAdapter, "depthforge": DepthForgeAdapter, "geotext": GeoTextAdapter,
-                   "fada": FADAAdapter, "lora": LoRAAdapter, "adaptformer": AdaptFormerAdapter, "vpt": VPTAdapter}
+AdapterConfig = ReinConfig | LoRAConfig | AdaptFormerConfig | VPTConfig  # FADAConfig is a ReinConfig
+ADAPTER_KINDS = {
+    "rein": ReinConfig,
+    "depthforge": DepthForgeConfig,
+    "geotext": GeoTextConfig,
+    "fada": FADAConfig,
+    "lora": LoRAConfig,
+    "adaptformer": AdaptFormerConfig,
+    "vpt": VPTConfig,
+}
+ADAPTER_MODULES = {
+    "rein": ReinAdapter,
+    "depthforge": DepthForgeAdapter,
+    "geotext": GeoTextAdapter,
+    "fada": FADAAdapter,
+    "lora": LoRAAdapter,
+    "adaptformer": AdaptFormerAdapter,
+    "vpt": VPTAdapter,
+}
 # the baselines' adapter kind per method (REIN, DepthForge and Vireo: see __post_init__)
 BASELINE_ADAPTERS = {"lora": LoRAConfig, "adaptformer": AdaptFormerConfig, "vpt": VPTConfig, "fada": FADAConfig}
 
@@ -58,20 +73,22 @@ def adapter_kind(cfg: AdapterConfig | None) -> str | None:
 class TextSettings:
     """Open-vocabulary parts (Vireo, ``vireo.md`` §10 switches; defaults = reference)."""
 
-    vocab: tuple[str, ...] = ()                         # training vocabulary (K names, no background)
-    classifier: Literal["text", "linear"] = "text"      # DOV-VEH or Linear(256 -> K+1)
-    cmpe: bool = True                                   # prior generator + prior loss
-    cmpe_residual_level: int = 0                        # 0: s4 + f_M (code); 3: resize(s32) + f_M (paper)
+    vocab: tuple[str, ...] = ()  # training vocabulary (K names, no background)
+    classifier: Literal["text", "linear"] = "text"  # DOV-VEH or Linear(256 -> K+1)
+    cmpe: bool = True  # prior generator + prior loss
+    cmpe_residual_level: int = 0  # 0: s4 + f_M (code); 3: resize(s32) + f_M (paper)
     cmpe_spatial_weights: Literal["softmax_sigmoid", "softmax_logits"] = "softmax_sigmoid"
     cmpe_loss_weight: float = 0.1
-    cmpe_class_chunk: int | None = 32                   # classes per chunk of the coarse-mask einsum
-    text_vocab: Literal["eval", "train"] = "eval"       # GeoText uses the evaluation vocabulary (reference)
-    cls_proj: Literal["linear", "mlp2"] = "linear"     # DOV-VEH projection: Linear (code) / 2-layer MLP (paper)
+    cmpe_class_chunk: int | None = 32  # classes per chunk of the coarse-mask einsum
+    text_vocab: Literal["eval", "train"] = "eval"  # GeoText uses the evaluation vocabulary (reference)
+    cls_proj: Literal["linear", "mlp2"] = "linear"  # DOV-VEH projection: Linear (code) / 2-layer MLP (paper)
     logit_scale: Literal["none", "learnable"] = "none"  # optional learnable temperature on text logits
     clip: str = "clip-l-336-text"
     text_dim: int = 768
     encoder_templates: int = 32
     head_templates: int = 80
+
+
 IMAGENET_MEAN = (123.675, 116.28, 103.53)
 IMAGENET_STD = (58.395, 57.12, 57.375)
 TAP_SCALES = (4.0, 2.0, 1.0, 0.5)
@@ -86,33 +103,35 @@ class SegmentorConfig:
     encoder: EncoderConfig
     head: Mask2FormerHeadConfig
     adapter: AdapterConfig | None = None
-    depth_encoder: EncoderConfig | None = None       # frozen depth encoder (DepthForge)
-    depth_layer_map: tuple[int, ...] | None = None   # depth block feeding each visual block (None: proportional)
-    head_refine: Literal["none", "aag"] = "none"     # depth refinement decoder (gated level fusion) in the head
-    refine_split_fusion: bool = True                 # fusion without the 4C concatenation (same result)
-    text: TextSettings | None = None                 # open-vocabulary parts (Vireo)
-    loss_mode: Literal["stock", "full_res_query_mean"] = "stock"   # the training loss of the method row:
+    depth_encoder: EncoderConfig | None = None  # frozen depth encoder (DepthForge)
+    depth_layer_map: tuple[int, ...] | None = None  # depth block feeding each visual block (None: proportional)
+    head_refine: Literal["none", "aag"] = "none"  # depth refinement decoder (gated level fusion) in the head
+    refine_split_fusion: bool = True  # fusion without the 4C concatenation (same result)
+    text: TextSettings | None = None  # open-vocabulary parts (Vireo)
+    loss_mode: Literal["stock", "full_res_query_mean"] = "stock"  # the training loss of the method row:
     #   stock point-sampled Mask2Former loss, or Vireo's full-resolution loss (vireo.md §5). The one
     #   place the trainer, build_loss and checkpoints read it from.
-    grad_checkpoint_frozen: bool = True              # training: recompute frozen blocks in backward (memory)
-    depth_interleave: bool = True                    # run depth block l just before visual block l
-    recompute_level_fusion: bool = True              # training: recompute the AAG level fusion level by level
-    recompute_pixel_decoder: bool = True             # training: recompute pixel-decoder layers / FPN steps
-    recompute_cmpe: bool = True                      # training: recompute Vireo's CMPE class chunks
-    frozen_bf16: bool = True                         # training in bf16 only: frozen Linear/Conv weights in bf16
+    grad_checkpoint_frozen: bool = True  # training: recompute frozen blocks in backward (memory)
+    depth_interleave: bool = True  # run depth block l just before visual block l
+    recompute_level_fusion: bool = True  # training: recompute the AAG level fusion level by level
+    recompute_pixel_decoder: bool = True  # training: recompute pixel-decoder layers / FPN steps
+    recompute_cmpe: bool = True  # training: recompute Vireo's CMPE class chunks
+    frozen_bf16: bool = True  # training in bf16 only: frozen Linear/Conv weights in bf16
     taps: tuple[int, ...] = (7, 11, 15, 23)
     crop_size: int = 512
     slide_stride: int = 341
-    window_batch: int = 4                            # windows per forward on GPU (CPU: 1, measured faster)
+    window_batch: int = 4  # windows per forward on GPU (CPU: 1, measured faster)
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     class_names: tuple[str, ...] = field(default_factory=tuple)
-    palette: tuple[tuple[int, int, int], ...] = ()   # display colours per class (classes.yaml); () = default colours
+    palette: tuple[tuple[int, int, int], ...] = ()  # display colours per class (classes.yaml); () = default colours
 
     def __post_init__(self) -> None:
         if self.palette and not is_palette(self.palette, len(self.class_names)):
-            raise ValueError(f"palette must give one [r, g, b] (0..255) per class name "
-                             f"({len(self.class_names)}), got {len(self.palette)} entries")
+            raise ValueError(
+                f"palette must give one [r, g, b] (0..255) per class name "
+                f"({len(self.class_names)}), got {len(self.palette)} entries"
+            )
         if self.method not in METHODS:
             raise ValueError(f"unknown method {self.method!r}; known: {', '.join(METHODS)}")
         if self.loss_mode not in ("stock", "full_res_query_mean"):
@@ -123,24 +142,31 @@ class SegmentorConfig:
         if self.method == "depthforge" and not isinstance(self.adapter, DepthForgeConfig):
             raise ValueError("method 'depthforge' needs a DepthForgeConfig adapter")
         if self.method in BASELINE_ADAPTERS and type(self.adapter) is not BASELINE_ADAPTERS[self.method]:
-            raise ValueError(f"method {self.method!r} needs a {BASELINE_ADAPTERS[self.method].__name__} adapter, "
-                             f"got {type(self.adapter).__name__}")
+            raise ValueError(
+                f"method {self.method!r} needs a {BASELINE_ADAPTERS[self.method].__name__} adapter, "
+                f"got {type(self.adapter).__name__}"
+            )
         if self.method in ("rein", "depthforge", "vireo") and (
-                not isinstance(self.adapter, ReinConfig) or isinstance(self.adapter, FADAConfig)):
+            not isinstance(self.adapter, ReinConfig) or isinstance(self.adapter, FADAConfig)
+        ):
             raise ValueError(f"method {self.method!r} needs a REIN-family adapter, got {type(self.adapter).__name__}")
         if self.method in BASELINE_ADAPTERS:
             a, e = self.adapter, self.encoder
             if a.num_layers != e.depth or a.embed_dim != e.embed_dim:
-                raise ValueError(f"the {self.method} adapter is built for {a.num_layers} blocks of width "
-                                 f"{a.embed_dim}, encoder {e.name!r} has {e.depth} of width {e.embed_dim}")
+                raise ValueError(
+                    f"the {self.method} adapter is built for {a.num_layers} blocks of width "
+                    f"{a.embed_dim}, encoder {e.name!r} has {e.depth} of width {e.embed_dim}"
+                )
         if self.method == "vpt" and self.encoder.family == "sam":
             raise ValueError("VPT needs global token-sequence blocks; SAM's windowed blocks have no place for prompts")
         if self.method == "fada":
             p = self.encoder.patch_size
             problem = window_problem((self.crop_size // p, self.crop_size // p), self.encoder.embed_dim)
             if problem is not None or self.crop_size % p:
-                raise ValueError(f"FADA cannot run on the {self.crop_size}x{self.crop_size} crop: "
-                                 f"{problem or f'not a multiple of the patch size {p}'}")
+                raise ValueError(
+                    f"FADA cannot run on the {self.crop_size}x{self.crop_size} crop: "
+                    f"{problem or f'not a multiple of the patch size {p}'}"
+                )
         if (self.method == "vireo") != (self.text is not None):
             raise ValueError("method 'vireo' and only it takes text settings")
         if self.text is not None and not self.text.vocab:
@@ -155,11 +181,16 @@ class SegmentorConfig:
                 raise ValueError(f"depth_fusion {fusion!r} needs a depth_encoder")
             d = self.depth_encoder
             if d.embed_dim != self.encoder.embed_dim and self.adapter.depth_dim != d.embed_dim:
-                raise ValueError(f"depth encoder width {d.embed_dim} != visual width {self.encoder.embed_dim}: "
-                                 f"set adapter.depth_dim={d.embed_dim} (a learned projection)")
+                raise ValueError(
+                    f"depth encoder width {d.embed_dim} != visual width {self.encoder.embed_dim}: "
+                    f"set adapter.depth_dim={d.embed_dim} (a learned projection)"
+                )
         if self.depth_layer_map is not None:
-            if self.depth_encoder is None or len(self.depth_layer_map) != self.encoder.depth or any(
-                    not 0 <= i < self.depth_encoder.depth for i in self.depth_layer_map):
+            if (
+                self.depth_encoder is None
+                or len(self.depth_layer_map) != self.encoder.depth
+                or any(not 0 <= i < self.depth_encoder.depth for i in self.depth_layer_map)
+            ):
                 raise ValueError("depth_layer_map needs one depth-block index per visual block")
         if self.head_refine not in ("none", "aag"):
             raise ValueError(f"head_refine must be 'none' or 'aag', got {self.head_refine!r}")
@@ -190,7 +221,7 @@ class SegmentorConfig:
         return self.depth_encoder is not None and getattr(self.adapter, "depth_fusion", "none") != "none"
 
     @classmethod
-    def from_dict(cls, d: dict) -> "SegmentorConfig":
+    def from_dict(cls, d: dict) -> SegmentorConfig:
         d = dict(d)
         d["encoder"] = EncoderConfig.from_dict(d["encoder"])
         d["head"] = Mask2FormerHeadConfig(**d["head"])
@@ -240,8 +271,13 @@ class Segmentor(nn.Module):
         if cfg.depth_in_use:
             self.depth_encoder = build_encoder(cfg.depth_encoder, frozen=True)
             self.depth_layer_map = cfg.resolved_depth_layer_map()
-        refine = GatedLevelFusion(cfg.encoder.embed_dim, split_fusion=cfg.refine_split_fusion,
-                                  recompute=cfg.recompute_level_fusion) if cfg.head_refine == "aag" else None
+        refine = (
+            GatedLevelFusion(
+                cfg.encoder.embed_dim, split_fusion=cfg.refine_split_fusion, recompute=cfg.recompute_level_fusion
+            )
+            if cfg.head_refine == "aag"
+            else None
+        )
         if cfg.text is None:
             self.head = Mask2FormerHead(cfg.head, refine=refine)
         else:
@@ -285,13 +321,17 @@ class Segmentor(nn.Module):
             raise RuntimeError(f"{self.cfg.name} is not an open-vocabulary model")
         K = len(names)
         enc_rows = encoder_table.shape[0] if text.text_vocab == "train" and encoder_table.ndim == 3 else K + 1
-        for name, t, rows, p in (("encoder", encoder_table, enc_rows, text.encoder_templates),
-                                 ("head", head_table, K + 1, text.head_templates)):
+        for name, t, rows, p in (
+            ("encoder", encoder_table, enc_rows, text.encoder_templates),
+            ("head", head_table, K + 1, text.head_templates),
+        ):
             if t.ndim != 3 or t.shape[0] != rows or t.shape[1] != p or t.shape[2] != text.text_dim:
                 raise ValueError(f"{name} text table must be ({rows}, {p}, {text.text_dim}), got {tuple(t.shape)}")
         if text.classifier == "linear" and K != self.cfg.head.num_classes:
-            raise ValueError(f"this model has a linear classifier for {self.cfg.head.num_classes} classes; "
-                             f"it cannot switch to a {K}-class vocabulary")
+            raise ValueError(
+                f"this model has a linear classifier for {self.cfg.head.num_classes} classes; "
+                f"it cannot switch to a {K}-class vocabulary"
+            )
         dev = self.mean.device
         self.encoder_table = encoder_table.to(dev)
         self.head_table = head_table.to(dev)
@@ -352,20 +392,23 @@ class Segmentor(nn.Module):
             if module.frozen_source is None:
                 raise FrozenWeightsError(
                     f"the {name} ({module.cfg.name}) has no weights loaded; pass its weights "
-                    "(file or hf-hub: id) or ask for random weights explicitly")
+                    "(file or hf-hub: id) or ask for random weights explicitly"
+                )
         dep = self.depth_encoder
         if dep is not None and not (dep.frozen_source or {}).get("random") and dep.embed_dim == self.encoder.embed_dim:
             a, b = self.encoder.vit.blocks[0].norm1.weight, dep.vit.blocks[0].norm1.weight
             if a.shape == b.shape and torch.equal(a, b):
-                raise FrozenWeightsError("the depth encoder holds the visual encoder's weights (same tensors): "
-                                         "load the Depth Anything V2 weights into the depth slot")
+                raise FrozenWeightsError(
+                    "the depth encoder holds the visual encoder's weights (same tensors): "
+                    "load the Depth Anything V2 weights into the depth slot"
+                )
 
     # ------------------------------------------------------------------ forward
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """RGB images in [0, 255] (B, 3, H, W) -> ImageNet-normalised."""
         return (images - self.mean) / self.std
 
-    def depth_stream(self, x: torch.Tensor, grid: tuple[int, int]) -> "DepthStream":
+    def depth_stream(self, x: torch.Tensor, grid: tuple[int, int]) -> DepthStream:
         """The frozen depth encoder on the same normalised input, under no-grad (see :class:`DepthStream`)."""
         return DepthStream(self.depth_encoder, x, grid, self.depth_layer_map, interleave=self.cfg.depth_interleave)
 
@@ -394,8 +437,9 @@ class Segmentor(nn.Module):
             ad.check_window(state.grid)
             const["grid"] = state.grid
         depth = self.depth_stream(x, state.grid) if after and self.depth_encoder is not None else None
-        recompute = (self.cfg.grad_checkpoint_frozen and self.training and torch.is_grad_enabled()
-                     and self.cfg.method != "full")
+        recompute = (
+            self.cfg.grad_checkpoint_frozen and self.training and torch.is_grad_enabled() and self.cfg.method != "full"
+        )
         run_block = partial(ad.run_block, enc) if inside else enc.forward_block
         taps = []
         for i in range(enc.depth):
@@ -410,8 +454,10 @@ class Segmentor(nn.Module):
                 t = torch.cat([t[:, :P], ad.update(t[:, P:], i, tokens, **kw)], dim=1)
             if i in self.cfg.taps:
                 taps.append(enc.tokens_to_map(t, state.grid))
-        return [F.interpolate(m, scale_factor=s, mode="bilinear", align_corners=False) if s != 1.0 else m
-                for m, s in zip(taps, TAP_SCALES)]
+        return [
+            F.interpolate(m, scale_factor=s, mode="bilinear", align_corners=False) if s != 1.0 else m
+            for m, s in zip(taps, TAP_SCALES, strict=False)
+        ]
 
     def encoder_constants(self) -> dict[str, torch.Tensor]:
         """Adapter inputs shared by all blocks: the projected text rows for GeoText."""
@@ -452,8 +498,13 @@ class Segmentor(nn.Module):
         return seg[..., :h, :w]
 
     @torch.no_grad()
-    def slide_inference(self, x: torch.Tensor, window: int | tuple[int, int] | None = None,
-                        stride: int | tuple[int, int] | None = None, batch: int | None = None) -> torch.Tensor:
+    def slide_inference(
+        self,
+        x: torch.Tensor,
+        window: int | tuple[int, int] | None = None,
+        stride: int | tuple[int, int] | None = None,
+        batch: int | None = None,
+    ) -> torch.Tensor:
         """Sliding-window scores for normalised images of any size (B, 3, H, W) -> (B, K, H, W).
 
         Windows of ``window`` (512, or (h, w)) every ``stride`` (341) pixels, the last one flush with
@@ -475,10 +526,10 @@ class Segmentor(nn.Module):
         for group in by_size.values():
             crops = [(b, box) for b in range(B) for box in group]
             for s in range(0, len(crops), batch):
-                chunk = crops[s:s + batch]
+                chunk = crops[s : s + batch]
                 inp = torch.stack([x[b, :, y1:y2, x1:x2] for b, (y1, y2, x1, x2) in chunk])
                 out = self.predict_windows(inp, pad_to=(wh, ww))
-                for (b, (y1, y2, x1, x2)), o in zip(chunk, out):
+                for (b, (y1, y2, x1, x2)), o in zip(chunk, out, strict=False):
                     scores[b, :, y1:y2, x1:x2] += o
         for y1, y2, x1, x2 in boxes:
             counts[..., y1:y2, x1:x2] += 1
@@ -499,8 +550,14 @@ class DepthStream:
     stay in the compute dtype.
     """
 
-    def __init__(self, encoder: ViTEncoder, x: torch.Tensor, grid: tuple[int, int], layer_map: tuple[int, ...],
-                 interleave: bool = True):
+    def __init__(
+        self,
+        encoder: ViTEncoder,
+        x: torch.Tensor,
+        grid: tuple[int, int],
+        layer_map: tuple[int, ...],
+        interleave: bool = True,
+    ):
         self.enc, self.grid, self.layer_map = encoder, grid, layer_map
         p = encoder.patch_size
         if x.shape[-2] % p or x.shape[-1] % p:

@@ -6,17 +6,27 @@
 before any geometric transform, with the sample's own seeded generator: GTR-LTR first, then PASTA.
 AdvStyle acts on the batch inside the training step instead (``dgss.engine.advstyle``).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
 import torch
 
-from .gtr_ltr import GtrLtr, GtrLtrError
+from ...errors import GtrLtrError
+from .gtr_ltr import GtrLtr
 from .pasta import Pasta, axis_frequency, frequency_radius, pasta_sigma
 
-__all__ = ["GtrLtr", "GtrLtrError", "ImageAugment", "Pasta", "axis_frequency", "build_image_augment",
-           "frequency_radius", "pasta_sigma"]
+__all__ = [
+    "GtrLtr",
+    "GtrLtrError",
+    "ImageAugment",
+    "Pasta",
+    "axis_frequency",
+    "build_image_augment",
+    "frequency_radius",
+    "pasta_sigma",
+]
 
 
 class ImageAugment:

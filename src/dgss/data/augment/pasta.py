@@ -24,6 +24,7 @@ generator, dtype)`` and ε = 1 + σ·z. The FFTs run in ``dtype`` (float32 by de
 full-resolution GTA5 image; the uint8 result differs from a float64 computation by at most one level on
 rare pixels).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -50,8 +51,16 @@ def frequency_radius(height: int, width: int, exact: bool = False) -> torch.Tens
     return (fh[:, None] ** 2 + fw[None, :] ** 2).sqrt()
 
 
-def pasta_sigma(height: int, width: int, *, alpha: float = 3.0, beta: float = 0.25, k: float = 2.0,
-                mode: str = "prop", exact: bool = False) -> torch.Tensor:
+def pasta_sigma(
+    height: int,
+    width: int,
+    *,
+    alpha: float = 3.0,
+    beta: float = 0.25,
+    k: float = 2.0,
+    mode: str = "prop",
+    exact: bool = False,
+) -> torch.Tensor:
     """The per-frequency standard deviation σ (H, W) of the multiplicative amplitude noise."""
     if mode == "const":
         return torch.full((height, width), float(beta), dtype=torch.float64)
@@ -76,17 +85,24 @@ class Pasta:
     dtype: torch.dtype = torch.float32
 
     @classmethod
-    def from_config(cls, cfg) -> "Pasta":
-        return cls(alpha=cfg.alpha, beta=cfg.beta, k=cfg.k, mode=cfg.mode, prob=cfg.prob,
-                   exact_frequency_grid=cfg.exact_frequency_grid)
+    def from_config(cls, cfg) -> Pasta:
+        return cls(
+            alpha=cfg.alpha,
+            beta=cfg.beta,
+            k=cfg.k,
+            mode=cfg.mode,
+            prob=cfg.prob,
+            exact_frequency_grid=cfg.exact_frequency_grid,
+        )
 
     def perturb(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """x (C, H, W) float in [0, 1] -> the clipped float result (before quantisation), in ``dtype``."""
         if x.dim() != 3:
             raise ValueError(f"PASTA expects one image (C, H, W), got shape {tuple(x.shape)}")
         c, h, w = x.shape
-        sigma = pasta_sigma(h, w, alpha=self.alpha, beta=self.beta, k=self.k, mode=self.mode,
-                            exact=self.exact_frequency_grid)
+        sigma = pasta_sigma(
+            h, w, alpha=self.alpha, beta=self.beta, k=self.k, mode=self.mode, exact=self.exact_frequency_grid
+        )
         spectrum = torch.fft.fft2(x.to(self.dtype))
         eps = 1.0 + sigma.to(self.dtype) * torch.randn((c, h, w), generator=generator, dtype=self.dtype)
         return torch.fft.ifft2(spectrum * eps).real.clamp(0.0, 1.0)

@@ -1,4 +1,5 @@
 """`dgss convert`: reference checkpoints (mmengine layout) <-> dgss checkpoints."""
+
 from __future__ import annotations
 
 import argparse
@@ -8,14 +9,15 @@ from pathlib import Path
 import torch
 import yaml
 
-from .. import __version__
 from ..backbones.weights import load_encoder_weights
-from .build import build_model
+from ..errors import ReferenceFormatError
 from ..files import atomic_write
-from .checkpoint import load_trained_state, read_checkpoint, save_checkpoint
-from .presets import PRESETS, preset_config
-from .reference import ReferenceFormatError, detect_method, from_reference, to_reference, unwrap
-from .segmentor import SegmentorConfig
+from ..models.build import build_model
+from ..models.checkpoint import load_trained_state, read_checkpoint, save_checkpoint
+from ..models.presets import PRESETS, preset_config
+from ..models.reference import detect_method, from_reference, to_reference, unwrap
+from ..models.segmentor import SegmentorConfig
+from ..version import __version__
 
 
 def model_config(spec: str, **overrides) -> SegmentorConfig:
@@ -27,9 +29,12 @@ def model_config(spec: str, **overrides) -> SegmentorConfig:
         try:
             return SegmentorConfig.from_dict(yaml.safe_load(p.read_text()))
         except (yaml.YAMLError, ValueError, TypeError, KeyError, AttributeError) as e:
-            from ..cli_checks import OptionError
-            raise OptionError(f"--model {p}: not a valid model config ({str(e).splitlines()[0] if str(e) else e!r}); "
-                              "give a preset name or a YAML file of a SegmentorConfig") from None
+            from ..errors import OptionError
+
+            raise OptionError(
+                f"--model {p}: not a valid model config ({str(e).splitlines()[0] if str(e) else e!r}); "
+                "give a preset name or a YAML file of a SegmentorConfig"
+            ) from None
     return preset_config(spec)  # raises the error listing known presets
 
 
@@ -42,7 +47,8 @@ def read_reference(path: Path) -> dict[str, torch.Tensor]:
         raise ReferenceFormatError(
             f"{path} cannot be loaded with weights_only=True ({str(e).splitlines()[0]}). Full mmengine training "
             "checkpoints pickle mmengine objects; keep only their 'state_dict' (e.g. in the reference environment: "
-            "torch.save({'state_dict': torch.load(p)['state_dict']}, out))") from None
+            "torch.save({'state_dict': torch.load(p)['state_dict']}, out))"
+        ) from None
     return unwrap(obj)
 
 
@@ -66,14 +72,17 @@ def import_reference(src: Path, dst: Path, spec: str, encoder_weights: str | Non
 
 def export_reference(src: Path, dst: Path) -> Path:
     tensors, meta = read_checkpoint(src)
-    ref = {"meta": {"dgss_version": __version__, "dgss_config": json.dumps(meta["config"])},
-           "state_dict": to_reference(tensors, meta["method"])}
+    ref = {
+        "meta": {"dgss_version": __version__, "dgss_config": json.dumps(meta["config"])},
+        "state_dict": to_reference(tensors, meta["method"]),
+    }
     atomic_write(dst, lambda tmp: torch.save(ref, tmp))
     return dst
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..cli_checks import check_output_file
+    from ..checks import check_output_file
+
     src, dst = Path(args.input), Path(args.output)
     if src.is_dir():
         raise ReferenceFormatError(f"input {src}: is a folder; give the checkpoint file")
@@ -81,8 +90,9 @@ def run(args: argparse.Namespace) -> int:
         raise ReferenceFormatError(f"input {src}: file not found")
     check_output_file(dst, "output")
     if dst.resolve() == src.resolve():
-        raise ReferenceFormatError(f"output {dst}: is the input file; choose another output (the input is never "
-                                   "overwritten)")
+        raise ReferenceFormatError(
+            f"output {dst}: is the input file; choose another output (the input is never overwritten)"
+        )
     if args.to == "reference":
         export_reference(src, dst)
     else:

@@ -9,30 +9,42 @@ Examples::
     dgss train configs/depthforge/gta2citys_depthforge_dinov2-l.yaml --dry-run         # validate + meta build
     torchrun --nproc-per-node 4 -m dgss train configs/rein/citys2acdc_rein_dinov2-l.yaml data.train.batch_size=1
 """
+
 from __future__ import annotations
 
 import argparse
-import sys
 
 
 def register(sub) -> argparse.ArgumentParser:
     p = sub.add_parser(
-        "train", help="train a model from a YAML run config (iteration-based, resumable, DDP via torchrun)",
+        "train",
+        help="train a model from a YAML run config (iteration-based, resumable, DDP via torchrun)",
         description="Train from a YAML run config. Overrides: dotted key=value pairs, values parsed as YAML "
-                    "(optim.lr=2e-4, train.max_iters=1000, data.val=[]), given right after the config (before any "
-                    "--option). Multi-GPU: torchrun --nproc-per-node N -m dgss train ... (batch_size is per process).",
-        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("Examples::", 1)[1])
+        "(optim.lr=2e-4, train.max_iters=1000, data.val=[]), given right after the config (before any "
+        "--option). Multi-GPU: torchrun --nproc-per-node N -m dgss train ... (batch_size is per process).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("Examples::", 1)[1],
+    )
     p.add_argument("config", help="run config (YAML), e.g. configs/rein/gta2citys_rein_dinov2-l.yaml")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides (dotted keys)")
-    p.add_argument("--resume", nargs="?", const="auto", default=None, metavar="CKPT",
-                   help="continue a run: the latest checkpoint of the work dir (refused if it is unreadable), "
-                        "'latest-valid' (the newest readable checkpoint, skipping damaged ones), or the given "
-                        "iter_*.safetensors / iter_*.train_state.pt / work dir")
+    p.add_argument(
+        "--resume",
+        nargs="?",
+        const="auto",
+        default=None,
+        metavar="CKPT",
+        help="continue a run: the latest checkpoint of the work dir (refused if it is unreadable), "
+        "'latest-valid' (the newest readable checkpoint, skipping damaged ones), or the given "
+        "iter_*.safetensors / iter_*.train_state.pt / work dir",
+    )
     p.add_argument("--work-dir", default=None, help="output directory (default: train.work_dir or work_dirs/<name>)")
     p.add_argument("--no-progress", action="store_true", help="plain log lines instead of the progress bar")
-    p.add_argument("--dry-run", action="store_true",
-                   help="validate the config, build the model on the meta device, print the parameter groups; "
-                        "no data, no weights, no training")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="validate the config, build the model on the meta device, print the parameter groups; "
+        "no data, no weights, no training",
+    )
     p.add_argument("--print-config", action="store_true", help="print the resolved config (YAML) and exit")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     p.set_defaults(func=run)
@@ -41,20 +53,27 @@ def register(sub) -> argparse.ArgumentParser:
 
 def _data_summary(cfg) -> str:
     t = cfg.data.train
-    vals = ", ".join(f"{v.dataset}/{v.split}" + (f"[{','.join(v.conditions)}]" if v.conditions else "")
-                     for v in cfg.data.val) or "none"
+    vals = (
+        ", ".join(
+            f"{v.dataset}/{v.split}" + (f"[{','.join(v.conditions)}]" if v.conditions else "") for v in cfg.data.val
+        )
+        or "none"
+    )
     src = t.dataset if t.dataset == "synthetic" else f"{t.dataset}/{t.split}"
-    return (f"  train {src}, batch {t.batch_size} per process; val: {vals}; mean over "
-            f"{', '.join(cfg.data.mean_over) if cfg.data.mean_over else 'all domains'}; work dir {cfg.work_dir}")
+    return (
+        f"  train {src}, batch {t.batch_size} per process; val: {vals}; mean over "
+        f"{', '.join(cfg.data.mean_over) if cfg.data.mean_over else 'all domains'}; work dir {cfg.work_dir}"
+    )
 
 
 def dry_run(cfg) -> int:
     import torch
 
     from ..config import segmentor_config_from
+    from ..engine.optim import build_optimizer, describe_groups
+    from ..engine.schedulers import LRSchedule
     from ..models.build import build_model
-    from .optim import build_optimizer, describe_groups
-    from .schedulers import LRSchedule
+
     sched = LRSchedule.from_config(cfg.schedule, cfg.optim.lr, cfg.train.max_iters)
     T = cfg.train.max_iters
     lrs = ", ".join(f"t={t}: {sched.lr_at(t):.3g}" for t in sorted({0, T // 10, T // 2, T - 1}))
@@ -74,14 +93,16 @@ def dry_run(cfg) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Errors (ConfigError, DataError, ResumeError, ...) are printed by dgss.cli.main: one line, exit 2."""
-    from ..cli_checks import check_output_dir
+    from ..checks import check_output_dir
     from ..config import load_config
-    from ..cli import CLIError
+    from ..errors import CLIError
+
     try:
         cfg = load_config(args.config, args.overrides)
     except UnicodeDecodeError:
-        raise CLIError(f"{args.config}: not a text file (a YAML run config expected, e.g. "
-                       "configs/tiny/rein_synthetic.yaml)") from None
+        raise CLIError(
+            f"{args.config}: not a text file (a YAML run config expected, e.g. configs/tiny/rein_synthetic.yaml)"
+        ) from None
     if args.work_dir:
         cfg.train.work_dir = args.work_dir
     if args.print_config:
@@ -89,18 +110,23 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.dry_run:
         return dry_run(cfg)
-    check_output_dir(cfg.work_dir, "--work-dir")     # before the model is built and any data read
-    if args.resume:                                  # an unusable checkpoint fails before any work, too
-        from .checkpointing import resolve_resume
+    check_output_dir(cfg.work_dir, "--work-dir")  # before the model is built and any data read
+    if args.resume:  # an unusable checkpoint fails before any work, too
+        from ..engine.checkpointing import resolve_resume
+
         resolve_resume(args.resume, cfg.work_dir)
     if str(cfg.train.device).startswith("cuda"):
         import torch
-        if not torch.cuda.is_available():
-            raise CLIError(f"train.device is {cfg.train.device!r} but CUDA is not available here; "
-                           "set train.device=cpu after the config")
 
-    from .distributed import cleanup, init_distributed
-    from .trainer import run_training
+        if not torch.cuda.is_available():
+            raise CLIError(
+                f"train.device is {cfg.train.device!r} but CUDA is not available here; "
+                "set train.device=cpu after the config"
+            )
+
+    from ..engine.distributed import cleanup, init_distributed
+    from ..engine.trainer import run_training
+
     ctx = init_distributed(cfg.train.device)
     try:
         summary = run_training(cfg, resume=args.resume, ctx=ctx, progress=False if args.no_progress else None)
@@ -113,12 +139,3 @@ def run(args: argparse.Namespace) -> int:
             msg += f", mean mIoU {val['mean_mIoU']:.2f}"
         print(msg)
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    from ..cli import main as dgss_main   # the same parser and error contract as `dgss train`
-    return dgss_main(["train", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":
-    sys.exit(main())

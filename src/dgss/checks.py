@@ -5,24 +5,22 @@ with the allowed range in the message. Output checks run before long work starts
 computes for hours and then fails to save. Folders dgss writes into carry an ownership marker
 (:data:`OWNER_MARKER`); dgss only ever removes files from folders that hold it.
 """
+
 from __future__ import annotations
 
 import argparse
 import os
 from pathlib import Path
 
-from .errors import DgssError
+from .errors import OutputPathError
 
 OWNER_MARKER = ".dgss-owned"
-
-
-class OutputPathError(DgssError, OSError):
-    """An output location that cannot be written (under a regular file, read-only, or a foreign folder)."""
 
 
 # ---------------------------------------------------------------------------------------------- argparse types
 def int_in(lo: int | None = None, hi: int | None = None):
     """An argparse ``type`` accepting integers in ``[lo, hi]`` (either bound may be open)."""
+
     def parse(text: str) -> int:
         try:
             value = int(text)
@@ -31,12 +29,14 @@ def int_in(lo: int | None = None, hi: int | None = None):
         if (lo is not None and value < lo) or (hi is not None and value > hi):
             raise argparse.ArgumentTypeError(f"{value} is out of range: {_range_text(lo, hi)}")
         return value
+
     parse.__name__ = "integer"
     return parse
 
 
 def float_in(lo: float | None = None, hi: float | None = None, *, open_lo: bool = False):
     """An argparse ``type`` accepting finite floats in ``[lo, hi]`` (``open_lo``: ``lo`` itself excluded)."""
+
     def parse(text: str) -> float:
         try:
             value = float(text)
@@ -45,9 +45,9 @@ def float_in(lo: float | None = None, hi: float | None = None, *, open_lo: bool 
         if value != value or value in (float("inf"), float("-inf")):
             raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
         if (lo is not None and (value < lo or (open_lo and value == lo))) or (hi is not None and value > hi):
-            raise argparse.ArgumentTypeError(
-                f"{value:g} is out of range: {_range_text(lo, hi, open_lo=open_lo)}")
+            raise argparse.ArgumentTypeError(f"{value:g} is out of range: {_range_text(lo, hi, open_lo=open_lo)}")
         return value
+
     parse.__name__ = "number"
     return parse
 
@@ -89,11 +89,14 @@ def check_output_dir(path: str | os.PathLike, flag: str) -> Path:
         raise OutputPathError(f"{flag} {path}: is a file, not a folder; choose another {flag}")
     anchor = _existing_ancestor(path)
     if anchor != path and not anchor.is_dir():
-        raise OutputPathError(f"{flag} {path}: {anchor} is a file, so no folder can be made under it; "
-                              f"choose another {flag}")
+        raise OutputPathError(
+            f"{flag} {path}: {anchor} is a file, so no folder can be made under it; choose another {flag}"
+        )
     if not _can_create_in(anchor):
-        raise OutputPathError(f"{flag} {path}: {anchor} is not writable (permission denied or a read-only file "
-                              f"system); choose another {flag}")
+        raise OutputPathError(
+            f"{flag} {path}: {anchor} is not writable (permission denied or a read-only file "
+            f"system); choose another {flag}"
+        )
     return path
 
 
@@ -101,6 +104,7 @@ def _can_create_in(folder: Path) -> bool:
     """Whether a file can be created in ``folder`` (tried for real: ``os.access`` says yes to root even on
     read-only places). The probe is an anonymous temporary file: it leaves nothing behind."""
     import tempfile
+
     if not os.access(folder, os.W_OK | os.X_OK):
         return False
     try:
@@ -125,8 +129,10 @@ def claim_output_dir(path: str | os.PathLike, flag: str, *, what: str = "dgss") 
     else's files, which dgss must never delete or overwrite)."""
     path = check_output_dir(path, flag)
     if path.is_dir() and not (path / OWNER_MARKER).is_file() and any(path.iterdir()):
-        raise OutputPathError(f"{flag} {path}: the folder is not empty and was not written by {what}; "
-                              f"choose a new or empty folder for {flag}")
+        raise OutputPathError(
+            f"{flag} {path}: the folder is not empty and was not written by {what}; "
+            f"choose a new or empty folder for {flag}"
+        )
     path.mkdir(parents=True, exist_ok=True)
     marker = path / OWNER_MARKER
     if not marker.is_file():
@@ -137,10 +143,6 @@ def claim_output_dir(path: str | os.PathLike, flag: str, *, what: str = "dgss") 
 def owned_by_dgss(path: str | os.PathLike) -> bool:
     """Whether the folder ``path`` carries dgss's ownership marker."""
     return (Path(path) / OWNER_MARKER).is_file()
-
-
-class OptionError(DgssError, ValueError):
-    """An option value that is invalid for this model or input (found after parsing)."""
 
 
 # ---------------------------------------------------------------------------------------------- owned output folders
@@ -156,13 +158,16 @@ def open_output_folder(path: str | os.PathLike, flag: str, *, own_patterns: tupl
     dgss folder by a killed earlier run (they are dgss's, by name and marker)."""
     import fnmatch
     import shutil
+
     path = check_output_dir(path, flag)
     if path.is_dir() and not owned_by_dgss(path):
         clash = sorted(p.name for p in path.iterdir() if any(fnmatch.fnmatch(p.name, pat) for pat in own_patterns))
         if clash:
-            raise OutputPathError(f"{flag} {path}: holds files dgss did not write but would overwrite "
-                                  f"({', '.join(clash[:3])}{', ...' if len(clash) > 3 else ''}); choose a new or "
-                                  f"empty folder for {flag}")
+            raise OutputPathError(
+                f"{flag} {path}: holds files dgss did not write but would overwrite "
+                f"({', '.join(clash[:3])}{', ...' if len(clash) > 3 else ''}); choose a new or "
+                f"empty folder for {flag}"
+            )
     if path.is_dir() and owned_by_dgss(path):
         for stale in path.glob(f"{STAGING_PREFIX}*"):
             if stale.is_dir() and owned_by_dgss(stale):
@@ -179,16 +184,19 @@ class StagedWrites:
 
     def __enter__(self) -> Path:
         import tempfile
+
         self.folder.mkdir(parents=True, exist_ok=True)
         if not owned_by_dgss(self.folder):
-            (self.folder / OWNER_MARKER).write_text("written by dgss: dgss may replace the files it names "
-                                                    "itself here\n")
+            (self.folder / OWNER_MARKER).write_text(
+                "written by dgss: dgss may replace the files it names itself here\n"
+            )
         self.tmp = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=self.folder))
         (self.tmp / OWNER_MARKER).write_text("staging folder of dgss\n")
         return self.tmp
 
     def __exit__(self, exc_type, exc, tb) -> None:
         import shutil
+
         try:
             if exc_type is None:
                 for f in sorted(self.tmp.rglob("*")):

@@ -6,8 +6,8 @@ once per (CLIP weights, template list, vocabulary) and stored as safetensors und
 re-encodes text, and a model can be built without CLIP when its tables are cached. There is no
 fallback to random text: no cache and no CLIP is an error.
 """
+
 from __future__ import annotations
-from ..errors import DgssError
 
 import hashlib
 import json
@@ -18,12 +18,9 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
+from ..backbones.clip_text import ClipTextEncoder
 from ..data.vocab import Vocabulary, synonyms
-from .clip_text import ClipTextEncoder
-
-
-class TextTableError(DgssError, RuntimeError):
-    """Text tables that can be neither loaded from the cache nor computed."""
+from ..errors import TextTableError
 
 
 def cache_dir() -> Path:
@@ -45,19 +42,25 @@ def compute_text_table(encoder: ClipTextEncoder, names: tuple[str, ...], templat
             for t in templates:
                 prompts.append(t.replace("{}", syn))
                 owners.append(i)
-    feats = encoder.encode(prompts)                                  # (n_prompts, D)
+    feats = encoder.encode(prompts)  # (n_prompts, D)
     P, D = len(templates), feats.shape[-1]
     table = torch.zeros(len(names), P, D)
     counts = torch.zeros(len(names))
-    feats = feats.view(-1, P, D)                                     # prompts come in blocks of P
+    feats = feats.view(-1, P, D)  # prompts come in blocks of P
     for j, owner in enumerate(owners[::P]):
         table[owner] += feats[j]
         counts[owner] += 1
     return F.normalize(table / counts.view(-1, 1, 1), dim=-1)
 
 
-def text_table(vocab: Vocabulary, templates: list[str], *, encoder: ClipTextEncoder | None = None,
-               clip_id: str | None = None, use_cache: bool = True) -> torch.Tensor:
+def text_table(
+    vocab: Vocabulary,
+    templates: list[str],
+    *,
+    encoder: ClipTextEncoder | None = None,
+    clip_id: str | None = None,
+    use_cache: bool = True,
+) -> torch.Tensor:
     """Table for ``vocab`` + background: from the cache, else computed with ``encoder`` and cached.
 
     ``clip_id`` identifies the CLIP weights (``encoder.fingerprint()``, or the SHA-256 recorded in a
@@ -74,10 +77,12 @@ def text_table(vocab: Vocabulary, templates: list[str], *, encoder: ClipTextEnco
     if encoder is None:
         raise TextTableError(
             f"no cached text table for this vocabulary ({len(vocab.names)} classes, {len(templates)} templates) and "
-            "no CLIP text encoder to compute it: pass the CLIP weights (--weights clip=FILE on the command line)")
+            "no CLIP text encoder to compute it: pass the CLIP weights (--weights clip=FILE on the command line)"
+        )
     table = compute_text_table(encoder, names, templates)
     if use_cache:
         from ..files import atomic_write
+
         meta = {"clip": clip_id, "num_templates": str(len(templates)), "names": json.dumps(list(names))}
         atomic_write(path, lambda tmp: save_file({"table": table.contiguous()}, tmp, metadata=meta))
     return table

@@ -5,6 +5,7 @@ dataset images. A scene is a perspective street (road to a vanishing point, side
 facades with windows, trees, poles with signs and lights, cars, people) drawn with numpy, plus a
 per-pixel distance used to draw nearer objects over farther ones.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -12,16 +13,17 @@ from dataclasses import dataclass
 import numpy as np
 
 # trainIds used by the generator
-ROAD, SIDEWALK, BUILDING, WALL, FENCE, POLE, LIGHT, SIGN, VEGETATION, TERRAIN, SKY, PERSON, RIDER, CAR, \
-    TRUCK, BUS = range(16)
+ROAD, SIDEWALK, BUILDING, WALL, FENCE, POLE, LIGHT, SIGN, VEGETATION, TERRAIN, SKY, PERSON, RIDER, CAR, TRUCK, BUS = (
+    range(16)
+)
 IGNORE = 255
 
 
 @dataclass
 class Scene:
-    image: np.ndarray   # (H, W, 3) uint8 RGB
-    label: np.ndarray   # (H, W) uint8 trainIds
-    depth: np.ndarray   # (H, W) float32, metres-like distance (larger = farther)
+    image: np.ndarray  # (H, W, 3) uint8 RGB
+    label: np.ndarray  # (H, W) uint8 trainIds
+    depth: np.ndarray  # (H, W) float32, metres-like distance (larger = farther)
 
 
 def _noise(rng: np.random.Generator, shape, scale: float) -> np.ndarray:
@@ -59,7 +61,7 @@ def make_scene(seed: int, height: int = 256, width: int = 512) -> Scene:
     ground = ~sky
     dist = np.where(ground, 1.6 * H / np.maximum(yy - horizon, 1.0), 200.0)
     depth[ground] = np.minimum(dist[ground], 200.0)
-    half_road = (yy - horizon) * rng.uniform(1.0, 1.4)          # road half-width at row y
+    half_road = (yy - horizon) * rng.uniform(1.0, 1.4)  # road half-width at row y
     road = ground & (np.abs(xx - vx) < half_road)
     _fill(img, lab, road, rng.uniform(70, 100, 3).repeat(1) * np.ones(3), ROAD, rng, 5)
     lane = road & (np.abs(xx - vx) < 0.02 * (yy - horizon) + 0.5) & ((dist.astype(int) // 3) % 2 == 0)
@@ -74,15 +76,21 @@ def make_scene(seed: int, height: int = 256, width: int = 512) -> Scene:
     # distance from the vanishing line (perspective), in segments of random height and colour
     slope = (half_road / np.maximum(yy - horizon, 1.0))[int(H - 1), 0] * (1 + walk_w)
     off = np.abs(xx - vx)
-    edge_y = horizon + off / slope                      # outer sidewalk edge row at this column
+    edge_y = horizon + off / slope  # outer sidewalk edge row at this column
     for side in (-1, 1):
         x = 4.0
         while x < W:
             seg_w = rng.uniform(0.08, 0.3) * W
             if rng.random() < 0.8:
                 k = rng.uniform(0.3, 1.1)
-                m = ((xx - vx) * side >= x) & ((xx - vx) * side < x + seg_w) & (yy > horizon - k * off) \
-                    & (yy < edge_y) & ~road & ~sidewalk
+                m = (
+                    ((xx - vx) * side >= x)
+                    & ((xx - vx) * side < x + seg_w)
+                    & (yy > horizon - k * off)
+                    & (yy < edge_y)
+                    & ~road
+                    & ~sidewalk
+                )
                 color = rng.uniform([90, 70, 60], [200, 180, 160])
                 _fill(img, lab, m, color, BUILDING, rng, 8)
                 win = m & (((xx - vx) % 16) < 7) & (((yy - horizon) % 20) < 9) & (yy < horizon)
@@ -127,7 +135,7 @@ def make_scene(seed: int, height: int = 256, width: int = 512) -> Scene:
         w, h = 1.1 * (base - horizon), 0.7 * (base - horizon)
         body = (np.abs(xx - lane_x) < w / 2) & (yy > base - h) & (yy < base - 0.15 * h)
         cabin = (np.abs(xx - lane_x) < w / 3) & (yy > base - 1.35 * h) & (yy <= base - h)
-        wheels = ((np.abs(np.abs(xx - lane_x) - w / 3) < w / 9) & (yy >= base - 0.3 * h) & (yy < base))
+        wheels = (np.abs(np.abs(xx - lane_x) - w / 3) < w / 9) & (yy >= base - 0.3 * h) & (yy < base)
         m = (body | cabin | wheels) & (depth > d)
         _fill(img, lab, m & ~wheels, rng.uniform([20, 20, 20], [220, 220, 220]), CAR, rng, 6)
         _fill(img, lab, m & wheels, (20, 20, 20), CAR, rng, 3)
