@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import timm
 import torch
@@ -62,7 +62,8 @@ class ViTEncoder(nn.Module):
     def __init__(self, cfg: EncoderConfig):
         super().__init__()
         self.cfg = cfg
-        self.vit = timm.create_model(cfg.timm_name, **_timm_kwargs(cfg))
+        # Any: the attributes used below differ per timm family (rope, reg_token, neck, ...)
+        self.vit: Any = cast(Any, timm.create_model(cfg.timm_name, **_timm_kwargs(cfg)))
         if cfg.family == "sam":
             self.vit.neck = nn.Identity()  # image tower only, as the papers count it
             self._resize_global_rel_pos()

@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -51,6 +52,10 @@ from .logging import ProgressDisplay, RunLogger
 from .optim import build_optimizer, describe_groups
 from .schedulers import LRSchedule, Scheduler
 from .train_data import InfiniteStreamSampler, StreamDataset, SyntheticSegDataset, collate, synthetic_from_config
+
+if TYPE_CHECKING:
+    from ..data.datasets import SegDataset
+    from ..models.segmentor import Segmentor
 
 ValidateFn = Callable[[torch.nn.Module], dict]
 """validate(model) -> {"<domain>/mIoU": %, ..., "mean_mIoU": %}; called on every rank (collective)."""
@@ -131,12 +136,11 @@ def build_model(cfg: RunConfig, *, load_weights: bool = True):
     if model.cfg.text is not None:
         from ..backbones.clip_text import build_text_encoder
 
-        attach_text_encoder(
-            model, build_text_encoder(model.cfg.text.clip, w.text_encoder, random_seed=0 if w.random else None)
-        )
+        text_encoder = build_text_encoder(model.cfg.text.clip, w.text_encoder, random_seed=0 if w.random else None)
+        attach_text_encoder(model, text_encoder)
         from ..models.vireo import use_vocabulary
 
-        use_vocabulary(model, cfg.model.vocab or "cityscapes", text_encoder=model.text_encoder)
+        use_vocabulary(model, cfg.model.vocab or "cityscapes", text_encoder=text_encoder)
     if w.init_from:
         from ..models.checkpoint import load_trained_state, read_checkpoint
 
@@ -164,8 +168,10 @@ def build_train_dataset(cfg: RunConfig, model) -> StreamDataset:
     t = cfg.data.train
     augment = build_image_augment(cfg.augment)
     if t.dataset == SYNTHETIC:
-        base = synthetic_from_config(t.synthetic, model.num_classes, default_size=t.crop_size, default_seed=cfg.seed)
-        return StreamDataset(base, cfg.seed, augment=augment)
+        synthetic = synthetic_from_config(
+            t.synthetic, model.num_classes, default_size=t.crop_size, default_seed=cfg.seed
+        )
+        return StreamDataset(synthetic, cfg.seed, augment=augment)
     from ..data.datasets import SegDataset
     from ..data.transforms import TrainPipeline
 
@@ -196,6 +202,7 @@ class Validator:
         self.cfg, self.ctx = cfg, ctx
         self.targets = []
         for v in cfg.data.val:
+            ds: SyntheticSegDataset | SegDataset
             if v.dataset == SYNTHETIC:
                 ds = synthetic_from_config(
                     v.synthetic, model.num_classes, default_size=model.cfg.crop_size, default_seed=cfg.seed + 1
@@ -336,7 +343,7 @@ class Trainer:
             )
         self.dataset = train_dataset
         self.validate = validate
-        model_cfg = unwrap(model).cfg
+        model_cfg = cast("Segmentor", unwrap(model)).cfg
         self.criterion = criterion or build_criterion(cfg, model_cfg, model.num_classes, self.ctx.device, self.ctx.rank)
         self.loss = SegmentationLoss(self.criterion, model.num_classes, prior_weight=model_cfg.prior_loss_weight)
         adv = cfg.augment.advstyle
@@ -413,7 +420,8 @@ class Trainer:
 
             warnings.warn(
                 f"resuming a run planned for {state['max_iters']} iterations with max_iters="
-                f"{self.cfg.train.max_iters}: the schedule changes from here on"
+                f"{self.cfg.train.max_iters}: the schedule changes from here on",
+                stacklevel=2,
             )
 
     # ------------------------------------------------------------------------------------------ loop
@@ -427,7 +435,7 @@ class Trainer:
             world_size=self.ctx.world_size,
             start=self.samples_consumed,
         )
-        kw = {}
+        kw: dict[str, Any] = {}
         if t.num_workers > 0:
             kw = dict(persistent_workers=True, prefetch_factor=2)
         return DataLoader(
@@ -451,7 +459,7 @@ class Trainer:
         """Train to ``cfg.train.max_iters`` (resuming from a checkpoint if asked); returns a summary."""
         cfg, ctx = self.cfg, self.ctx
         tr = cfg.train
-        raw = unwrap(self.model)
+        raw = cast("Segmentor", unwrap(self.model))
         resumed_from = None
         if resume:
             files = ck.resolve_resume(resume, self.work_dir)
@@ -519,6 +527,7 @@ class Trainer:
                 style_losses: list[float] = []
                 for micro in range(tr.accumulate):
                     td = time.perf_counter()
+                    assert loader_iter is not None  # built whenever the loop runs
                     batch = next(loader_iter)
                     data_time += time.perf_counter() - td
                     images = batch["image"].to(ctx.device, dtype=self.dtype, non_blocking=True)
@@ -587,6 +596,7 @@ class Trainer:
                     (tr.val_interval and it % tr.val_interval == 0) or (it == tr.max_iters and tr.val_at_end)
                 )
                 if do_val:
+                    assert self.validate is not None  # do_val implies it
                     raw.eval()
                     with torch.no_grad():
                         self.last_val = self.validate(raw)
