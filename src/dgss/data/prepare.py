@@ -134,7 +134,8 @@ def prepare_cityscapes(root: Path, w: _Writer, progress: bool) -> None:
         for src in _progress(polys, "cityscapes polygons->trainIds", progress):
             out = src.with_name(src.name.replace("_polygons.json", "_labelTrainIds.png"))
             if w.todo(out):
-                w.save(out, lambda p, s=src: json2labelImg(str(s), str(p), "trainIds"))
+                # ignore[misc] in this file: mypy cannot infer a lambda whose default argument binds a value
+                w.save(out, lambda p, s=src: json2labelImg(str(s), str(p), "trainIds"))  # type: ignore[misc]
 
 
 def prepare_gta5(root: Path, w: _Writer, progress: bool) -> None:
@@ -160,7 +161,7 @@ def prepare_gta5(root: Path, w: _Writer, progress: bool) -> None:
             if size != (train.shape[1], train.shape[0]):
                 resized.append(f"{src.name} {train.shape[1]}x{train.shape[0]} -> {size[0]}x{size[1]}")
                 log.info("gta5: resized label %s to its image size %s", src, size)
-                train = np.asarray(Image.fromarray(train).resize(size, Image.NEAREST))
+                train = np.asarray(Image.fromarray(train).resize(size, Image.Resampling.NEAREST))
         w.save(out, _save_png(train))
     if resized:
         w.report.notes.append(
@@ -217,15 +218,15 @@ def prepare_mapillary(root: Path, w: _Writer, progress: bool) -> None:
         if w.todo(out_img):
             try:
                 with Image.open(img) as im:
-                    im = im.convert("RGB")
-                    half = im.resize((im.width // 2, im.height // 2), Image.BICUBIC)
+                    rgb = im.convert("RGB")
+                    half = rgb.resize((rgb.width // 2, rgb.height // 2), Image.Resampling.BICUBIC)
             except (OSError, SyntaxError) as exc:
                 raise DataError(f"cannot decode image {img}: {exc}") from None
-            w.save(out_img, lambda p, h=half: h.save(p, format="JPEG", quality=95))
+            w.save(out_img, lambda p, h=half: h.save(p, format="JPEG", quality=95))  # type: ignore[misc]
         if w.todo(out_lab):
             with Image.open(lab) as im:
-                half_lab = im.resize((im.width // 2, im.height // 2), Image.NEAREST)
-            w.save(out_lab, lambda p, h=half_lab: h.save(p, format="PNG"))
+                half_lab = im.resize((im.width // 2, im.height // 2), Image.Resampling.NEAREST)
+            w.save(out_lab, lambda p, h=half_lab: h.save(p, format="PNG"))  # type: ignore[misc]
 
 
 def prepare_deliver(root: Path, w: _Writer, progress: bool) -> None:
@@ -301,9 +302,9 @@ def prepare_ade847(root: Path, w: _Writer, progress: bool) -> None:
             lab = cv2.resize(lab, size, interpolation=cv2.INTER_NEAREST)
         out = lut[np.clip(lab, 0, 65535)]
         if need_img:
-            w.save(out_img, lambda p, a=img: Image.fromarray(a).save(p, format="JPEG"))
+            w.save(out_img, lambda p, a=img: Image.fromarray(a).save(p, format="JPEG"))  # type: ignore[misc]
         if need_lab:
-            w.save(out_lab, lambda p, a=out: Image.fromarray(a).save(p, format="TIFF"))
+            w.save(out_lab, lambda p, a=out: Image.fromarray(a).save(p, format="TIFF"))  # type: ignore[misc]
 
 
 PREPARERS: dict[str, Callable[[Path, _Writer, bool], None]] = {
