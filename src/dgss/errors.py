@@ -8,7 +8,7 @@ exception is a bug and keeps its traceback.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable
 
 
 class DgssError(Exception):
@@ -21,7 +21,7 @@ class DataError(DgssError):
     `values` lists offending label values when the problem is a label value outside the class set.
     """
 
-    def __init__(self, message: str, values: Sequence[int] = ()):
+    def __init__(self, message: str, values: Iterable[int] = ()):
         super().__init__(message)
         self.values = tuple(int(v) for v in values)
 
@@ -73,7 +73,7 @@ class InputSizeError(DgssError, ValueError):
 class LabelValueError(DgssError, ValueError):
     """A label holds values outside the set its format allows; `values` lists them."""
 
-    def __init__(self, message: str, values: Sequence[int]):
+    def __init__(self, message: str, values: Iterable[int]):
         super().__init__(message)
         self.values = tuple(int(v) for v in values)
 

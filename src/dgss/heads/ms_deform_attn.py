@@ -53,13 +53,14 @@ def ms_deform_attn_core(
     # (B, Nq, heads, L, P, ·) -> (B, heads, L, P, Nq, ·)
     grids = (2.0 * sampling_locations - 1.0).to(value.dtype).permute(0, 2, 3, 4, 1, 5)
     weights = attention_weights.to(value.dtype).permute(0, 2, 3, 4, 1)
-    out = None
+    out: Tensor | None = None
     for e, (h, w) in enumerate(spatial_shapes):
         v = values[e].permute(0, 2, 3, 1).reshape(b * n_heads, d, h, w)  # (B·heads, d, h, w)
         g = grids[:, :, e].reshape(b * n_heads, n_points, nq, 2)  # (B·heads, P, Nq, 2)
         s = F.grid_sample(v, g, mode="bilinear", padding_mode="zeros", align_corners=False)  # (B·heads, d, P, Nq)
         y = (s * weights[:, :, e].reshape(b * n_heads, 1, n_points, nq)).sum(2)  # (B·heads, d, Nq)
         out = y if out is None else out + y
+    assert out is not None  # at least one level
     return out.view(b, n_heads * d, nq).transpose(1, 2).contiguous()
 
 

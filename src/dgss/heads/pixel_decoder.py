@@ -12,6 +12,7 @@ FFN and norms use dgss names (``ffn.fc1/fc2``, ``norm1/norm2``), see ``reference
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -186,10 +187,11 @@ class MSDeformAttnPixelDecoder(nn.Module):
         """§3.4: input convs xavier_uniform/bias 0; FPN and mask convs caffe2-xavier; level encoding N(0,1);
         encoder matrices xavier_normal then MSDeformAttn re-init; LN/GN weight 1, bias 0."""
         for m in self.input_convs:
+            assert isinstance(m, ConvGN) and m.conv.bias is not None  # input projections carry a bias
             nn.init.xavier_uniform_(m.conv.weight, gain=1.0)
             nn.init.zeros_(m.conv.bias)
         for m in list(self.lateral_convs) + list(self.output_convs):
-            caffe2_xavier_init_(m.conv)
+            caffe2_xavier_init_(cast(ConvGN, m).conv)
         caffe2_xavier_init_(self.mask_feature)
         nn.init.normal_(self.level_encoding.weight, mean=0.0, std=1.0)
         for p in self.encoder.parameters():

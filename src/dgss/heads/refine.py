@@ -15,6 +15,8 @@ Parameter names equal the reference (``attention_gate.channel_attention.{0,2}``,
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -72,8 +74,8 @@ class GatedLevelFusion(nn.Module):
         """Pyramid [s4, s8, s16, s32] -> fused map f_M (B, C, H4, W4)."""
         size = feats[0].shape[-2:]
         C = feats[0].shape[1]
-        w, b = self.linear_fuse.weight, self.linear_fuse.bias
-        out = None if self.split_fusion else []
+        w, b = self.linear_fuse.weight, cast(torch.Tensor, self.linear_fuse.bias)  # built with a bias
+        out: Any = None if self.split_fusion else []  # running sum (split fusion) or the gated levels
         recompute = self.recompute and self.split_fusion and self.training and torch.is_grad_enabled()
         for i, f in enumerate(feats[: self.num_levels]):
             if self.split_fusion:
