@@ -1,4 +1,4 @@
-"""Semantic-segmentation metrics of the DG protocol (`data.md` §6).
+"""Semantic-segmentation metrics of the DG protocol (`docs/data-protocol.md`).
 
 For each domain a K x K confusion matrix (rows = ground truth, columns = prediction, int64) is
 accumulated over **all** its images, ignoring pixels whose label is the ignore index. Then

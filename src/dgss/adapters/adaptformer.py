@@ -1,4 +1,4 @@
-"""AdaptFormer: a bottleneck MLP parallel to every frozen block's MLP (``baselines.md`` §3).
+"""AdaptFormer: a bottleneck MLP parallel to every frozen block's MLP (``docs/methods/adaptformer.md``).
 
 Block l, with the frozen pieces unchanged::
 

@@ -1,4 +1,4 @@
-"""Adapters that act *inside* the frozen blocks (LoRA, AdaptFormer, VPT; ``baselines.md`` §2-4).
+"""Adapters that act *inside* the frozen blocks (LoRA, AdaptFormer, VPT; ``docs/methods/lora.md, docs/methods/adaptformer.md, docs/methods/vpt.md``).
 
 The REIN family (REIN, DepthForge, Vireo, FADA) updates the patch tokens *between* blocks
 (``update(F, l, tokens)``). The parameter-efficient fine-tuning baselines instead change what a frozen

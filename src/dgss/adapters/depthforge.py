@@ -6,7 +6,7 @@ Default (``logit_sum``, the reference code), after frozen block l with depth tok
     agg = S[..., 1:] @ mlp_token2feat(T_l[1:])
     F   = F + s * mlp_delta_f(agg + F)                              depth never enters F itself
 
-Ablation switches (``depthforge.md`` §9; rows marked "dgss definition" are our reading of prose):
+Ablation switches (``docs/methods/depthforge.md``; rows marked "dgss definition" are our reading of prose):
 ``depth_fusion`` in ``logit_sum | none | prob_mean | learned_mix | feature_concat | depth_token`` and
 ``attention_opt`` (False: raw tokens as values, no discard, no inner residual).
 """

@@ -1,4 +1,4 @@
-"""FADA: REIN-style token refinement split into Haar low/high-frequency branches (``baselines.md`` §1).
+"""FADA: REIN-style token refinement split into Haar low/high-frequency branches (``docs/methods/fada.md``).
 
 Follows the released code (JingjunYi/FADA). After frozen block l, patch tokens x (B, N, C), c = C/4::
 

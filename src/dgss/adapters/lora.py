@@ -1,4 +1,4 @@
-"""LoRA on the frozen attention input projections, applied at the weight level (``baselines.md`` §2).
+"""LoRA on the frozen attention input projections, applied at the weight level (``docs/methods/lora.md``).
 
 For every adapted Linear y = W x + b of block l (W (out, in) frozen)::
 

@@ -1,4 +1,4 @@
-"""REIN: learnable tokens that refine the patch features after every frozen block (``rein.md``).
+"""REIN: learnable tokens that refine the patch features after every frozen block (``docs/methods/rein.md``).
 
 Per block l (patch tokens F (B, N, C) only; prefix tokens pass through)::
 
@@ -40,7 +40,7 @@ class ReinConfig:
 
 
 def query_link(transform: nn.Module, merge: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
-    """``rein.md`` §5: tokens of all layers (L, T, C) -> queries (T, D): ``transform``, then max / mean / last
+    """``docs/methods/rein.md``: tokens of all layers (L, T, C) -> queries (T, D): ``transform``, then max / mean / last
     over layers, INTERLEAVED per channel ([m0, a0, z0, m1, ...], the reference's column order of ``merge``)."""
     t = transform(tokens)  # (L, T, D)
     pooled = torch.stack([t.max(dim=0).values, t.mean(dim=0), t[-1]], dim=-1)  # (T, D, 3)

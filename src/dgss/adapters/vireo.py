@@ -5,7 +5,7 @@ Per forward (text context, identical for all layers)::
     t̄ = normalise(mean_p E_bb)            (K+1, 768)   E_bb: encoder text table, 32 templates
     t  = text_embed(t̄)                    (K+1, C)
 
-After frozen block l (``vireo.md`` §3)::
+After frozen block l (``docs/methods/vireo.md``)::
 
     P  = A[l] @ B[l];  P' = P + softmax_over_classes(P tᵀ) t          (text fusion, unscaled)
     α  = sigmoid(w_l)

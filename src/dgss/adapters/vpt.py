@@ -1,4 +1,4 @@
-"""VPT-deep: learned prompt tokens in front of the patch tokens of every frozen block (``baselines.md`` §4).
+"""VPT-deep: learned prompt tokens in front of the patch tokens of every frozen block (``docs/methods/vpt.md``).
 
 Block l sees ``[prefix, P_l, patches]`` (prefix = cls/registers, P_l (M, C) the block's prompts, no
 positional embedding); after the block the M prompt outputs are dropped and the next block gets P_{l+1}.

@@ -15,7 +15,7 @@ class EncoderConfig:
 
     The encoder runs at ``patch_size`` on a ``img_size`` x ``img_size`` reference crop (the grid its
     position embedding is stored for). Public weights are published at ``source_patch_size`` /
-    ``source_img_size`` and converted on load when those differ (``weights.md`` §2).
+    ``source_img_size`` and converted on load when those differ (``docs/encoders.md``).
     """
 
     name: str

@@ -291,7 +291,7 @@ def _convert_shapes(sd: dict, enc: ViTEncoder) -> tuple[dict, list[str]]:
                 raise FrozenWeightsError(f"{k}: checkpoint shape {tuple(src)} cannot become {tuple(dst)}")
             g_src = cfg.source_img_size // cfg.source_patch_size
             if cfg.family == "dinov2" and src[1] != 1 + g_src * g_src:
-                # weights.md: the public grid (37x37) or an already converted one (handled above); a file
+                # docs/encoders.md: the public grid (37x37) or an already converted one (handled above); a file
                 # converted for another crop (e.g. 64x64 for 1024) is not the reference's weights
                 raise FrozenWeightsError(
                     f"{k}: position grid of {src[1] - 1} entries is neither the public {g_src}x{g_src} nor this "

@@ -1,7 +1,7 @@
 """Typed run configuration of ``dgss train``: YAML file + ``key=value`` overrides -> :class:`RunConfig`.
 
 A run config has these sections (every key is optional unless marked; defaults = the papers' common
-recipe, ``data.md`` §7)::
+recipe, ``docs/data-protocol.md``)::
 
     name: gta2citys_rein_dinov2-l        # (required) run name; default work dir work_dirs/<name>
     seed: 42
@@ -15,7 +15,7 @@ recipe, ``data.md`` §7)::
     train:    max_iters, accumulate, grad_clip, amp, device, val_interval, ckpt_interval, keep_last, work_dir
     logging:  interval, tensorboard, jsonl, progress
     augment:  pasta {enabled, alpha, beta, k, ...}, advstyle {enabled, lr, ...}, gtr_ltr {enabled, style_dir,
-              weights, ...}: the augmentation baselines (baselines.md §5-7), all off by default
+              weights, ...}: the augmentation baselines (docs/methods/pasta.md, docs/methods/advstyle.md, docs/methods/gtr-ltr.md), all off by default
 
 Loading is strict: an unknown key fails with its dotted name (and a close match when there is one), a
 value of the wrong type fails with the key, the expected type and the value. ``key=value`` overrides use

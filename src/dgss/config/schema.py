@@ -75,7 +75,7 @@ class SyntheticConfig:
 
 @dataclass
 class TrainDataConfig:
-    """Source dataset and the training pipeline (``data.md`` §5). ``batch_size`` is per process."""
+    """Source dataset and the training pipeline (``docs/data-protocol.md``). ``batch_size`` is per process."""
 
     dataset: str = "gta5"
     split: str = "all"
@@ -122,7 +122,7 @@ class ParamRule:
 
 
 def _default_param_rules() -> dict[str, ParamRule]:
-    # data.md §7: substring rules on the full parameter name, the longest matching key wins.
+    # docs/data-protocol.md: substring rules on the full parameter name, the longest matching key wins.
     # The reference's "reins.scale" / "depthforge.scale" / "vireo.scale" is "adapter.scale" in dgss
     # (FADA: "learnable_tokens" covers its four token tensors). VPT prompts: no decay, as REIN tokens.
     embed = ParamRule(lr_mult=1.0, decay_mult=0.0)
@@ -152,7 +152,7 @@ class OptimConfig:
 
 @dataclass
 class ScheduleConfig:
-    """Per-iteration learning rate (``data.md`` §7).
+    """Per-iteration learning rate (``docs/data-protocol.md``).
 
     ``poly``: lr·(1 − t/T)^power (+ eta_min); ``warmup_poly``: linear factor warmup_start_factor -> 1 over
     ``warmup_iters``, then poly over the rest; ``onecycle``: lr/div_factor -> lr (cosine) over the first
@@ -216,7 +216,7 @@ class LoggingConfig:
 
 @dataclass
 class PastaConfig:
-    """PASTA (``baselines.md`` §5): per source image, before any geometric transform, the FFT amplitude is
+    """PASTA (``docs/methods/pasta.md``): per source image, before any geometric transform, the FFT amplitude is
     multiplied by ε ~ N(1, σ²) per channel and frequency, σ = (alpha·ρ/ρ_max)^k + beta (``mode: const``:
     σ = beta). ρ is the reference's frequency grid (with its off-by-one); ``exact_frequency_grid: true``
     uses the true |fftfreq| radius. ``prob``: fraction of images augmented (reference: 1)."""
@@ -232,7 +232,7 @@ class PastaConfig:
 
 @dataclass
 class AdvStyleConfig:
-    """AdvStyle (``baselines.md`` §6): one gradient-ascent step of rate ``lr`` on the per-image channel
+    """AdvStyle (``docs/methods/advstyle.md``): one gradient-ascent step of rate ``lr`` on the per-image channel
     mean/std of the batch (``stats_on``: the normalised network input or the raw 0..255 image), then
     training on the doubled batch [x, x_adv]. ``prob``: fraction of micro-batches that get the step.
     ``lr`` = 1.0 is our choice (the paper's value is not known)."""
@@ -245,7 +245,7 @@ class AdvStyleConfig:
 
 @dataclass
 class GtrLtrConfig:
-    """GTR-LTR interface (``baselines.md`` §7): NOT reproducible from public sources. The user supplies a
+    """GTR-LTR interface (``docs/methods/gtr-ltr.md``): NOT reproducible from public sources. The user supplies a
     folder of style images (``style_dir``) and a style-transfer network (``weights``: a ``torch.export``
     ``.pt2`` or TorchScript file, ``net(content, style) -> stylised``, images (1, 3, H, W) in [0, 1]).
     Per image: with ``global_prob`` the whole image is stylised (GTR), else with ``local_prob`` only

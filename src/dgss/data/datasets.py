@@ -1,4 +1,4 @@
-"""Readers of the DG benchmarks from their official directory layouts (`data.md` §2).
+"""Readers of the DG benchmarks from their official directory layouts (`docs/data-protocol.md`).
 
 A reader lists `SegSample`s (image path, label path, label format, domain tag) by pairing image and
 label files with fixed rules (`PairRule`); `SegDataset` decodes them for PyTorch.
@@ -72,7 +72,7 @@ DATASETS: dict[str, DatasetInfo] = {
     # your own data (`dgss.data.folder`): classes, ignore index and domains come from ROOT/classes.yaml
     "folder": DatasetInfo("folder", "", 0, 255, {}),
 }
-"""Known datasets by CLI name. Split sizes are the official ones (`data.md` §2). ``folder`` is a
+"""Known datasets by CLI name. Split sizes are the official ones (`docs/data-protocol.md`). ``folder`` is a
 placeholder: its `DatasetInfo` is read from the folder (`dgss.data.folder.folder_info`)."""
 
 

@@ -1,4 +1,4 @@
-"""Label tables and label conversions of the DG benchmarks (`data.md` §1, §3).
+"""Label tables and label conversions of the DG benchmarks (`docs/data-protocol.md`).
 
 Every conversion is a pure function on numpy arrays; nothing here touches the file system
 except the explicit loaders (`read_label`, `load_ade847_label`, `load_mapillary_config`).
@@ -67,7 +67,7 @@ def cityscapes_ids_to_trainids(label_ids: np.ndarray) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------
-# Mapillary Vistas v1.2 -> 19 classes (rule set of the openseg converter, data.md §3)
+# Mapillary Vistas v1.2 -> 19 classes (rule set of the openseg converter, docs/data-protocol.md)
 # --------------------------------------------------------------------------------------------
 _CS_NAMES_NOSPACE = {name.replace(" ", ""): i for i, name in enumerate(CITYSCAPES_CLASSES)}
 _MAPILLARY_RULES: tuple[tuple[tuple[str, ...], str], ...] = (

@@ -1,4 +1,4 @@
-"""`dgss data prepare <dataset> <root>`: write the trainId labels a dataset does not ship (`data.md` §3).
+"""`dgss data prepare <dataset> <root>`: write the trainId labels a dataset does not ship (`docs/data-protocol.md`).
 
 - cityscapes: `*_gtFine_labelIds.png` -> `*_gtFine_labelTrainIds.png` (cityscapesscripts' table);
   from `*_gtFine_polygons.json` with cityscapesscripts' `json2labelImg` if only polygons exist.

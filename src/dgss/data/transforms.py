@@ -1,4 +1,4 @@
-"""Training and test pipelines (`data.md` §5, §6).
+"""Training and test pipelines (`docs/data-protocol.md`).
 
 Both pipelines are callables `(image, label, generator) -> (image, label)`:
     in : image (3,H,W) uint8 RGB, label (H,W) int64 trainIds, generator torch.Generator | None
@@ -173,7 +173,7 @@ def pad_pair(image: torch.Tensor, label: torch.Tensor, size: tuple[int, int], ig
 
 @dataclass
 class TrainPipeline:
-    """The 512-crop training pipeline shared by all methods (`data.md` §5).
+    """The 512-crop training pipeline shared by all methods (`docs/data-protocol.md`).
 
     short-edge resize to s ~ U{scales} (long edge <= max_long) -> random crop `crop_size` with the
     `cat_max_ratio` rule -> horizontal flip (p = flip_prob) -> photometric distortion ->
@@ -231,7 +231,7 @@ EVAL_RESIZE: dict[str, EvalResize] = {
     "ade150": EvalResize((2048, 512)),  # dgss choice
     "ade847": EvalResize((2048, 512)),  # dgss choice
 }
-"""Per-dataset test resize of the protocol (`data.md` §6)."""
+"""Per-dataset test resize of the protocol (`docs/data-protocol.md`)."""
 
 
 @dataclass

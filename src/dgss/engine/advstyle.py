@@ -1,4 +1,4 @@
-"""AdvStyle: adversarial style augmentation in the training step (``baselines.md`` §6), 0 trainable parameters.
+"""AdvStyle: adversarial style augmentation in the training step (``docs/methods/advstyle.md``), 0 trainable parameters.
 
 On the batch x that enters the model (after the data pipeline and normalisation)::
 

@@ -1,4 +1,4 @@
-"""Evaluation loop of the DG protocol (`data.md` §6).
+"""Evaluation loop of the DG protocol (`docs/data-protocol.md`).
 
 Per image: test resize of its dataset (`EVAL_RESIZE`), normalise, `predict_logits` (the segmentor's
 sliding-window inference), logits resized bilinearly (align_corners=False) to the label size,

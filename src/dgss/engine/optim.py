@@ -1,4 +1,4 @@
-"""AdamW with the papers' parameter groups (``data.md`` §7).
+"""AdamW with the papers' parameter groups (``docs/data-protocol.md``).
 
 Only parameters with ``requires_grad`` enter the optimiser. Per parameter (full dotted name):
 

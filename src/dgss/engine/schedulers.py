@@ -1,4 +1,4 @@
-"""Iteration-based learning-rate schedules (``data.md`` §7), as closed-form functions of the iteration.
+"""Iteration-based learning-rate schedules (``docs/data-protocol.md``), as closed-form functions of the iteration.
 
 Iteration ``t`` (0-based) is the optimiser step about to run; its learning rate is ``lr_at(t)``. Being
 closed-form, a schedule's whole state is the iteration, so resuming is exact.

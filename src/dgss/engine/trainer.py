@@ -1,4 +1,4 @@
-"""Iteration-based training as the papers run it (``data.md`` §7).
+"""Iteration-based training as the papers run it (``docs/data-protocol.md``).
 
 :func:`run_training` builds everything from a :class:`~dgss.config.RunConfig` and runs :class:`Trainer`:
 

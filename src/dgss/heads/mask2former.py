@@ -1,4 +1,4 @@
-"""Mask2Former head shared by REIN, DepthForge and Vireo (mask2former.md §1, §4, §7).
+"""Mask2Former head shared by REIN, DepthForge and Vireo (docs/methods/mask2former-head.md).
 
 Hooks (method-specific):
 - ``query_source``: ``"link"`` (REIN family: ``query_pos = query_embed`` from the adapter, content =

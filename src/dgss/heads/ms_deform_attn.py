@@ -1,4 +1,4 @@
-"""Multi-scale deformable attention (Deformable DETR), pure PyTorch (mask2former.md §3.2, §3.4).
+"""Multi-scale deformable attention (Deformable DETR), pure PyTorch (docs/methods/mask2former-head.md).
 
 For a query token i with feature ``x_i``, positional term ``p_i`` and reference point ``r_i`` in
 [0,1]² (x, y order)::

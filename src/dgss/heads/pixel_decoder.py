@@ -1,4 +1,4 @@
-"""MSDeformAttn pixel decoder of Mask2Former (mask2former.md §3).
+"""MSDeformAttn pixel decoder of Mask2Former (docs/methods/mask2former-head.md).
 
 Inputs ``[s4, s8, s16, s32]``. The three coarsest maps are projected (``input_convs``, index 0 = s32),
 refined by a stack of deformable-attention encoder layers, then one FPN step per remaining fine level

@@ -1,4 +1,4 @@
-"""Normalised sine positional encoding of a 2-D feature map (mask2former.md §2).
+"""Normalised sine positional encoding of a 2-D feature map (docs/methods/mask2former-head.md).
 
 For a map of size h×w without padding, position (i, j) gets
 ``y = (i+1)/(h+eps)·scale`` and ``x = (j+1)/(w+eps)·scale`` (scale 2π, eps 1e-6). With

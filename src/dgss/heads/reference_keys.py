@@ -1,5 +1,5 @@
 """Static key mapping between ``Mask2FormerHead`` state dicts and the MMDetection 3.x head layout
-of the reference checkpoints (weights.md §5, without the ``decode_head.`` prefix).
+of the reference checkpoints (docs/encoders.md, without the ``decode_head.`` prefix).
 
 Most dgss names equal the mmdet names; the differences are the FFNs (``ffn.fc1``/``ffn.fc2`` vs
 ``ffn.layers.0.0``/``ffn.layers.1``), the layer norms (``norm1``/``norm2`` and

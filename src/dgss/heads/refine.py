@@ -1,7 +1,7 @@
 """Adaptive Attention Gate and the 4-level fusion in front of the pixel decoder.
 
 DepthForge's depth refinement decoder ("DQCM" in the reference code) and the first stage of Vireo's
-CMPE (``depthforge.md`` §4)::
+CMPE (``docs/methods/depthforge.md``)::
 
     u_i = resize(s_i, size of s4)           i = 0..3, bilinear (s4 unchanged)
     g_i = AAG(u_i)                          one gate shared by the four levels

@@ -1,4 +1,4 @@
-"""Masked-attention transformer decoder of Mask2Former (mask2former.md §4).
+"""Masked-attention transformer decoder of Mask2Former (docs/methods/mask2former-head.md).
 
 Each layer (post-norm, dropout 0)::
 

@@ -1,4 +1,4 @@
-"""DOV-VEH with CMPE: the Mask2Former head of Vireo (``vireo.md`` §4).
+"""DOV-VEH with CMPE: the Mask2Former head of Vireo (``docs/methods/vireo.md``).
 
     1. s4 <- s4 + f_M                         gated level fusion (the DepthForge DRD module)
     2. M, prior = CMPE(s4, E_hd)              coarse class masks + query prior (B, 100, 256)

@@ -1,4 +1,4 @@
-"""Mask2Former set criterion with deep supervision (mask2former.md §6; Vireo mode: vireo.md §5).
+"""Mask2Former set criterion with deep supervision (docs/methods/mask2former-head.md; Vireo mode: docs/methods/vireo.md).
 
 Per decoder output (the last one and the 9 auxiliary ones), after Hungarian matching:
 

@@ -1,4 +1,4 @@
-"""Hungarian matcher of Mask2Former (mask2former.md §5): point-sampled class/BCE/dice costs, scipy LSA.
+"""Hungarian matcher of Mask2Former (docs/methods/mask2former-head.md): point-sampled class/BCE/dice costs, scipy LSA.
 
 Per image, one set of ``num_points`` uniform points (shared by all queries and GTs)::
 

@@ -1,4 +1,4 @@
-"""Point sampling for the Mask2Former matcher and losses (mask2former.md §5-6, PointRend style).
+"""Point sampling for the Mask2Former matcher and losses (docs/methods/mask2former-head.md, PointRend style).
 
 Coordinates are normalised (x, y) in [0, 1]², mapped to [-1, 1] for ``grid_sample`` with
 ``align_corners=False`` and zero padding.

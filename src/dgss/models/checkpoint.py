@@ -1,6 +1,6 @@
 """dgss checkpoints: one safetensors file of the trained weights with the full config in its metadata.
 
-Layout (``weights.md`` §9): tensors = ``Segmentor.trainable_state_dict()`` (frozen encoders are never
+Layout (``docs/encoders.md``): tensors = ``Segmentor.trainable_state_dict()`` (frozen encoders are never
 saved); metadata = ``format`` ("dgss/1"), ``method``, ``config`` (JSON), ``frozen_sources`` (JSON:
 file, sha256, conversion, grid per frozen module), ``vocab`` (JSON list), ``iteration``. Writes are
 atomic (temporary file, fsync, rename), so a crash never leaves a truncated checkpoint behind.

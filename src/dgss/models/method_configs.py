@@ -88,7 +88,7 @@ def depthforge_config(
     head_refine: str = "aag",
     scale: str = "learnable",
 ) -> SegmentorConfig:
-    """DepthForge on one visual encoder with one frozen depth encoder (``depthforge.md``)."""
+    """DepthForge on one visual encoder with one frozen depth encoder (``docs/methods/depthforge.md``)."""
     base = segmentor_config("rein", encoder, num_classes=num_classes)
     depth_dim = depth.embed_dim if depth is not None and depth.embed_dim != encoder.embed_dim else None
     adapter = DepthForgeConfig(
@@ -110,7 +110,7 @@ def depthforge_config(
     )
 
 
-# Table 4/5 rows of the DepthForge paper as switch settings (depthforge.md §9).
+# Table 4/5 rows of the DepthForge paper as switch settings (docs/methods/depthforge.md).
 DEPTHFORGE_ABLATIONS: dict[str, dict] = {
     "rein": dict(depth_fusion="none", attention_opt=True, head_refine="none"),
     "dav2": dict(depth_fusion="logit_sum", attention_opt=False, head_refine="none"),

@@ -62,7 +62,7 @@ def format_rows(title: str, rows: list[ParamRow]) -> str:
 
 
 # Backbone-internal trainable parameters as the REIN / DepthForge / Vireo tables print them
-# (``baselines.md`` §8, ``rein.md`` §7): (method, encoder) -> published value.
+# (``docs/methods/index.md``, ``docs/methods/rein.md``): (method, encoder) -> published value.
 PUBLISHED_ADAPTER = {
     **{("rein", e): "2.99M" for e in ("dinov2-l", "eva02-l", "clip-l")},
     ("rein", "sam-h"): "4.51M",
@@ -75,7 +75,7 @@ PUBLISHED_ADAPTER = {
 FADA_DIFFERENCE = (
     "why they differ: the released FADA code (JingjunYi/FADA) builds exactly this count "
     "(2,061,825 on ViT-L, 3,107,841 on SAM-H); no released configuration or plausible variant gives "
-    "the 11.65M / 16.59M that DepthForge and Vireo quote (baselines.md §1.7)"
+    "the 11.65M / 16.59M that DepthForge and Vireo quote (docs/methods/fada.md)"
 )
 
 

@@ -5,9 +5,9 @@
 * ``freeze-<enc>``: frozen encoder + the same head with learned queries (baseline);
 * ``full-<enc>``: encoder fine-tuned + the same head (baseline);
 * ``lora-<enc>``, ``adaptformer-<enc>``, ``vpt-<enc>``: the parameter-efficient baselines of the REIN /
-  DepthForge tables (``baselines.md`` §2-4; rank 8, bottleneck 64, 150 deep prompts) with the stock head
+  DepthForge tables (``docs/methods/lora.md, docs/methods/adaptformer.md, docs/methods/vpt.md``; rank 8, bottleneck 64, 150 deep prompts) with the stock head
   and learned queries, as ``freeze``; VPT on every encoder but SAM (windowed blocks);
-* ``fada-<enc>``: FADA (released code, ``baselines.md`` §1) with REIN's linked queries;
+* ``fada-<enc>``: FADA (released code, ``docs/methods/fada.md``) with REIN's linked queries;
 * ``depthforge-<enc>``: DepthForge with the DAv2-L encoder (patch 16 converted, CC-BY-NC-4.0 weights);
   ``-dav2s``: DAv2-S (Apache-2.0; width 384 -> learned projection, 12 -> 24 blocks proportional map);
   ``-dav2l-p14``: the native patch-14 DAv2-L, its token grid resampled in 2-D onto the visual grid.

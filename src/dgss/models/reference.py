@@ -1,9 +1,9 @@
-"""Reference-code checkpoints (mmengine layout) <-> dgss names (``weights.md`` §5).
+"""Reference-code checkpoints (mmengine layout) <-> dgss names (``docs/encoders.md``).
 
 Reference ``state_dict`` keys: ``backbone.<adapter>.*`` (``reins`` for REIN and for FADA, whose
 released code keeps REIN's module name) and ``decode_head.*`` (MMDetection names, mapped by
 :mod:`dgss.heads.reference_keys`). Frozen encoders are never in them. A ``backbone.reins.*`` checkpoint
-is FADA's when it holds FADA's high-frequency tokens or Haar kernels (``baselines.md`` §1.2).
+is FADA's when it holds FADA's high-frequency tokens or Haar kernels (``docs/methods/fada.md``).
 """
 
 from __future__ import annotations

@@ -71,7 +71,7 @@ def adapter_kind(cfg: AdapterConfig | None) -> str | None:
 
 @dataclass
 class TextSettings:
-    """Open-vocabulary parts (Vireo, ``vireo.md`` §10 switches; defaults = reference)."""
+    """Open-vocabulary parts (Vireo, ``docs/methods/vireo.md`` switches; defaults = reference)."""
 
     vocab: tuple[str, ...] = ()  # training vocabulary (K names, no background)
     classifier: Literal["text", "linear"] = "text"  # DOV-VEH or Linear(256 -> K+1)
@@ -109,7 +109,7 @@ class SegmentorConfig:
     refine_split_fusion: bool = True  # fusion without the 4C concatenation (same result)
     text: TextSettings | None = None  # open-vocabulary parts (Vireo)
     loss_mode: Literal["stock", "full_res_query_mean"] = "stock"  # the training loss of the method row:
-    #   stock point-sampled Mask2Former loss, or Vireo's full-resolution loss (vireo.md §5). The one
+    #   stock point-sampled Mask2Former loss, or Vireo's full-resolution loss (docs/methods/vireo.md). The one
     #   place the trainer, build_loss and checkpoints read it from.
     grad_checkpoint_frozen: bool = True  # training: recompute frozen blocks in backward (memory)
     depth_interleave: bool = True  # run depth block l just before visual block l
@@ -485,7 +485,7 @@ class Segmentor(nn.Module):
         """Normalised windows (B, 3, h, w) -> per-class scores (B, K, h, w).
 
         Pads bottom/right with 0 (normalised) to at least ``pad_to`` and to a multiple of the patch
-        size, and crops the scores back (``data.md`` §6 robustness rule).
+        size, and crops the scores back (``docs/data-protocol.md`` robustness rule).
         """
         h, w = x.shape[-2:]
         p = self.encoder.patch_size

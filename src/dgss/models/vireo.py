@@ -13,7 +13,7 @@ from .method_configs import depthforge_config, segmentor_config
 from .segmentor import Segmentor, SegmentorConfig, TextSettings
 from .text_tables import text_table
 
-# Vireo paper Table 5 rows (vireo.md §10): each adds ONE component to REIN.
+# Vireo paper Table 5 rows (docs/methods/vireo.md): each adds ONE component to REIN.
 VIREO_ABLATIONS: dict[str, dict] = {
     "rein": dict(adapter="rein", depth=False, refine="none", cmpe=False, classifier="linear"),
     "promptda": dict(adapter="depthforge-noao", depth="promptda-l", refine="none", cmpe=False, classifier="linear"),
@@ -76,7 +76,7 @@ def vireo_config(
     elif row["adapter"] == "depthforge":
         adapter = DepthForgeConfig(**adapter.__dict__, depth_dim=depth_dim)
     text = TextSettings(vocab=vocab.names, classifier=row["classifier"], cmpe=row["cmpe"], **text_kw)
-    # Vireo's full-resolution loss (vireo.md §5) comes with its head (CMPE prior / DOV-VEH); the rows
+    # Vireo's full-resolution loss (docs/methods/vireo.md) comes with its head (CMPE prior / DOV-VEH); the rows
     # without them (and the REIN / DepthForge rows above) train with the stock loss
     loss_mode = "full_res_query_mean" if row["cmpe"] or row["classifier"] == "text" else "stock"
     return SegmentorConfig(

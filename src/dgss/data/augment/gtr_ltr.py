@@ -1,4 +1,4 @@
-"""GTR-LTR texture randomisation (``baselines.md`` §7): an INTERFACE only, off by default.
+"""GTR-LTR texture randomisation (``docs/methods/gtr-ltr.md``): an INTERFACE only, off by default.
 
 GTR-LTR (Peng et al., IEEE TIP) re-renders source images in "unreal" painting textures with a neural
 style-transfer network: GTR stylises the whole image, LTR only random local regions, and a consistency

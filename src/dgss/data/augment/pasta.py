@@ -1,4 +1,4 @@
-"""PASTA: proportional amplitude-spectrum augmentation (``baselines.md`` §5), 0 trainable parameters.
+"""PASTA: proportional amplitude-spectrum augmentation (``docs/methods/pasta.md``), 0 trainable parameters.
 
 Per image x (3, H, W) in [0, 1]::
 
