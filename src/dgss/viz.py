@@ -118,7 +118,7 @@ def font(size: int = 18):
         return ImageFont.load_default()
 
 
-def _text_width(draw: ImageDraw.ImageDraw, text: str, fnt) -> int:
+def _text_width(draw: ImageDraw.ImageDraw, text: str, fnt) -> float:
     box = draw.textbbox((0, 0), text, font=fnt)
     return box[2] - box[0]
 
@@ -155,7 +155,8 @@ def legend_strip(
     fnt = font(size)
     probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     items = [(int(k), str(class_names[k])) for k in ids if 0 <= k < len(class_names)]
-    row_h, x, rows = size + 10, 12 + _text_width(probe, title, fnt) + 14, [[]]
+    rows: list[list[tuple[int, str, float]]] = [[]]
+    row_h, x = size + 10, 12 + _text_width(probe, title, fnt) + 14
     start = x
     for k, name in items:
         w = size + 8 + _text_width(probe, name, fnt) + 18

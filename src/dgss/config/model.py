@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import cast
 
 from .keys import key_error, unknown_key
 from .schema import LossConfig, ModelConfig
@@ -31,6 +32,7 @@ def segmentor_config_from(model: ModelConfig, loss: LossConfig | None = None):
     from ..models.presets import DEPTHFORGE_ABLATIONS, PRESETS, depthforge_config, preset_config
     from ..models.segmentor import SegmentorConfig
 
+    preset = cast(str, model.preset)  # validated: every model that is not tiny names a preset
     if model.tiny:
         from ..models.tiny import tiny_segmentor_config
 
@@ -50,25 +52,25 @@ def segmentor_config_from(model: ModelConfig, loss: LossConfig | None = None):
         from ..data.vocab import load_vocabulary
         from ..models.vireo import vireo_config
 
-        p = PRESETS[model.preset]
+        p = PRESETS[preset]
         cfg = vireo_config(
             ENCODERS[p["encoder"]],
             ENCODERS[p["depth"]],
             vocab=load_vocabulary(model.vocab or "cityscapes"),
             ablation=model.ablation or "full",
-            name=model.preset + (f"-{model.ablation}" if model.ablation else ""),
+            name=preset + (f"-{model.ablation}" if model.ablation else ""),
         )
     elif model.method == "depthforge" and model.ablation is not None:
-        p = PRESETS[model.preset]
+        p = PRESETS[preset]
         cfg = depthforge_config(
             ENCODERS[p["encoder"]],
             ENCODERS[p["depth"]],
             num_classes=model.num_classes,
-            name=f"{model.preset}-{model.ablation}",
+            name=f"{preset}-{model.ablation}",
             **DEPTHFORGE_ABLATIONS[model.ablation],
         )
     else:
-        cfg = preset_config(model.preset, num_classes=model.num_classes)
+        cfg = preset_config(preset, num_classes=model.num_classes)
     if model.overrides:
         merged = _merge_overrides(cfg.to_dict(), model.overrides, "model.overrides")
         try:

@@ -33,7 +33,7 @@ def _describe(tp: Any) -> str:
         return f"a list of {_describe(args[0])}" if args else "a list"
     if origin is dict:
         return "a mapping"
-    if dataclasses.is_dataclass(tp):
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
         return f"a mapping ({tp.__name__})"
     return {int: "an integer", float: "a number", bool: "true/false", str: "a string"}.get(tp, str(tp))
 
@@ -72,7 +72,7 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
         raise ConfigError(
             f"config key '{path}': expected one of {', '.join(repr(a) for a in allowed)}, got {_show(value)}"
         )
-    if dataclasses.is_dataclass(tp):
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
         if isinstance(value, tp):
             return value
         if not isinstance(value, dict):

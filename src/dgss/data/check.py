@@ -11,8 +11,8 @@ The report has one line per kind of problem and split (count + first examples).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -95,6 +95,7 @@ def _check_pair(
             size = im.size
     except Exception as exc:
         res.image_error = f"{type(exc).__name__}: {exc}"
+    assert sample.label is not None  # pairs are scanned with their labels
     try:
         lab = decode_label(sample.label, sample.label_format)
     except DataError as exc:
@@ -133,7 +134,7 @@ def check_dataset(
     """
     info = dataset_info(name)
     root_p = resolve_root(name, root)
-    rules = [r for s in (splits or [None]) for r in pair_rules(name, s)]
+    rules = [r for s in (splits or (None,)) for r in pair_rules(name, s)]
     exp = {**info.splits, **dict(expected or {})}
     counts: dict[str, int] = {}
     problems: list[Problem] = []
@@ -183,7 +184,7 @@ def _decode_pass(
     """Decode every pair in parallel and `add` its problems."""
     with ThreadPoolExecutor(max(1, workers)) as pool:
         futures = [pool.submit(_check_pair, s, num_classes, ignore_index, id_map) for _, s in pairs]
-        iterator = futures
+        iterator: Iterable[Future[_PairResult]] = futures
         if progress and futures:
             from tqdm.auto import tqdm
 
@@ -262,7 +263,7 @@ def check_folder(
         if not (root_p / "labels" / split).is_dir():
             add("missing directory", split, f"{root_p / 'labels' / split} does not exist")
 
-        def key(path: Path) -> str:
+        def key(path: Path, split: str = split) -> str:
             rel = path.relative_to(root_p / "images" / split)
             return f"{split}/{rel.parts[0]}" if classes.domains is not None and len(rel.parts) > 1 else split
 

@@ -21,7 +21,7 @@ gradient hooks); the criterion's point generator and the global RNG it may use a
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 
 import torch
 
@@ -81,12 +81,13 @@ class AdvStyle:
         loss_fn: Callable[[dict, torch.Tensor], dict],
         x: torch.Tensor,
         labels: torch.Tensor,
-        autocast: Callable[[], object] = nullcontext,
+        autocast: Callable[[], AbstractContextManager] = nullcontext,
     ) -> tuple[torch.Tensor, float]:
         """Normalised batch ``x`` (B, 3, H, W) -> (x_adv (B, 3, H, W) detached, style-step loss L_a)."""
         x = x.detach()
         raw = self.stats_on == "raw"
         if raw:
+            assert self.mean is not None and self.std is not None  # __init__ requires them for "raw"
             mean, std = self.mean.to(x), self.std.to(x)
             s = x * std + mean
         else:

@@ -7,8 +7,9 @@ argmax, confusion matrix accumulated under the image's domain tag.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -43,8 +44,8 @@ def upsample_argmax(logits: torch.Tensor, size: tuple[int, int], chunk: int = 64
         else:
             better = val > best_val
             best_val = torch.where(better, val, best_val)
-            best_idx = torch.where(better, idx, best_idx)
-    return best_idx
+            best_idx = torch.where(better, idx, cast(torch.Tensor, best_idx))  # set together with best_val
+    return cast(torch.Tensor, best_idx)  # k >= 1: the loop ran
 
 
 def _collate(batch: list[dict]) -> list[dict]:
@@ -96,7 +97,7 @@ def evaluate(
     transform: Transform = EvalPipeline(resize)
     if pre_transform is not None:
         transform = _Compose(pre_transform, transform)
-    loader = DataLoader(
+    loader: Iterable[Any] = DataLoader(
         dataset.with_transform(transform, seed=seed),
         batch_size=batch_size,
         shuffle=False,

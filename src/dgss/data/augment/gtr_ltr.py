@@ -128,11 +128,11 @@ class GtrLtr:
 
     def style_image(self, index: int) -> torch.Tensor:
         """Style ``index`` as (1, 3, h, w) float32 in [0, 1], short edge ``style_size``."""
-        with Image.open(self.styles[index]) as im:
-            im = im.convert("RGB")
+        with Image.open(self.styles[index]) as f:
+            im = f.convert("RGB")
             w, h = im.size
             s = self.style_size / min(w, h)
-            im = im.resize((max(1, round(w * s)), max(1, round(h * s))), Image.BILINEAR)
+            im = im.resize((max(1, round(w * s)), max(1, round(h * s))), Image.Resampling.BILINEAR)
             arr = np.asarray(im, dtype=np.float32) / 255.0
         return torch.from_numpy(arr.copy()).permute(2, 0, 1)[None]
 
