@@ -1,4 +1,5 @@
-"""`dgss` command line: params, train, eval, predict, convert, export, data, demo, app (see the README).
+"""`dgss` command line: params, train, eval, predict, convert, export, data, demo, app (docs/guide.md; the
+reference docs/cli.md is generated from :func:`build_parser`).
 
 The error contract of every verb: an expected failure (a :class:`~dgss.errors.DgssError`, an unusable
 path, a bad option value) prints ``dgss <verb>: error: <what, where, what to do>`` on stderr and exits

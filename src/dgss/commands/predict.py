@@ -162,7 +162,7 @@ def register(sub) -> None:
         choices=list(PRECISIONS),
         default="auto",
         help="auto: bf16 autocast on GPUs, fp32 on CPUs (as fast as bf16 there, exact labels); "
-        "int8: dynamic int8 frozen Linear layers (CPU, opt-in; agreement in the README)",
+        "int8: dynamic int8 frozen Linear layers (CPU, opt-in; agreement in docs/performance.md)",
     )
     p.add_argument(
         "--backend",

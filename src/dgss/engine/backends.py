@@ -12,7 +12,7 @@ context every image runs in (``with ctx(): model.slide_inference(x)``):
   before every product: identical outputs, no per-window weight casts);
 * ``torch`` + ``int8``: dynamic int8 quantisation of the frozen encoders' Linear layers (weights int8
   per channel, activations quantised per batch on the fly); everything else fp32. Opt-in: its agreement
-  with fp32 is reported in the README, not guaranteed;
+  with fp32 is reported in docs/performance.md, not guaranteed;
 * ``onnxruntime`` + ``fp32`` / ``int8``: the window forward exported with ``dgss export`` (cached under
   ``$DGSS_CACHE_DIR/onnx``) and run by ONNX Runtime on the CPU; ``int8`` quantises the exported
   graph's MatMul weights dynamically (onnxruntime.quantization);
