@@ -30,6 +30,14 @@ class BackendError(DgssError, ValueError):
     """An inference backend / precision combination that cannot run here."""
 
 
+class ClassCountError(DgssError, ValueError):
+    """More classes than a model's class attention can take with its class pruning switched off."""
+
+
+class ClipWeightsError(DgssError, RuntimeError):
+    """A CLIP weights file that does not fit the model's CLIP towers (wrong size or keys); names the key."""
+
+
 class CLIError(DgssError):
     """An error the CLI reports as one clear line (no traceback)."""
 

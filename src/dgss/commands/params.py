@@ -13,9 +13,10 @@ from ..errors import UnknownModelError
 
 def _known_models() -> list[str]:
     from ..backbones.clip_text import TEXT_ENCODERS
+    from ..models.catseg import CATSEG_PRESETS
     from ..models.presets import PRESETS
 
-    return sorted(ENCODERS) + sorted(TEXT_ENCODERS) + sorted(PRESETS)
+    return sorted(ENCODERS) + sorted(TEXT_ENCODERS) + sorted(PRESETS) + list(CATSEG_PRESETS)
 
 
 def cmd_params(args: argparse.Namespace) -> int:
@@ -25,6 +26,21 @@ def cmd_params(args: argparse.Namespace) -> int:
     from ..models.presets import PRESETS, build_preset
 
     name = args.model
+    from ..models.catseg import CATSEG_PRESETS
+
+    if name in CATSEG_PRESETS:
+        from ..models.catseg import build_catseg
+
+        with torch.device("meta"):
+            model = build_catseg(name)
+        rows = param_rows(model, model.param_groups())
+        s = model.cfg.vision.image_size
+        print(
+            format_rows(
+                f"{name} (built on the meta device; CLIP input {s}x{s}; no shape depends on the vocabulary)", rows
+            )
+        )
+        return 0
     with torch.device("meta"):
         if name.startswith("dav2-"):
             from ..backbones.depth_anything import DepthAnythingV2
