@@ -10,7 +10,7 @@ from pathlib import Path
 
 
 def atomic_write(
-    path: str | os.PathLike, write: Callable[[str], None], *, durable: bool = True, suffix: str = ".tmp"
+    path: str | os.PathLike, write: Callable[[str], object], *, durable: bool = True, suffix: str = ".tmp"
 ) -> Path:
     """Call ``write(tmp_path)`` for a hidden temporary file beside ``path``, then rename it onto ``path``.
 

@@ -72,7 +72,7 @@ class AdaptFormerAdapter(BlockAdapter):
 
     def run_block(self, encoder, layer: int, tokens: torch.Tensor, state) -> torch.Tensor:
         blk, mlp = encoder.blocks[layer], self.blocks[layer]
-        seen = {}
+        seen: dict[str, torch.Tensor] = {}
         h1 = blk.norm2.register_forward_pre_hook(lambda _m, args: seen.__setitem__("x_mid", args[0]))
         h2 = blk.drop_path2.register_forward_hook(lambda _m, _args, out: out + mlp(seen.pop("x_mid")))
         try:

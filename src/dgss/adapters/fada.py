@@ -112,6 +112,8 @@ class WavePool(nn.Module):
 class FADAAdapter(TokenAttentionRecorder, nn.Module):  # records the low-branch weights
     """``update(F, l, tokens, grid=(h, w))`` -> refined patch tokens (B, N, C); ``tokens = all_tokens()``."""
 
+    scale: torch.Tensor  # set by add_scale: a Parameter or a constant buffer
+
     def __init__(self, cfg: FADAConfig):
         super().__init__()
         self.cfg = cfg
@@ -198,7 +200,7 @@ class FADAAdapter(TokenAttentionRecorder, nn.Module):  # records the low-branch 
         X = feats.transpose(0, 1).reshape(N * B, C)  # row n·B + b = token n of image b
         x_ll, fs = self.subbands(X, B, grid[1])
         d_low, weights = self.branch(x_ll, tokens[0][layer], self.mlp_token2feat, self.mlp_delta_f, False)
-        d_high, _ = self.branch(
+        d_high, _high_weights = self.branch(
             fs,
             tokens[1][layer],
             self.mlp_token2feat2,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import cast
 
 import torch
 
@@ -91,7 +92,7 @@ def evaluate_model(
             metrics=metrics,
             device=device,
             progress=progress,
-            resize=EvalResize(tuple(resize)) if resize else None,
+            resize=EvalResize(cast("tuple[int, int]", tuple(resize))) if resize else None,
         )
     return results
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterable
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ..checks import StagedWrites, int_in, nonempty_text, open_output_folder
@@ -102,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
         device=device,
         bf16_weights=dav2 is None,
     )  # depth maps reuse fp32 weights
-    inputs = iter_inputs(args.inputs, args.every)
+    inputs: Iterable[tuple[str, np.ndarray]] = iter_inputs(args.inputs, args.every)
     several = any(Path(p).is_dir() or Path(p).suffix.lower() in VIDEO_EXT for p in args.inputs)
     if several and not args.no_progress and sys.stderr.isatty():
         from tqdm import tqdm

@@ -401,6 +401,7 @@ class SegDataset(torch.utils.data.Dataset):
         """Decoded (image (3,H,W) uint8, label (H,W) int64) of sample `index`, untransformed."""
         s = self.samples[index]
         img = load_image(s.image)
+        lab: np.ndarray
         if s.label is None:
             lab = np.full(img.shape[:2], self.info.ignore_index, dtype=np.int64)
         else:

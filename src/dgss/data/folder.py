@@ -259,8 +259,10 @@ def scan_split(root: str | Path, classes: FolderClasses, split: str) -> FolderSc
     root = Path(root)
     img_dir, lab_dir = root / "images" / split, root / "labels" / split
     labels: dict[Path, Path] = {}
+    lab: Path | None
     for lab in _files(lab_dir, LABEL_SUFFIXES):
         labels.setdefault(lab.relative_to(lab_dir).with_suffix(""), lab)
+    missing: list[Path]
     samples, missing, unknown, outside, used = [], [], [], [], set()
     for img in _files(img_dir, IMAGE_SUFFIXES):
         rel = img.relative_to(img_dir)

@@ -119,13 +119,13 @@ def make_scene(seed: int, height: int = 256, width: int = 512) -> Scene:
         _fill(img, lab, m, (110, 110, 115), POLE, rng, 4)
         depth[m] = d
         s = max(3.0, 0.35 * (base - horizon))
-        top = base - hgt
-        m = (np.abs(xx - x) < s) & (yy > top) & (yy < top + 1.4 * s) & (depth > d)
+        sign_top = base - hgt
+        m = (np.abs(xx - x) < s) & (yy > sign_top) & (yy < sign_top + 1.4 * s) & (depth > d)
         if rng.random() < 0.5:
             _fill(img, lab, m, (200, 190, 40), SIGN, rng, 6)
         else:
             _fill(img, lab, m, (40, 40, 40), LIGHT, rng, 4)
-            img[m & (yy < top + 0.5 * s)] = (230, 40, 30)
+            img[m & (yy < sign_top + 0.5 * s)] = (230, 40, 30)
         depth[m] = d
 
     # cars on the road, far to near so nearer ones cover farther ones

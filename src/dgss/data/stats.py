@@ -73,6 +73,7 @@ def folder_stats(root: str | Path, split_names: Sequence[str] | None = None) -> 
         for s in list_folder_samples(root, split, classes=classes):
             key = split if classes.domains is None else f"{split}/{s.domain.split('/', 1)[1]}"
             g = out.groups.setdefault(key, GroupStats(0, np.zeros(K, np.int64), np.zeros(K, np.int64)))
+            assert s.label is not None  # list_folder_samples lists labelled samples only
             lab = decode_label(s.label, s.label_format)
             if info.id_map:
                 lab = remap_label(lab, info.id_map, info.ignore_index, s.label)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 import time
 from contextlib import contextmanager
+from typing import cast
 
 
 def _fmt(seconds: float) -> str:
@@ -27,6 +28,7 @@ class RunProgress:
         self.stages = {k: (max(int(n), 0), float(c)) for k, (n, c) in stages.items()}
         self.total = sum(n * c for n, c in self.stages.values()) or 1.0
         self.done_cost = 0.0  # expected cost of the steps done
+        self.stage: str | None
         self.stage, self.step, self.note = None, 0, ""
         self.t0 = time.perf_counter()
         self.enabled = enabled
@@ -68,7 +70,7 @@ class RunProgress:
         self._show(force=True)
 
     def advance(self, n: int = 1, note: str = "") -> None:
-        steps, cost = self.stages[self.stage]
+        steps, cost = self.stages[cast(str, self.stage)]  # advance() follows begin(stage)
         n = min(n, steps - self.step)
         self.step += n
         self.done_cost += n * cost

@@ -221,7 +221,7 @@ def pictures(
             row_labels=["clean", *CONDITIONS],
             col_titles=["input", "prediction", "ground truth"],
             header=header,
-            footer=[lambda w: viz.legend_strip(names, pal, sorted(present), w)],
+            footer=[lambda w, present=present: viz.legend_strip(names, pal, sorted(present), w)],
         )
         p = out / f"scene{i}_conditions.png"
         viz.save_png(grid, p)
@@ -330,6 +330,7 @@ def run(args: argparse.Namespace) -> int:
         with prog.training():
             run_training(cfg)
         ckpt = latest_checkpoint(out / "run")
+        assert ckpt is not None  # the training run just wrote its checkpoints
         model = load_checkpoint(
             ckpt.weights, random_frozen=not args.weights, frozen_weights=dict(args.weights) if args.weights else None
         ).eval()

@@ -11,6 +11,7 @@ Outputs are the stock head's plus ``coarse_masks`` (B, K, H/4, W/4) for the prio
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -18,6 +19,7 @@ from torch import Tensor, nn
 from .classifiers import MLPTextClassifier, TextClassifier
 from .cmpe import PriorGenerator
 from .mask2former import Mask2FormerHead, Mask2FormerHeadConfig
+from .refine import GatedLevelFusion
 
 
 class VireoHead(Mask2FormerHead):
@@ -46,7 +48,8 @@ class VireoHead(Mask2FormerHead):
         if isinstance(self.cls_embed, TextClassifier):
             self.cls_embed.set_text(head_table)
 
-    def forward(self, features: Sequence[Tensor], query_embed: Tensor | None, head_table: Tensor) -> dict:
+    # the text table is a required third input: this head is not called like the plain head (hence the ignore)
+    def forward(self, features: Sequence[Tensor], query_embed: Tensor | None, head_table: Tensor) -> dict:  # type: ignore[override]
         feats = list(features)
         if self.refine is not None:
             if self.text_cfg.cmpe_residual_level == 0:
@@ -58,7 +61,7 @@ class VireoHead(Mask2FormerHead):
                     mode="bilinear",
                     align_corners=False,
                 )
-                feats[0] = base + self.refine.fuse(feats)
+                feats[0] = base + cast(GatedLevelFusion, self.refine).fuse(feats)
         coarse = None
         if self.prior is not None:
             coarse, prior = self.prior(feats[0], head_table)

@@ -9,6 +9,7 @@ licence the frozen encoders impose, the evaluation tables, intended use and limi
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 import yaml
 
@@ -105,7 +106,7 @@ def front_matter(config: dict, results: list[dict]) -> dict:
 
 
 def render_model_card(
-    config: dict, *, results: list[dict] = (), example: str | None = None, repo_hint: str = "org/name"
+    config: dict, *, results: Sequence[dict] = (), example: str | None = None, repo_hint: str = "org/name"
 ) -> str:
     """The README.md text of a model folder described by ``config`` (the folder's config.json)."""
     results = list(results)

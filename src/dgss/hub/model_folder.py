@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -123,7 +124,7 @@ def export_model(
     checkpoint: str | Path,
     out_dir: str | Path,
     *,
-    eval_json: list[str | Path] = (),
+    eval_json: Sequence[str | Path] = (),
     weights: dict[str, str] | None = None,
     random_weights: bool = False,
     example: bool = True,
