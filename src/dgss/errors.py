@@ -26,6 +26,10 @@ class DataError(DgssError):
         self.values = tuple(int(v) for v in values)
 
 
+class AdapterInitError(DgssError, RuntimeError):
+    """A weight-level adapter (SoMA) whose initialisation from the loaded frozen weights never ran."""
+
+
 class BackendError(DgssError, ValueError):
     """An inference backend / precision combination that cannot run here."""
 

@@ -86,22 +86,25 @@ class LoRAPair(nn.Module):
 
 
 @contextmanager
-def substituted_weights(pairs: list[tuple[nn.Module, torch.Tensor]]):
-    """Within the block, ``module.weight`` resolves to the given tensor.
+def substituted_weights(pairs: list[tuple]):
+    """Within the block, ``module.<attribute>`` resolves to the given tensor.
 
-    The tensor is set as an instance attribute, which shadows the ``_parameters`` entry; the Parameter,
-    the state dict and its key order are untouched, and everything is restored on exit (exceptions and
-    an early-stopped checkpoint recomputation included).
+    ``pairs`` holds ``(module, attribute, tensor)`` triples (``(module, tensor)`` means the attribute
+    ``weight``), so weights and biases (``bias``, or ``q_bias`` / ``v_bias`` of an attention that holds
+    them itself) substitute alike. The tensor is set as an instance attribute, which shadows the
+    ``_parameters`` entry; the Parameter, the state dict and its key order are untouched, and everything
+    is restored on exit (exceptions and an early-stopped checkpoint recomputation included).
     """
     done = []
     try:
-        for module, weight in pairs:
-            object.__setattr__(module, "weight", weight)
-            done.append(module)
+        for item in pairs:
+            module, attribute, tensor = item if len(item) == 3 else (item[0], "weight", item[1])
+            object.__setattr__(module, attribute, tensor)
+            done.append((module, attribute))
         yield
     finally:
-        for module in done:
-            module.__dict__.pop("weight", None)
+        for module, attribute in done:
+            module.__dict__.pop(attribute, None)
 
 
 class LoRAAdapter(BlockAdapter):
@@ -160,6 +163,6 @@ class LoRAAdapter(BlockAdapter):
         pairs = []
         for target in self.cfg.targets:
             lin = blk.get_submodule(target)
-            pairs.append((lin, self.merged_weight(layer, target, lin.weight)))
+            pairs.append((lin, "weight", self.merged_weight(layer, target, lin.weight)))
         with substituted_weights(pairs):
             return encoder.forward_block(layer, tokens, state)

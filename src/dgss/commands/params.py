@@ -73,7 +73,10 @@ def cmd_params(args: argparse.Namespace) -> int:
     if name in PRESETS and model.adapter is not None:
         from ..models.param_report import count, published_notes
 
-        for line in published_notes(model.cfg, count(model.adapter).trainable):
+        mask = getattr(model.encoder.vit, "mask_token", None)
+        n_mask = mask.numel() if mask is not None else 0
+        n_buffers = sum(b.numel() for b in model.adapter.buffers())
+        for line in published_notes(model.cfg, count(model.adapter).trainable, n_mask, n_buffers):
             print(line)
     if enc is not None and enc.cfg.keep_mask_token:
         print(

@@ -21,8 +21,15 @@ def to_plain(obj: Any) -> Any:
     return obj
 
 
-METHODS = ("rein", "freeze", "full", "depthforge", "vireo", "lora", "adaptformer", "vpt", "fada")
+METHODS = ("rein", "freeze", "full", "depthforge", "vireo", "lora", "adaptformer", "vpt", "fada", "soma")
 SYNTHETIC = "synthetic"
+# Named evaluation protocols: per-dataset test boxes [w, h] that replace the default protocol's (docs/data-protocol.md
+# resizes, "dg"). "soma": SoMA's evaluation (Cityscapes val at full resolution and Mapillary val fitted
+# into 2048x1024, docs/methods/soma.md); every other dataset as "dg".
+EVAL_PROTOCOLS: dict[str, dict[str, tuple[int, int]]] = {
+    "dg": {},
+    "soma": {"cityscapes": (2048, 1024), "mapillary": (2048, 1024)},
+}
 
 
 @dataclass
@@ -36,7 +43,9 @@ class ModelConfig:
     ``{encoder: {img_size: 1024}, crop_size: 1024, slide_stride: 683}``).
     """
 
-    method: Literal["rein", "freeze", "full", "depthforge", "vireo", "lora", "adaptformer", "vpt", "fada"] = "rein"
+    method: Literal["rein", "freeze", "full", "depthforge", "vireo", "lora", "adaptformer", "vpt", "fada", "soma"] = (
+        "rein"
+    )
     preset: str | None = None
     num_classes: int = 19
     ablation: str | None = None
@@ -113,6 +122,7 @@ class DataConfig:
     train: TrainDataConfig = field(default_factory=TrainDataConfig)
     val: list[ValDataConfig] = field(default_factory=list)
     mean_over: list[str] | None = None  # domain tags averaged into val/mean_mIoU (default: all)
+    protocol: Literal["dg", "soma"] = "dg"  # test boxes of EVAL_PROTOCOLS (a target's own resize wins)
 
 
 @dataclass
@@ -137,6 +147,17 @@ def _default_param_rules() -> dict[str, ParamRule]:
 
 
 @dataclass
+class WeightDecayScheduleConfig:
+    """Per-iteration weight decay of every group (base = ``weight_decay`` × the group's ``decay_mult``):
+    ``constant``, or ``cosine`` to ``eta_min`` over ``train.max_iters``. ``include_zero_groups``: groups
+    without decay are annealed too, rising from 0 to ``eta_min`` (SoMA's reference behaviour)."""
+
+    type: Literal["constant", "cosine"] = "constant"
+    eta_min: float = 0.0
+    include_zero_groups: bool = False
+
+
+@dataclass
 class OptimConfig:
     """AdamW; parameters whose name contains a ``param_rules`` key get its multipliers (longest key
     wins); parameters of normalisation layers not matched by a key get ``norm_decay_mult``."""
@@ -148,6 +169,18 @@ class OptimConfig:
     eps: float = 1e-8
     param_rules: dict[str, ParamRule] = field(default_factory=_default_param_rules)
     norm_decay_mult: float = 0.0
+    weight_decay_schedule: WeightDecayScheduleConfig = field(default_factory=WeightDecayScheduleConfig)
+
+
+@dataclass
+class EMAConfig:
+    """Exponential moving average of the trainable weights (``dgss.engine.ema``): before ``begin_iter``
+    finished iterations the average copies the weights, then ema <- (1 - momentum)·ema + momentum·θ.
+    Validation and saved weights use the average; resume keeps both exactly."""
+
+    enabled: bool = False
+    momentum: float = 2e-4
+    begin_iter: int = 0
 
 
 @dataclass
@@ -284,6 +317,7 @@ class RunConfig:
     train: TrainLoopConfig = field(default_factory=TrainLoopConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    ema: EMAConfig = field(default_factory=EMAConfig)
 
     def to_dict(self) -> dict:
         return to_plain(self)

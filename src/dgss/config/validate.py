@@ -84,6 +84,18 @@ def validate(cfg: RunConfig) -> None:
         raise key_error("optim.lr", "must be > 0")
     if o.weight_decay < 0 or o.eps <= 0 or not all(0 <= b < 1 for b in o.betas):
         raise key_error("optim", "needs weight_decay >= 0, eps > 0 and betas in [0, 1)")
+    wd = o.weight_decay_schedule
+    if wd.eta_min < 0:
+        raise key_error("optim.weight_decay_schedule.eta_min", f"must be >= 0, got {wd.eta_min}")
+    if wd.type == "constant" and (wd.eta_min or wd.include_zero_groups):
+        raise key_error("optim.weight_decay_schedule", "eta_min and include_zero_groups are only used by type cosine")
+    e = cfg.ema
+    if not 0.0 < e.momentum <= 1.0:
+        raise key_error("ema.momentum", f"must be in (0, 1], got {e.momentum}")
+    if e.begin_iter < 0:
+        raise key_error("ema.begin_iter", f"must be >= 0, got {e.begin_iter}")
+    if e.enabled and e.begin_iter >= cfg.train.max_iters:
+        raise key_error("ema.begin_iter", f"must be smaller than train.max_iters ({cfg.train.max_iters})")
     s = cfg.schedule
     if s.type == "warmup_poly" and s.warmup_iters < 1:
         raise key_error("schedule.warmup_iters", "warmup_poly needs warmup_iters >= 1")

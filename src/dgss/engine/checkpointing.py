@@ -257,7 +257,10 @@ def save_training_checkpoint(
 ) -> CheckpointFiles:
     """Write the weights, then the train state (both atomic); prune to the last ``keep_last``."""
     files = checkpoint_files(work_dir, iteration)
-    extra = {"run_config": json.dumps(run_config)} if run_config is not None else None
+    extra = {"run_config": json.dumps(run_config)} if run_config is not None else {}
+    record = getattr(getattr(model, "adapter", None), "init_record", None)
+    if record is not None:  # SoMA: init mode, SVD dtype/device, frozen-weight SHA-256
+        extra["adapter_init"] = json.dumps(record)
     save_checkpoint(model, files.weights, iteration=iteration, extra=extra)
     state = {"format": STATE_FORMAT, "iteration": int(iteration), "weights_file": files.weights.name, **train_state}
     atomic_write(files.state, lambda tmp: torch.save(state, tmp))

@@ -11,6 +11,14 @@ closed-form, a schedule's whole state is the iteration, so resuming is exact.
 * ``constant``.
 
 ``Scheduler`` applies the factor to every optimiser group (``group["lr"] = base·lr_mult·factor``).
+
+Weight decay (``WeightDecaySchedule``, SoMA's recipe): ``constant``, or ``cosine`` from each group's own
+base value ``wd0`` (``optim.weight_decay`` × ``decay_mult``) to ``eta_min`` over ``total_iters``::
+
+    wd(t) = eta_min + (wd0 − eta_min)·(1 + cos(π·min(t, T)/T))/2
+
+Groups with wd0 = 0 (norms, queries) keep 0 unless ``include_zero_groups`` (the reference's quirk: its
+cosine scheduler anneals every group, so they rise from 0 to ``eta_min``).
 """
 
 from __future__ import annotations
@@ -85,21 +93,51 @@ def _cos_anneal(start: float, end: float, pct: float) -> float:
     return end + (start - end) / 2.0 * (math.cos(math.pi * pct) + 1)
 
 
-class Scheduler:
-    """Sets the learning rate of every optimiser group for iteration ``t``; state = last iteration."""
+@dataclass(frozen=True)
+class WeightDecaySchedule:
+    """Per-group weight decay over ``total_iters`` (see the module docstring)."""
 
-    def __init__(self, optimizer: torch.optim.Optimizer, schedule: LRSchedule):
+    type: str = "constant"
+    total_iters: int = 1
+    eta_min: float = 0.0
+    include_zero_groups: bool = False
+
+    def __post_init__(self):
+        if self.type not in ("constant", "cosine"):
+            raise ValueError(f"unknown weight-decay schedule type {self.type!r}")
+        if self.total_iters < 1:
+            raise ValueError("total_iters must be >= 1")
+
+    def wd_at(self, t: int, base: float) -> float:
+        """Weight decay of iteration ``t`` (0-based) for a group whose base value is ``base``."""
+        if self.type == "constant" or (base == 0.0 and not self.include_zero_groups):
+            return base
+        frac = min(max(t, 0), self.total_iters) / self.total_iters
+        return self.eta_min + (base - self.eta_min) * (1.0 + math.cos(math.pi * frac)) / 2.0
+
+
+class Scheduler:
+    """Sets the learning rate (and weight decay) of every optimiser group for iteration ``t``; state =
+    last iteration (each group's base weight decay is kept in the group as ``base_weight_decay``)."""
+
+    def __init__(
+        self, optimizer: torch.optim.Optimizer, schedule: LRSchedule, wd_schedule: WeightDecaySchedule | None = None
+    ):
         self.optimizer = optimizer
         self.schedule = schedule
+        self.wd_schedule = wd_schedule
         self.last_iter = -1
         for g in optimizer.param_groups:
             g.setdefault("lr_mult", 1.0)
+            g.setdefault("base_weight_decay", g["weight_decay"])
 
     def set_iteration(self, t: int) -> float:
         """Apply the rate of iteration ``t``; returns the base rate (before group multipliers)."""
         lr = self.schedule.lr_at(t)
         for g in self.optimizer.param_groups:
             g["lr"] = lr * g["lr_mult"]
+            if self.wd_schedule is not None:
+                g["weight_decay"] = self.wd_schedule.wd_at(t, g["base_weight_decay"])
         self.last_iter = t
         return lr
 

@@ -10,6 +10,10 @@
 * DDP over the trainable parameters when launched by torchrun; sharded, all-reduced validation;
 * checkpoints every ``ckpt_interval`` iterations (and at the end), exact resume, JSON lines +
   TensorBoard + progress bar on rank 0;
+* optional EMA of the trainable weights (``cfg.ema``; validation and saved weights use it, the raw
+  weights live in the train state) and weight-decay schedule (``optim.weight_decay_schedule``);
+* weight-level adapters derived from the frozen weights (SoMA) are initialised from the loaded encoder
+  when a run starts without a checkpoint, and a model whose adapter never was refuses to train;
 * augmentation baselines (``cfg.augment``): PASTA / GTR-LTR in the sample stream (per-sample generators),
   AdvStyle as an extra style step per micro-batch that doubles the batch (``dgss.engine.advstyle``).
 
@@ -32,6 +36,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..config import SYNTHETIC, RunConfig, segmentor_config_from
+from ..config.schema import EVAL_PROTOCOLS
 from ..data.datasets import sample_seed
 from ..errors import ConfigError, TrainingError
 from ..losses import Mask2FormerCriterion, Mask2FormerCriterionConfig, SegmentationLoss
@@ -48,9 +53,10 @@ from .distributed import (
     unwrap,
     wrap_ddp,
 )
+from .ema import EMA
 from .logging import ProgressDisplay, RunLogger
 from .optim import build_optimizer, describe_groups
-from .schedulers import LRSchedule, Scheduler
+from .schedulers import LRSchedule, Scheduler, WeightDecaySchedule
 from .train_data import InfiniteStreamSampler, StreamDataset, SyntheticSegDataset, collate, synthetic_from_config
 
 if TYPE_CHECKING:
@@ -122,8 +128,11 @@ def build_criterion(
 
 
 # ================================================================================================ model / data
-def build_model(cfg: RunConfig, *, load_weights: bool = True):
-    """The segmentor of ``cfg.model`` with its frozen weights (``cfg.weights``) loaded or marked random."""
+def build_model(cfg: RunConfig, *, load_weights: bool = True, initialize_adapter: bool = True):
+    """The segmentor of ``cfg.model`` with its frozen weights (``cfg.weights``) loaded or marked random.
+
+    Adapters derived from the frozen weights (SoMA) are initialised from them (seed ``cfg.seed``) unless
+    ``init_from`` fills them or ``initialize_adapter`` is False (a resumed run loads them from its checkpoint)."""
     from ..models.build import build_model as _build
     from ..models.build import load_frozen_weights
 
@@ -146,6 +155,8 @@ def build_model(cfg: RunConfig, *, load_weights: bool = True):
 
         tensors, _ = read_checkpoint(w.init_from)
         load_trained_state(model, tensors, origin=w.init_from)
+    elif initialize_adapter:
+        model.initialize_adapter(seed=cfg.seed)
     return model
 
 
@@ -270,7 +281,8 @@ class Validator:
                     info = ds.info
                     metrics = DomainMetrics(info.num_classes, info.ignore_index, list(info.class_names) or None)
                     shard = SegDataset([ds.samples[i] for i in idx], info)
-                    resize = EvalResize(tuple(v.resize), v.keep_ratio) if v.resize else None
+                    box = v.resize or EVAL_PROTOCOLS[self.cfg.data.protocol].get(info.name)
+                    resize = EvalResize(tuple(box), v.keep_ratio) if box else None
                     evaluate(
                         predict,
                         shard,
@@ -350,9 +362,13 @@ class Trainer:
         self.advstyle = AdvStyle.from_config(adv, unwrap(self.model)) if adv.enabled else None
         self.show_progress = cfg.logging.progress if progress is None else progress
         self.optimizer = build_optimizer(self.model, cfg.optim)
+        wd = cfg.optim.weight_decay_schedule
         self.scheduler = Scheduler(
-            self.optimizer, LRSchedule.from_config(cfg.schedule, cfg.optim.lr, cfg.train.max_iters)
+            self.optimizer,
+            LRSchedule.from_config(cfg.schedule, cfg.optim.lr, cfg.train.max_iters),
+            WeightDecaySchedule(wd.type, cfg.train.max_iters, wd.eta_min, wd.include_zero_groups),
         )
+        self.ema = EMA(unwrap(self.model), cfg.ema.momentum, cfg.ema.begin_iter) if cfg.ema.enabled else None
         self.iteration = 0
         self.samples_consumed = 0
         self.last_val: dict = {}
@@ -379,19 +395,21 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "rng": rngs,
             "last_val": dict(self.last_val),
+            **({"ema": self.ema.state_dict()} if self.ema is not None else {}),
         }
 
     def save(self, run_config: dict | None = None) -> None:
-        state = self.train_state()
+        state = self.train_state()  # raw weights (EMA runs) are taken here, before the EMA is applied
         if self.ctx.is_main:
-            files = ck.save_training_checkpoint(
-                self.work_dir,
-                unwrap(self.model),
-                self.iteration,
-                state,
-                run_config=run_config if run_config is not None else self.cfg.to_dict(),
-                keep_last=self.cfg.train.keep_last,
-            )
+            with self.ema.applied() if self.ema is not None else nullcontext():  # saved weights: the EMA
+                files = ck.save_training_checkpoint(
+                    self.work_dir,
+                    unwrap(self.model),
+                    self.iteration,
+                    state,
+                    run_config=run_config if run_config is not None else self.cfg.to_dict(),
+                    keep_last=self.cfg.train.keep_last,
+                )
             self.logger.write("checkpoint", self.iteration, weights=files.weights.name, state=files.state.name)
         barrier(self.ctx)
 
@@ -402,6 +420,13 @@ class Trainer:
                 f"the checkpoint was trained with a global batch of {state['global_batch']}, "
                 f"this run has {self.global_batch} (batch_size x processes)"
             )
+        if ("ema" in state) != (self.ema is not None):
+            raise ck.ResumeError(
+                f"{files.state} was trained with EMA {'on' if 'ema' in state else 'off'}, this run has it "
+                f"{'on' if self.ema is not None else 'off'}: set ema.enabled to match"
+            )
+        if self.ema is not None:  # the weights file holds the EMA; the raw weights come from the state
+            self.ema.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.iteration = int(state["iteration"])
@@ -513,6 +538,7 @@ class Trainer:
             )
         if tr.amp == "bf16" and not amp and ctx.is_main:
             progress.print("note: train.amp=bf16 applies on GPU only; this CPU run stays in fp32")
+        raw.check_adapter_initialized()
         ddp_model.train()
         self._check_frozen_eval(raw)
         loader_iter = iter(self._loader()) if self.iteration < tr.max_iters else None
@@ -573,6 +599,8 @@ class Trainer:
                 self.optimizer.zero_grad(set_to_none=True)
                 self.iteration += 1
                 it = self.iteration
+                if self.ema is not None:
+                    self.ema.update(it)
                 dt = time.perf_counter() - t_start
                 window = (window + [dt])[-20:]
                 progress.update(it, loss_value, lr)
@@ -598,7 +626,7 @@ class Trainer:
                 if do_val:
                     assert self.validate is not None  # do_val implies it
                     raw.eval()
-                    with torch.no_grad():
+                    with torch.no_grad(), self.ema.applied() if self.ema is not None else nullcontext():
                         self.last_val = self.validate(raw)
                     ddp_model.train()
                     self._check_frozen_eval(raw)
@@ -630,7 +658,7 @@ def run_training(
     """Build model, data, validation and trainer from ``cfg`` and train (see the module docstring)."""
     ctx = ctx or DistContext(device=resolve_device(cfg.train.device))
     seed_everything(cfg.seed)  # identical initialisation of the trainable weights on every rank
-    model = build_model(cfg)
+    model = build_model(cfg, initialize_adapter=not resume)
     seed_everything(sample_seed(cfg.seed, ctx.rank, 1) if ctx.distributed else cfg.seed)
     dataset = build_train_dataset(cfg, model)
     validate = Validator(cfg, model, ctx) if cfg.data.val else None

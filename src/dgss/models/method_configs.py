@@ -10,6 +10,8 @@ from ..adapters.depthforge import DepthForgeConfig
 from ..adapters.fada import FADAConfig
 from ..adapters.lora import LoRAConfig, default_targets
 from ..adapters.rein import ReinConfig
+from ..adapters.soma import SoMAConfig, default_start_block
+from ..adapters.soma import default_targets as soma_targets
 from ..adapters.vpt import VPTConfig
 from ..backbones.config import EncoderConfig
 from ..data.label_maps import CITYSCAPES_CLASSES
@@ -40,7 +42,7 @@ def segmentor_config(
     **adapter_kw,
 ) -> SegmentorConfig:
     """Config of one method on one encoder (the papers' settings). ``rank``: token rank of REIN / FADA
-    (default 16, None = full tokens) or LoRA rank (default 8). ``crop_size``: training crop / window."""
+    (default 16, None = full tokens), LoRA rank (default 8) or SoMA rank (default 16). ``crop_size``: training crop / window."""
     link = method in ("rein", "fada") and adapter_kw.get("link_queries", True)
     adapter = None
     L, C = encoder.depth, encoder.embed_dim
@@ -56,6 +58,10 @@ def segmentor_config(
     elif method == "lora":
         adapter_kw.setdefault("targets", default_targets(encoder.family))
         adapter = LoRAConfig(num_layers=L, embed_dim=C, rank=8 if rank is _DEFAULT else rank, **adapter_kw)
+    elif method == "soma":
+        adapter_kw.setdefault("targets", soma_targets(encoder.family))
+        adapter_kw.setdefault("start_block", default_start_block(L))
+        adapter = SoMAConfig(num_layers=L, embed_dim=C, rank=16 if rank is _DEFAULT else rank, **adapter_kw)
     elif method == "adaptformer":
         adapter = AdaptFormerConfig(num_layers=L, embed_dim=C, **adapter_kw)
     elif method == "vpt":

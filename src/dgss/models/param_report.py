@@ -79,8 +79,28 @@ FADA_DIFFERENCE = (
 )
 
 
-def published_notes(cfg, adapter_trainable: int) -> list[str]:
-    """Lines comparing the backbone adapter count of a preset with the papers' published value."""
+SOMA_REFERENCE_RULE = (
+    "why they differ: the released SoMA code marks trainable by name, which also catches DINOv2's mask_token "
+    "(never used in the forward, no gradient, never changes); dgss keeps it frozen"
+)
+
+
+def soma_notes(adapter_trainable: int, mask_token: int, buffers: int = 0) -> list[str]:
+    """SoMA: dgss's count next to the count by the reference's requires_grad rule (+ the unused mask token)."""
+    lines = [f"SoMA trainable in the backbone: dgss {adapter_trainable:,}"]
+    if mask_token:
+        lines[0] += f"; reference rule {adapter_trainable + mask_token:,} (+{mask_token:,} mask_token)"
+        lines.append(SOMA_REFERENCE_RULE)
+    if buffers:
+        lines.append(f"plus frozen init snapshot buffers init_A/init_B (not parameters): {buffers:,}")
+    return lines
+
+
+def published_notes(cfg, adapter_trainable: int, mask_token: int = 0, buffers: int = 0) -> list[str]:
+    """Lines comparing the backbone adapter count of a preset with the papers' published value
+    (SoMA: with the reference rule's count; ``mask_token``: elements of the encoder's unused mask token)."""
+    if cfg.method == "soma":
+        return soma_notes(adapter_trainable, mask_token, buffers)
     key = (cfg.method, cfg.encoder.name)
     if key not in PUBLISHED_ADAPTER or cfg.adapter is None:
         return []

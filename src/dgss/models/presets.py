@@ -7,6 +7,9 @@
 * ``lora-<enc>``, ``adaptformer-<enc>``, ``vpt-<enc>``: the parameter-efficient baselines of the REIN /
   DepthForge tables (``docs/methods/lora.md, docs/methods/adaptformer.md, docs/methods/vpt.md``; rank 8, bottleneck 64, 150 deep prompts) with the stock head
   and learned queries, as ``freeze``; VPT on every encoder but SAM (windowed blocks);
+* ``soma-<enc>``: SoMA (``docs/methods/soma.md``; rank 16 on every Linear of the blocks from L/3 on) with
+  the stock head and learned queries, on every encoder whose blocks it knows (a new zoo family gets it
+  when its targets exist);
 * ``fada-<enc>``: FADA (released code, ``docs/methods/fada.md``) with REIN's linked queries;
 * ``depthforge-<enc>``: DepthForge with the DAv2-L encoder (patch 16 converted, CC-BY-NC-4.0 weights);
   ``-dav2s``: DAv2-S (Apache-2.0; width 384 -> learned projection, 12 -> 24 blocks proportional map);
@@ -35,6 +38,7 @@ __all__ = [
 ]
 
 
+SOMA_FAMILIES = ("dinov2", "clip", "sam", "eva02", "dinov3")  # families whose block Linears SoMA targets
 SEG_ENCODERS = tuple(n for n in ENCODERS if not n.startswith(("dav2-", "promptda")) and not n.endswith("-p14"))
 
 
@@ -50,6 +54,8 @@ def _presets() -> dict[str, dict]:
         e = ENCODERS[enc]
         if e.family != "sam":  # VPT: prompts need global token-sequence blocks
             out[f"vpt-{enc}"] = dict(method="vpt", encoder=enc)
+        if e.family in SOMA_FAMILIES:
+            out[f"soma-{enc}"] = dict(method="soma", encoder=enc)
         if window_problem((e.grid, e.grid), e.embed_dim) is None:  # FADA: square grid, 2w | C at the crop
             out[f"fada-{enc}"] = dict(method="fada", encoder=enc)
     return out

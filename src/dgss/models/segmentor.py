@@ -4,7 +4,7 @@ them, tap four blocks into a stride 4/8/16/32 pyramid, decode with Mask2Former; 
 Data flow (512 crop, ViT-L/16)::
 
     image (B,3,512,512) -> embed -> for l in blocks: x = block_l(x); F = adapter(F, l)  (patch tokens)
-        [LoRA / AdaptFormer / VPT act inside the blocks instead: x = adapter.run_block(encoder, l, x)]
+        [LoRA / AdaptFormer / VPT / SoMA act inside the blocks instead: x = adapter.run_block(encoder, l, x)]
     taps after blocks [7,11,15,23] -> (B,1024,32,32) -> bilinear x4, x2, x1, x0.5
     -> [s4 (128²), s8 (64²), s16 (32²), s32 (16²)] -> Mask2Former(query_embed = adapter query link)
 """
@@ -15,7 +15,7 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Literal
+from typing import Any, Literal, cast
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +28,7 @@ from ..adapters.depthforge import DepthForgeAdapter, DepthForgeConfig
 from ..adapters.fada import FADAAdapter, FADAConfig, window_problem
 from ..adapters.lora import LoRAAdapter, LoRAConfig
 from ..adapters.rein import ReinAdapter, ReinConfig
+from ..adapters.soma import SoMAAdapter, SoMAConfig
 from ..adapters.vireo import GeoTextAdapter, GeoTextConfig
 from ..adapters.vpt import VPTAdapter, VPTConfig
 from ..backbones.config import EncoderConfig
@@ -38,9 +39,9 @@ from ..heads.refine import GatedLevelFusion
 from ..heads.vireo_head import VireoHead
 from ..viz import is_palette
 
-Method = Literal["rein", "freeze", "full", "depthforge", "vireo", "lora", "adaptformer", "vpt", "fada"]
-METHODS = ("rein", "freeze", "full", "depthforge", "vireo", "lora", "adaptformer", "vpt", "fada")
-AdapterConfig = ReinConfig | LoRAConfig | AdaptFormerConfig | VPTConfig  # FADAConfig is a ReinConfig
+Method = Literal["rein", "freeze", "full", "depthforge", "vireo", "lora", "adaptformer", "vpt", "fada", "soma"]
+METHODS = ("rein", "freeze", "full", "depthforge", "vireo", "lora", "adaptformer", "vpt", "fada", "soma")
+AdapterConfig = ReinConfig | LoRAConfig | AdaptFormerConfig | VPTConfig | SoMAConfig  # FADAConfig is a ReinConfig
 ADAPTER_KINDS = {
     "rein": ReinConfig,
     "depthforge": DepthForgeConfig,
@@ -49,6 +50,7 @@ ADAPTER_KINDS = {
     "lora": LoRAConfig,
     "adaptformer": AdaptFormerConfig,
     "vpt": VPTConfig,
+    "soma": SoMAConfig,
 }
 ADAPTER_MODULES = {
     "rein": ReinAdapter,
@@ -58,9 +60,16 @@ ADAPTER_MODULES = {
     "lora": LoRAAdapter,
     "adaptformer": AdaptFormerAdapter,
     "vpt": VPTAdapter,
+    "soma": SoMAAdapter,  # built for its encoder: SoMAAdapter(cfg, encoder)
 }
 # the baselines' adapter kind per method (REIN, DepthForge and Vireo: see __post_init__)
-BASELINE_ADAPTERS = {"lora": LoRAConfig, "adaptformer": AdaptFormerConfig, "vpt": VPTConfig, "fada": FADAConfig}
+BASELINE_ADAPTERS = {
+    "lora": LoRAConfig,
+    "adaptformer": AdaptFormerConfig,
+    "vpt": VPTConfig,
+    "fada": FADAConfig,
+    "soma": SoMAConfig,
+}
 
 
 def adapter_kind(cfg: AdapterConfig | None) -> str | None:
@@ -152,6 +161,7 @@ class SegmentorConfig:
             raise ValueError(f"method {self.method!r} needs a REIN-family adapter, got {type(self.adapter).__name__}")
         if self.method in BASELINE_ADAPTERS:
             a, e = self.adapter, self.encoder
+            assert a is not None  # its type was checked above
             if a.num_layers != e.depth or a.embed_dim != e.embed_dim:
                 raise ValueError(
                     f"the {self.method} adapter is built for {a.num_layers} blocks of width "
@@ -180,7 +190,8 @@ class SegmentorConfig:
             if self.depth_encoder is None:
                 raise ValueError(f"depth_fusion {fusion!r} needs a depth_encoder")
             d = self.depth_encoder
-            if d.embed_dim != self.encoder.embed_dim and self.adapter.depth_dim != d.embed_dim:
+            adapter = cast("DepthForgeConfig | GeoTextConfig", self.adapter)  # the configs with depth_fusion
+            if d.embed_dim != self.encoder.embed_dim and adapter.depth_dim != d.embed_dim:
                 raise ValueError(
                     f"depth encoder width {d.embed_dim} != visual width {self.encoder.embed_dim}: "
                     f"set adapter.depth_dim={d.embed_dim} (a learned projection)"
@@ -200,7 +211,7 @@ class SegmentorConfig:
             raise ValueError(f"taps must be strictly increasing (they give s4, s8, s16, s32 in order), got {self.taps}")
         link = self.head.query_source == "link"
         if self.adapter is not None and getattr(self.adapter, "link_queries", False):
-            if not link or self.adapter.num_tokens != self.head.num_queries:
+            if not link or cast(ReinConfig, self.adapter).num_tokens != self.head.num_queries:
                 raise ValueError("with link_queries the head needs query_source='link' and num_queries == num_tokens")
         elif link:
             raise ValueError("query_source='link' needs an adapter with link_queries=True")
@@ -252,6 +263,7 @@ class SegmentorConfig:
         """Depth block for each visual block: explicit, identity, or proportional (l * Ld // Lv)."""
         if self.depth_layer_map is not None:
             return self.depth_layer_map
+        assert self.depth_encoder is not None  # asked for only when depth is in use
         Lv, Ld = self.encoder.depth, self.depth_encoder.depth
         return tuple(l * Ld // Lv for l in range(Lv))
 
@@ -259,17 +271,28 @@ class SegmentorConfig:
 class Segmentor(nn.Module):
     """Frozen (or fine-tuned) ViT + optional adapter + Mask2Former head, assembled from a config."""
 
+    # declared for type checkers (nn.Module attribute access hides them)
+    adapter: Any  # one of the dgss.adapters modules (duck-typed: update, all_tokens, query_embed, ...) or None
+    mean: torch.Tensor  # buffers (1, 3, 1, 1)
+    std: torch.Tensor
+    encoder_table: torch.Tensor  # Vireo text tables
+    head_table: torch.Tensor
+    text_source: dict  # provenance of the text tables (set by use_vocabulary)
+
     def __init__(self, cfg: SegmentorConfig):
         super().__init__()
         self.cfg = cfg
         self.encoder: ViTEncoder = build_encoder(cfg.encoder, frozen=cfg.method != "full")
         kind = adapter_kind(cfg.adapter)
-        self.adapter = ADAPTER_MODULES[kind](cfg.adapter) if kind is not None else None
+        if kind == "soma":  # target shapes and biases are read from the encoder's blocks
+            self.adapter = SoMAAdapter(cfg.adapter, self.encoder)
+        else:
+            self.adapter = ADAPTER_MODULES[kind](cfg.adapter) if kind is not None else None
         if isinstance(self.adapter, BlockAdapter):
             self.adapter.check_encoder(self.encoder)
         self.depth_encoder: ViTEncoder | None = None
         if cfg.depth_in_use:
-            self.depth_encoder = build_encoder(cfg.depth_encoder, frozen=True)
+            self.depth_encoder = build_encoder(cast(EncoderConfig, cfg.depth_encoder), frozen=True)
             self.depth_layer_map = cfg.resolved_depth_layer_map()
         refine = (
             GatedLevelFusion(
@@ -286,8 +309,9 @@ class Segmentor(nn.Module):
             self.register_buffer("head_table", torch.zeros(0), persistent=False)
             self.vocab: tuple[str, ...] = ()
         self.head.pixel_decoder.recompute = cfg.recompute_pixel_decoder
-        if getattr(self.head, "prior", None) is not None:
-            self.head.prior.recompute = cfg.recompute_cmpe
+        prior = getattr(self.head, "prior", None)
+        if prior is not None:
+            prior.recompute = cfg.recompute_cmpe
         self.register_buffer("mean", torch.tensor(cfg.mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(cfg.std).view(1, 3, 1, 1), persistent=False)
 
@@ -336,7 +360,7 @@ class Segmentor(nn.Module):
         self.encoder_table = encoder_table.to(dev)
         self.head_table = head_table.to(dev)
         self.vocab = tuple(names)
-        self.head.set_text(self.head_table)
+        cast(VireoHead, self.head).set_text(self.head_table)
 
     def param_groups(self) -> dict[str, nn.Module]:
         """Disjoint named modules for parameter reports."""
@@ -349,7 +373,7 @@ class Segmentor(nn.Module):
             groups[f"head.{name}"] = mod
         return groups
 
-    def frozen_modules(self) -> dict[str, nn.Module]:
+    def frozen_modules(self) -> dict[str, ViTEncoder]:
         """Modules whose weights come from public files and never enter trained checkpoints."""
         frozen = {} if self.cfg.method == "full" else {"encoder": self.encoder}
         if self.depth_encoder is not None:
@@ -386,6 +410,27 @@ class Segmentor(nn.Module):
             out["clip"] = getattr(self, "text_source", None)
         return out
 
+    def initialize_adapter(self, seed: int = 0) -> dict | None:
+        """Weight-level adapters derived from the frozen weights (SoMA): run their initialisation from the
+        loaded encoder (call after the frozen weights are in place). Returns the record, None otherwise."""
+        if isinstance(self.adapter, SoMAAdapter):
+            return self.adapter.initialize_from(self.encoder, seed=seed)
+        return None
+
+    def merged_encoder_state(self) -> dict[str, torch.Tensor]:
+        """The visual encoder with the adapter folded in (SoMA: W' and b' written over W and b), as a plain
+        encoder state dict in the encoder's own names: a different encoder (new hashes, base licence)."""
+        if not isinstance(self.adapter, SoMAAdapter):
+            raise ValueError(
+                f"only weight-level adapters fold into the encoder (SoMA); {self.cfg.name!r} is {self.cfg.method!r}"
+            )
+        return self.adapter.merged_encoder_state(self.encoder)
+
+    def check_adapter_initialized(self) -> None:
+        """Refuse to train an adapter that still waits for :meth:`initialize_adapter` (SoMA)."""
+        if isinstance(self.adapter, SoMAAdapter):
+            self.adapter.check_initialized()
+
     def check_frozen_weights(self) -> None:
         """Refuse to run for real with a frozen encoder that was never loaded."""
         for name, module in self.frozen_modules().items():
@@ -410,6 +455,7 @@ class Segmentor(nn.Module):
 
     def depth_stream(self, x: torch.Tensor, grid: tuple[int, int]) -> DepthStream:
         """The frozen depth encoder on the same normalised input, under no-grad (see :class:`DepthStream`)."""
+        assert self.depth_encoder is not None  # called only when depth is in use
         return DepthStream(self.depth_encoder, x, grid, self.depth_layer_map, interleave=self.cfg.depth_interleave)
 
     def depth_features(self, x: torch.Tensor, grid: tuple[int, int]) -> list[torch.Tensor]:
@@ -432,7 +478,7 @@ class Segmentor(nn.Module):
         inside = isinstance(ad, BlockAdapter)
         after = ad is not None and not inside
         tokens = ad.all_tokens() if after else None
-        const = self.encoder_constants() if after else {}
+        const: dict[str, Any] = self.encoder_constants() if after else {}
         if isinstance(ad, FADAAdapter):
             ad.check_window(state.grid)
             const["grid"] = state.grid

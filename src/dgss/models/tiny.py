@@ -12,7 +12,12 @@ from .presets import DEPTHFORGE_ABLATIONS, depthforge_config, segmentor_config
 from .segmentor import SegmentorConfig
 
 TINY_CLIP = TEXT_ENCODERS["tiny-clip-text"]
-TINY_BLOCK_ADAPTERS = {"lora": {"rank": 4}, "adaptformer": {"bottleneck": 8}, "vpt": {"num_prompts": 6}}
+TINY_BLOCK_ADAPTERS = {
+    "lora": {"rank": 4},
+    "adaptformer": {"bottleneck": 8},
+    "vpt": {"num_prompts": 6},
+    "soma": {"rank": 4, "alpha": 4.0},
+}
 
 
 def tiny_segmentor_config(
@@ -79,7 +84,7 @@ def tiny_segmentor_config(
         cfg.adapter = dataclasses.replace(
             cfg.adapter, num_tokens=num_tokens, rank=4 if cfg.adapter.rank else None, query_dim=32
         )
-    elif cfg.adapter is not None:  # LoRA / AdaptFormer / VPT: small rank, bottleneck, prompt count
+    elif cfg.adapter is not None:  # LoRA / AdaptFormer / VPT / SoMA: small rank, bottleneck, prompt count
         tiny = {k: v for k, v in TINY_BLOCK_ADAPTERS[method].items() if k not in adapter_kw}
         cfg.adapter = dataclasses.replace(cfg.adapter, **tiny)
     if cfg.method == "depthforge" and cfg.depth_encoder is None:
