@@ -14,7 +14,7 @@ Ablation switches (``docs/methods/depthforge.md``; rows marked "dgss definition"
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
 import torch
 from torch import nn
@@ -40,6 +40,8 @@ class DepthForgeConfig(ReinConfig):
 
 class DepthForgeAdapter(ReinAdapter):
     """``update(F, l, tokens, depth=Z_l)``; with ``depth`` all zeros (or None) it equals REIN."""
+
+    cfg: DepthForgeConfig
 
     def __init__(self, cfg: DepthForgeConfig):
         super().__init__(cfg)
@@ -77,16 +79,17 @@ class DepthForgeAdapter(ReinAdapter):
         mode = cfg.depth_fusion if depth is not None else "none"
         if depth is not None and hasattr(self, "depth_proj"):
             depth = self.depth_proj(depth)
+        z = cast(torch.Tensor, depth)  # read only when mode != "none", i.e. depth was given
         if mode == "feature_concat":
-            feats = self.concat_proj(torch.cat([feats, depth], dim=-1))
+            feats = self.concat_proj(torch.cat([feats, z], dim=-1))
         logits = self.attention_logits(feats, t)
         if mode == "logit_sum":
-            weights = self.token_weights(logits + self.attention_logits(depth, t))
+            weights = self.token_weights(logits + self.attention_logits(z, t))
         elif mode == "prob_mean":
-            weights = 0.5 * self.token_weights(logits) + 0.5 * self.token_weights(self.attention_logits(depth, t))
+            weights = 0.5 * self.token_weights(logits) + 0.5 * self.token_weights(self.attention_logits(z, t))
         elif mode == "learned_mix":
             a = torch.sigmoid(self.fusion_weights[layer])
-            weights = self.token_weights(a * logits + (1 - a) * self.attention_logits(depth, t))
+            weights = self.token_weights(a * logits + (1 - a) * self.attention_logits(z, t))
         else:  # none, feature_concat, depth_token
             weights = self.token_weights(logits)
         self.record(layer, weights)
@@ -99,5 +102,5 @@ class DepthForgeAdapter(ReinAdapter):
                 if cfg.rank is None
                 else self.depth_tokens_a[layer] @ self.depth_tokens_b[layer]
             )
-            agg = agg + self.aggregate(self.token_weights(self.attention_logits(depth, td)), td)
+            agg = agg + self.aggregate(self.token_weights(self.attention_logits(z, td)), td)
         return self.refine(feats, agg)

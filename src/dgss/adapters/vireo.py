@@ -43,6 +43,8 @@ class GeoTextConfig(ReinConfig):
 class GeoTextAdapter(ReinAdapter):
     """``update(F, l, tokens, depth=Z_l, text=t)``; ``text_context(E_bb)`` gives ``t`` once per forward."""
 
+    cfg: GeoTextConfig
+
     def __init__(self, cfg: GeoTextConfig):
         super().__init__(cfg)
         C = cfg.embed_dim

@@ -169,7 +169,7 @@ class Mask2FormerHead(nn.Module):
         return {**outputs[-1], "aux_outputs": outputs[:-1]}
 
     @staticmethod
-    def semantic_inference(pred_logits: Tensor, pred_masks: Tensor, size: tuple[int, int]) -> Tensor:
+    def semantic_inference(pred_logits: Tensor, pred_masks: Tensor, size: tuple[int, ...]) -> Tensor:
         """Per-class scores ``seg[b, c] = Σ_q softmax(cls_q)[c] · sigmoid(mask_q)`` for c < K (§7).
 
         Args:

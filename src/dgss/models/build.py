@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from ..backbones.weights import load_encoder_weights, mark_random
 from ..errors import FrozenWeightsError
 from .segmentor import Segmentor, SegmentorConfig
@@ -12,7 +14,7 @@ def build_model(cfg: SegmentorConfig) -> Segmentor:
     return Segmentor(cfg)
 
 
-def load_frozen_weights(model: Segmentor, sources: dict[str, str | None], *, random: bool = False) -> Segmentor:
+def load_frozen_weights(model: Segmentor, sources: Mapping[str, str | None], *, random: bool = False) -> Segmentor:
     """Fill the frozen encoders of a freshly built model: ``sources[name]`` (file or ``hf-hub:`` id) or
     the zoo's public default, or reproducible random weights (seed = module index) when asked for."""
     for seed, (name, module) in enumerate(model.frozen_modules().items()):

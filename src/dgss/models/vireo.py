@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Literal
 
 from ..adapters.depthforge import DepthForgeConfig
 from ..adapters.vireo import GeoTextConfig
@@ -78,7 +79,9 @@ def vireo_config(
     text = TextSettings(vocab=vocab.names, classifier=row["classifier"], cmpe=row["cmpe"], **text_kw)
     # Vireo's full-resolution loss (docs/methods/vireo.md) comes with its head (CMPE prior / DOV-VEH); the rows
     # without them (and the REIN / DepthForge rows above) train with the stock loss
-    loss_mode = "full_res_query_mean" if row["cmpe"] or row["classifier"] == "text" else "stock"
+    loss_mode: Literal["stock", "full_res_query_mean"] = (
+        "full_res_query_mean" if row["cmpe"] or row["classifier"] == "text" else "stock"
+    )
     return SegmentorConfig(
         name=name,
         method="vireo",
@@ -105,6 +108,7 @@ def use_vocabulary(
     vocab = resolve_vocabulary(vocab)
     if clip_id is None and text_encoder is None:
         clip_id = (getattr(model, "text_source", None) or {}).get("clip_id")
+    assert model.cfg.text is not None  # open-vocabulary models only
     keep_train = model.cfg.text.text_vocab == "train" and model.encoder_table.numel() > 0
     e_bb = (
         model.encoder_table
