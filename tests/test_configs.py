@@ -113,7 +113,7 @@ def test_overrides_and_cross_field_checks():
     with pytest.raises(ConfigError, match="model.preset"):
         load_config(TINY, ["model.tiny=false"])
     with pytest.raises(ConfigError, match="unknown preset"):
-        load_config(TINY, ["model.tiny=false", "model.preset=rein-dinov3-l"])
+        load_config(TINY, ["model.tiny=false", "model.preset=rein-dinov4-l"])
     with pytest.raises(ConfigError, match="model.ablation"):
         load_config(TINY, ["model.ablation=drd"])  # rein has no ablation rows
     with pytest.raises(ConfigError, match="unknown dataset 'cityscape'"):

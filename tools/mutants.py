@@ -107,6 +107,16 @@ TRANSFORMS = (
     _T + "test_small_and_odd_images",
 )
 
+_D3 = "tests/backbones/test_dinov3.py"
+DINOV3_LOAD = (_D3,)
+DINOV3_ENCODER = (
+    _D3 + "::test_rope_periods_and_table_follow_the_formula",
+    _D3 + "::test_block_loop_equals_timm_forward_features",
+    _D3 + "::test_buffers_survive_moves_and_meta_materialisation",
+    _D3 + "::test_parity_with_transformers_dinov3",
+)
+DINOV3_PREFIX = ("tests/models/test_dinov3_models.py::test_token_adapters_leave_the_five_prefix_tokens_alone",)
+
 M = Mutant
 MUTANTS: tuple[Mutant, ...] = (
     # ================================================================ adapters/rein.py
@@ -757,5 +767,110 @@ MUTANTS: tuple[Mutant, ...] = (
         "cols = max(W - ww + sw - 1, 0) // sh + 1",
         "window columns counted with the vertical stride",
         SLIDE,
+    ),
+    # ================================================================ DINOv3 encoder (backbones/)
+    M(
+        "dinov3-hf-k-v-rows-swapped",
+        "src/dgss/backbones/dinov3_layouts.py",
+        '_QKV_ROWS = {"attention.q_proj.weight": 0, "attention.k_proj.weight": 1, "attention.v_proj.weight": 2}',
+        '_QKV_ROWS = {"attention.q_proj.weight": 0, "attention.k_proj.weight": 2, "attention.v_proj.weight": 1}',
+        "transformers DINOv3 layout: k and v rows of the fused qkv swapped",
+        DINOV3_LOAD,
+    ),
+    M(
+        "dinov3-hf-gate-up-swapped",
+        "src/dgss/backbones/dinov3_layouts.py",
+        '_HF_MLP_GATED = {"mlp.gate_proj": "mlp.fc1_g", "mlp.up_proj": "mlp.fc1_x", "mlp.down_proj": "mlp.fc2"}',
+        '_HF_MLP_GATED = {"mlp.gate_proj": "mlp.fc1_x", "mlp.up_proj": "mlp.fc1_g", "mlp.down_proj": "mlp.fc2"}',
+        "transformers DINOv3 SwiGLU: gate and up projections swapped",
+        DINOV3_LOAD,
+    ),
+    M(
+        "dinov3-hf-layerscale-swapped",
+        "src/dgss/backbones/dinov3_layouts.py",
+        '"layer_scale1.lambda1": "gamma_1",',
+        '"layer_scale1.lambda1": "gamma_2",',
+        "transformers DINOv3 layer scale 1 loaded into gamma_2",
+        DINOV3_LOAD,
+    ),
+    M(
+        "dinov3-meta-q-v-bias-swapped",
+        "src/dgss/backbones/dinov3_layouts.py",
+        'out[stem + "q_bias"], out[stem + "v_bias"] = q, vb',
+        'out[stem + "q_bias"], out[stem + "v_bias"] = vb, q',
+        "Meta DINOv3 layout: q and v thirds of qkv.bias swapped",
+        DINOV3_LOAD,
+    ),
+    M(
+        "dinov3-meta-k-bias-unchecked",
+        "src/dgss/backbones/dinov3_layouts.py",
+        "    if kb.any():",
+        "    if False:",
+        "Meta DINOv3 layout: a non-zero k bias is silently discarded",
+        DINOV3_LOAD,
+    ),
+    M(
+        "dinov3-nonzero-qv-into-plain-model",
+        "src/dgss/backbones/dinov3_layouts.py",
+        "nonzero = [k for k in given if sd[k].any()]",
+        "nonzero = []",
+        "non-zero q/v biases silently dropped for the -nobias variant",
+        DINOV3_LOAD,
+    ),
+    M(
+        "dinov3-family-not-checked",
+        "src/dgss/backbones/weights.py",
+        "    if found is None or found == fam:",
+        "    if True:",
+        "a DINOv3 file given to a DINOv2 encoder (and back) is not refused up front",
+        DINOV3_LOAD,
+    ),
+    M(
+        "dinov3-rope-periods-not-rounded",
+        "src/dgss/backbones/vit_encoder.py",
+        'return periods.to(torch.bfloat16).to(torch.float32) if rounding == "bf16" else periods',
+        "return periods",
+        "RoPE periods default not rounded through bf16 (Meta's values)",
+        DINOV3_ENCODER,
+    ),
+    M(
+        "dinov3-rope-period-exponent",
+        "src/dgss/backbones/vit_encoder.py",
+        "periods = temperature ** (2.0 * k / (head_dim // 2))",
+        "periods = temperature ** (2.0 * k / head_dim)",
+        "RoPE periods T^(2k/d) instead of T^(2k/(d/2))",
+        DINOV3_ENCODER,
+    ),
+    M(
+        "dinov3-registers-before-cls",
+        "src/dgss/backbones/vit_encoder.py",
+        "t = torch.cat([v.cls_token.expand(B, -1, -1), v.reg_token.expand(B, -1, -1), t], dim=1)",
+        "t = torch.cat([v.reg_token.expand(B, -1, -1), v.cls_token.expand(B, -1, -1), t], dim=1)",
+        "DINOv3 prefix order [registers, cls] instead of [cls, registers]",
+        DINOV3_ENCODER,
+    ),
+    M(
+        "dinov3-rope-cache-ignores-grid",
+        "src/dgss/backbones/vit_encoder.py",
+        "key = (grid, rope.periods.device, rope.periods.dtype)",
+        "key = (rope.periods.device, rope.periods.dtype)",
+        "RoPE table cached without its grid (another window size reuses it)",
+        DINOV3_ENCODER,
+    ),
+    M(
+        "dinov3-k-bias-not-reset",
+        "src/dgss/backbones/vit_encoder.py",
+        "                    blk.attn.k_bias.zero_()",
+        "                    pass",
+        "k-bias buffer left uninitialised after meta -> real materialisation",
+        DINOV3_ENCODER,
+    ),
+    M(
+        "seg-one-prefix-token",
+        "src/dgss/models/segmentor.py",
+        "        P = enc.num_prefix_tokens",
+        "        P = 1",
+        "token adapters update the DINOv3 registers (prefix hard-coded to cls only)",
+        DINOV3_PREFIX,
     ),
 )

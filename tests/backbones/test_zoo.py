@@ -56,7 +56,7 @@ def test_dav2_with_dpt_head_matches_published_335m():
 
 def test_unknown_encoder_lists_known_names():
     with pytest.raises(UnknownModelError) as e:
-        encoder_config("dinov3-l")
+        encoder_config("dinov4-l")
     assert "dinov2-l" in str(e.value) and "sam-h" in str(e.value)
 
 

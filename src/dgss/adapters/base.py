@@ -4,6 +4,10 @@ The REIN family (REIN, DepthForge, Vireo, FADA) updates the patch tokens *betwee
 (``update(F, l, tokens)``). The parameter-efficient fine-tuning baselines instead change what a frozen
 block computes; the segmentor then runs ``adapter.run_block(encoder, l, x, state)`` in place of
 ``encoder.forward_block(l, x, state)``. The frozen weights themselves are never modified.
+
+Prefix tokens (cls + registers: ``encoder.num_prefix_tokens``, 1 for DINOv2/EVA02/CLIP, 5 for DINOv3, 0 for
+SAM) are never updated by a token adapter: the segmentor hands it ``tokens[:, P:]`` only. Block adapters
+change what the block computes for every token and hand back the layout ``[P prefix, N patch tokens]``.
 """
 
 from __future__ import annotations

@@ -3,7 +3,9 @@
 Block l sees ``[prefix, P_l, patches]`` (prefix = cls/registers, P_l (M, C) the block's prompts, no
 positional embedding); after the block the M prompt outputs are dropped and the next block gets P_{l+1}.
 Between blocks, and therefore at the taps, the sequence holds the prefix and the patch tokens only.
-EVA02's rotary embedding rotates the patch tokens only (the prompts get the identity rotation; our choice).
+The rotary embeddings of EVA02 and DINOv3 rotate the patch tokens only: the prompts, placed after the P
+prefix tokens (5 on DINOv3), get identity rows in front of the table (our choice for EVA02; for DINOv3 the
+same as raising the attention's prefix count to P + M, so the table of h*w rows lines up with the patches).
 
 M = 150 prompts per block, init U(±sqrt(6 / (3 p² + C))), no projection, no dropout:
 24 · 150 · 1024 = 3,686,400 parameters on ViT-L. Not applicable to SAM (windowed NHWC blocks).

@@ -6,7 +6,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Literal
 
-Family = Literal["dinov2", "eva02", "clip", "sam"]
+Family = Literal["dinov2", "dinov3", "eva02", "clip", "sam"]
+RopePeriods = Literal["bf16", "fp32"]
 
 
 @dataclass(frozen=True)
@@ -15,7 +16,9 @@ class EncoderConfig:
 
     The encoder runs at ``patch_size`` on a ``img_size`` x ``img_size`` reference crop (the grid its
     position embedding is stored for). Public weights are published at ``source_patch_size`` /
-    ``source_img_size`` and converted on load when those differ (``docs/encoders.md``).
+    ``source_img_size`` and converted on load when those differ (``docs/encoders.md``). DINOv3 has no
+    position table (2-D RoPE on q/k, recomputed per input grid) and is native at patch 16: nothing is
+    converted.
     """
 
     name: str
@@ -37,9 +40,16 @@ class EncoderConfig:
     # Keep the public checkpoint's (unused) DINOv2 mask token as a frozen parameter so that public
     # files load strictly and counts equal the published totals.
     keep_mask_token: bool = False
+    # DINOv3 only: RoPE periods as Meta's files hold them (bf16-rounded, the features DINOv3 was evaluated
+    # with) or timm's fp32 recomputation
+    rope_periods: RopePeriods = "bf16"
     licence: str = ""
     default_weights: str = ""
     extra_timm_kwargs: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.rope_periods not in ("bf16", "fp32"):
+            raise ValueError(f"encoder rope_periods must be 'bf16' or 'fp32', got {self.rope_periods!r}")
 
     @property
     def grid(self) -> int:

@@ -3,6 +3,10 @@
 Tokens always travel as a sequence ``(B, P + N, C)``: ``P`` prefix tokens (cls, registers; 0 for SAM)
 followed by the ``N = h * w`` patch tokens in row-major order. Adapters run between blocks on this
 sequence; SAM's NHWC blocks are wrapped so they see the same layout.
+
+DINOv3 (docs/encoders.md): P = 5 (cls + 4 registers), no position embedding; every block rotates q/k
+of the patch tokens with one 2-D RoPE table (h*w, 2 * head_dim) built for the input grid (coordinates
+normalised per axis to (-1, 1)), so any window whose sides divide by 16 runs without resampling.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ class EncoderState:
     """Per-forward context that blocks need besides the tokens."""
 
     grid: tuple[int, int]  # (h, w) patch grid of this input
-    rope: torch.Tensor | None = None  # EVA02 rotary embedding for this grid
+    rope: torch.Tensor | None = None  # EVA02 / DINOv3 rotary table (h*w, 2 * head_dim) for this grid
 
 
 def _timm_kwargs(cfg: EncoderConfig) -> dict[str, Any]:
@@ -38,7 +42,7 @@ def _timm_kwargs(cfg: EncoderConfig) -> dict[str, Any]:
         depth=cfg.depth,
         num_heads=cfg.num_heads,
     )
-    if cfg.family in ("dinov2", "clip", "eva02"):
+    if cfg.family in ("dinov2", "dinov3", "clip", "eva02"):
         kw["dynamic_img_size"] = True  # patch embed returns NHWC, no strict size check
     if cfg.family == "dinov2" and cfg.num_register_tokens:
         kw["reg_tokens"] = cfg.num_register_tokens
@@ -46,6 +50,16 @@ def _timm_kwargs(cfg: EncoderConfig) -> dict[str, Any]:
         kw.update(global_attn_indexes=cfg.global_attn_indexes, window_size=cfg.window_size)
     kw.update(cfg.extra_timm_kwargs)
     return kw
+
+
+def dinov3_rope_periods(
+    head_dim: int, temperature: float, rounding: str = "bf16", device: torch.device | str = "cpu"
+) -> torch.Tensor:
+    """DINOv3 RoPE periods (head_dim / 4,): p_k = T^(2k / (head_dim / 2)) in fp32 (T = 100: 1, 1.334, ...),
+    rounded through bf16 for ``rounding="bf16"`` (the values Meta's files hold)."""
+    k = torch.arange(head_dim // 4, device=device, dtype=torch.float32)
+    periods = temperature ** (2.0 * k / (head_dim // 2))
+    return periods.to(torch.bfloat16).to(torch.float32) if rounding == "bf16" else periods
 
 
 class ViTEncoder(nn.Module):
@@ -73,6 +87,46 @@ class ViTEncoder(nn.Module):
             self.vit.mask_token = nn.Parameter(torch.zeros(1, cfg.embed_dim))
         self.num_prefix_tokens = 0 if cfg.family == "sam" else int(self.vit.num_prefix_tokens)
         self.frozen_source: dict | None = None
+        self._rope_cache: dict[tuple, torch.Tensor] = {}
+        if cfg.family == "dinov3":
+            self.init_dinov3_buffers()
+
+    # ------------------------------------------------------------------ DINOv3 RoPE
+    def rope_periods(self, device: torch.device | str = "cpu") -> torch.Tensor:
+        """This encoder's DINOv3 RoPE periods (``cfg.rope_periods`` rounding), see :func:`dinov3_rope_periods`."""
+        rope = self.vit.rope
+        return dinov3_rope_periods(rope.dim, rope.temperature, self.cfg.rope_periods, device)
+
+    def init_dinov3_buffers(self) -> None:
+        """(Re)fill timm's non-persistent DINOv3 buffers: the RoPE periods (``cfg.rope_periods``) and the
+        zero k bias of the ``_qkvb`` attention. Called after building and after every ``_apply`` (device
+        moves, meta -> real materialisation), which would otherwise leave them recomputed or empty."""
+        with torch.no_grad():
+            periods = self.vit.rope.periods
+            periods.copy_(self.rope_periods(periods.device))
+            for blk in self.vit.blocks:
+                if getattr(blk.attn, "k_bias", None) is not None:
+                    blk.attn.k_bias.zero_()
+        self._rope_cache.clear()
+
+    def _apply(self, fn, *args, **kwargs):
+        out = super()._apply(fn, *args, **kwargs)
+        if self.cfg.family == "dinov3":
+            self.init_dinov3_buffers()
+        return out
+
+    def rope_table(self, grid: tuple[int, int]) -> torch.Tensor:
+        """DINOv3 RoPE table [sin | cos] (h*w, 2 * head_dim) of a grid, cached per (h, w, device, dtype)
+        (timm rebuilds the coordinates on the CPU at every call)."""
+        rope = self.vit.rope
+        if rope.training and rope.aug_active:  # coordinate augmentation (not configured by dgss): no cache
+            return rope.get_embed(shape=grid)
+        key = (grid, rope.periods.device, rope.periods.dtype)
+        table = self._rope_cache.get(key)
+        if table is None:  # a plain tensor even when first asked for under inference_mode (reused in training)
+            with torch.inference_mode(False), torch.no_grad():
+                table = self._rope_cache[key] = rope.get_embed(shape=grid)
+        return table
 
     # ------------------------------------------------------------------ properties
     @property
@@ -157,6 +211,11 @@ class ViTEncoder(nn.Module):
         if self.cfg.family == "eva02":
             t, rope = v._pos_embed(v.patch_embed(x))
             return v.norm_pre(t), EncoderState(grid, rope)
+        if self.cfg.family == "dinov3":  # [cls, 4 registers, patches]; position enters through RoPE only
+            t = v.patch_embed(x).flatten(1, 2)  # (B, N, C)
+            B = t.shape[0]
+            t = torch.cat([v.cls_token.expand(B, -1, -1), v.reg_token.expand(B, -1, -1), t], dim=1)
+            return v.norm_pre(v.pos_drop(t)), EncoderState(grid, self.rope_table(grid))
         # sam: NHWC tokens flattened to a sequence
         from timm.layers import resample_abs_pos_embed_nhwc
 
@@ -168,7 +227,7 @@ class ViTEncoder(nn.Module):
     def forward_block(self, i: int, tokens: torch.Tensor, state: EncoderState) -> torch.Tensor:
         """Run frozen block ``i`` on tokens (B, P + N, C) -> (B, P + N, C)."""
         blk = self.vit.blocks[i]
-        if self.cfg.family == "eva02":
+        if self.cfg.family in ("eva02", "dinov3"):
             return blk(tokens, rope=state.rope)
         if self.cfg.family == "sam":
             B, N, C = tokens.shape

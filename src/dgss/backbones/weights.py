@@ -10,7 +10,9 @@ Accepted layouts for DINOv2-family encoders (DINOv2 and the Depth Anything V2 en
   keys under ``depth_anything.``), and REIN's ``dinov2_converted.pth`` (no depth keys);
 * Prompt Depth Anything ``promptda_vitl.ckpt`` (``state_dict`` with ``pipeline.pretrained.*``).
 
-EVA02, CLIP and SAM image towers load timm's layout or the original one (converted with timm's own
+DINOv3 loads timm's, Meta's original and the transformers ``DINOv3ViTModel`` layout
+(:mod:`dgss.backbones.dinov3_layouts`); a DINOv3 file given to a DINOv2 encoder, or the other way round, is
+refused. EVA02, CLIP and SAM image towers load timm's layout or the original one (converted with timm's own
 checkpoint filters). Every frozen tensor must be filled from the file: anything missing, unexpected
 or of an unresamplable shape raises :class:`FrozenWeightsError` naming the keys.
 """
@@ -20,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import sys
 from pathlib import Path
 from typing import Literal
 
@@ -27,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import FrozenWeightsError
+from .dinov3_layouts import checkpoint_family, dinov3_to_timm
 from .vit_encoder import ViTEncoder
 
 Role = Literal["visual", "depth"]
@@ -265,6 +269,8 @@ def _convert_shapes(sd: dict, enc: ViTEncoder) -> tuple[dict, list[str]]:
     notes: list[str] = []
     sd = dict(sd)
     cfg = enc.cfg
+    if cfg.family == "dinov3":  # native patch 16, no position table: nothing is ever resampled
+        return sd, notes
     k = "patch_embed.proj.weight"
     if k in sd and k in target and sd[k].shape != target[k].shape:
         src, dst = sd[k].shape, target[k].shape
@@ -316,7 +322,7 @@ def _to_timm_layout(sd: dict, enc: ViTEncoder) -> dict:
     """Original EVA02 / OpenAI CLIP / SAM layouts -> timm's, using timm's own checkpoint filters."""
     fam = enc.cfg.family
     target = set(enc.vit.state_dict())
-    if fam == "dinov2" or set(sd) & target:
+    if fam in ("dinov2", "dinov3") or set(sd) & target:
         return sd
     if fam == "eva02":
         from timm.models.eva import checkpoint_filter_fn
@@ -337,8 +343,12 @@ def load_encoder_state_dict(
     ``{"conversion": ..., "grid": ...}``; raises :class:`FrozenWeightsError` naming missing,
     unexpected or mis-shaped keys."""
     sd = select_encoder_state(sd, role, origin=origin)
+    check_family(sd, enc, origin)
+    layout_notes: list[str] = []
     if enc.cfg.family == "dinov2":
         sd = normalize_dinov2_keys(sd)
+    elif enc.cfg.family == "dinov3":
+        sd, layout_notes = dinov3_to_timm(sd, enc, origin)
     sd = _to_timm_layout(sd, enc)
     ignored = _IGNORED.get(enc.cfg.family, ())
     sd = {k: v for k, v in sd.items() if not k.startswith(ignored)}
@@ -374,7 +384,43 @@ def load_encoder_state_dict(
         conversion = "bicubic-" + kernel[0].split()[2].replace("->", "to") + "/v1"
     else:
         conversion = "resampled" if notes else "none"
-    return {"conversion": conversion, "notes": notes, "grid": [enc.cfg.grid, enc.cfg.grid]}
+    return {"conversion": conversion, "notes": layout_notes + notes, "grid": [enc.cfg.grid, enc.cfg.grid]}
+
+
+def check_family(sd: dict, enc: ViTEncoder, origin: str) -> None:
+    """Refuse a DINOv3 file for a DINOv2-family encoder and a DINOv2 file for a DINOv3 one (one line)."""
+    fam = enc.cfg.family
+    if fam not in ("dinov2", "dinov3"):
+        return
+    found = checkpoint_family(sd)
+    if found is None or found == fam:
+        return
+    if found == "dinov3":
+        raise FrozenWeightsError(
+            f"{origin} holds DINOv3 weights (registers, RoPE, no position table) but {enc.cfg.name!r} is a "
+            "DINOv2-architecture encoder: use a dinov3-* encoder or preset (e.g. rein-dinov3-l) for this file, "
+            "or pass DINOv2 weights"
+        )
+    raise FrozenWeightsError(
+        f"{origin} holds DINOv2 weights (absolute position table) but {enc.cfg.name!r} is a DINOv3 encoder: "
+        f"pass a DINOv3 file (e.g. {enc.cfg.default_weights}) or use a dinov2-* encoder or preset"
+    )
+
+
+_LICENCE_NOTICE_SHOWN: set[str] = set()
+
+
+def licence_notice(enc: ViTEncoder) -> None:
+    """One line per process and licence when weights under a custom licence (DINOv3) are first loaded."""
+    if enc.cfg.family != "dinov3" or enc.cfg.licence in _LICENCE_NOTICE_SHOWN:
+        return
+    _LICENCE_NOTICE_SHOWN.add(enc.cfg.licence)
+    print(
+        f"note: {enc.cfg.name} weights are under the {enc.cfg.licence} (custom, not OSI; models trained on them "
+        "are derivative works to share with a copy of it): "
+        "https://ai.meta.com/resources/models-and-libraries/dinov3-license/",
+        file=sys.stderr,
+    )
 
 
 def load_encoder_weights(enc: ViTEncoder, source: str | os.PathLike, *, role: Role = "visual") -> ViTEncoder:
@@ -390,6 +436,7 @@ def load_encoder_weights(enc: ViTEncoder, source: str | os.PathLike, *, role: Ro
         "licence": enc.cfg.licence,
         **report,
     }
+    licence_notice(enc)
     return enc
 
 
@@ -400,7 +447,7 @@ def mark_random(enc: ViTEncoder, seed: int = 0) -> ViTEncoder:
         torch.manual_seed(seed)
         fresh = type(enc)(enc.cfg)
     with torch.no_grad():
-        for (k, t), (_, v) in zip(enc.state_dict().items(), fresh.state_dict().items(), strict=False):
+        for (_k, t), (_, v) in zip(enc.state_dict().items(), fresh.state_dict().items(), strict=False):
             t.copy_(v)
     enc.frozen_source = {"random": True, "seed": seed}
     return enc

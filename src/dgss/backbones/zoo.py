@@ -1,7 +1,9 @@
 """The frozen-encoder zoo: every backbone of the REIN / DepthForge / Vireo tables, by name.
 
 Names without a suffix run at patch 16 on 512 crops (32x32 grid), as the reference code runs them;
-``-p14`` names are the native patch-14 encoders at 518 (37x37 grid).
+``-p14`` names are the native patch-14 encoders at 518 (37x37 grid). DINOv3 (``dinov3-{s,sp,b,l,hp}``) is
+native at patch 16 and has no position table; its names build timm's ``_qkvb`` variants (q/v biases as in
+Meta's and transformers' files), ``-nobias`` the plain ones (equal for the released weights).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from .config import EncoderConfig
 APACHE = "Apache-2.0"
 CC_BY_NC = "CC-BY-NC-4.0 (non-commercial)"
 MIT = "MIT"
+DINOV3_LICENCE = "DINOv3 License"
 
 _DINOV2_SIZES = {  # name -> (timm name, width, depth, heads)
     "s": ("vit_small_patch14_dinov2", 384, 12, 6),
@@ -24,6 +27,13 @@ _DINOV2_HUB = {
     "b": "hf-hub:timm/vit_base_patch14_dinov2.lvd142m",
     "l": "hf-hub:timm/vit_large_patch14_dinov2.lvd142m",
     "g": "hf-hub:timm/vit_giant_patch14_dinov2.lvd142m",
+}
+_DINOV3_SIZES = {  # name -> (timm size, width, depth, heads); patch 16, 5 prefix tokens (cls + 4 registers)
+    "s": ("small", 384, 12, 6),
+    "sp": ("small_plus", 384, 12, 6),
+    "b": ("base", 768, 12, 12),
+    "l": ("large", 1024, 24, 16),
+    "hp": ("huge_plus", 1280, 32, 20),
 }
 _DAV2 = {  # size -> (Hub file, licence)
     "s": ("hf-hub:depth-anything/Depth-Anything-V2-Small/depth_anything_v2_vits.pth", APACHE),
@@ -63,6 +73,25 @@ def _build_zoo() -> dict[str, EncoderConfig]:
         )
         zoo[base.name] = base
         zoo[f"{base.name}-p14"] = base.replace(name=f"{base.name}-p14", patch_size=14, img_size=518)
+    for size, (timm_size, width, depth, heads) in _DINOV3_SIZES.items():
+        timm_name = f"vit_{timm_size}_patch16_dinov3"
+        base = EncoderConfig(
+            name=f"dinov3-{size}",
+            family="dinov3",
+            timm_name=f"{timm_name}_qkvb",
+            embed_dim=width,
+            depth=depth,
+            num_heads=heads,
+            source_patch_size=16,  # native patch 16; no position table (RoPE), nothing to resample
+            source_img_size=512,
+            num_register_tokens=4,  # informational: timm builds them
+            licence=DINOV3_LICENCE,
+            default_weights=f"hf-hub:timm/{timm_name}_qkvb.lvd1689m",
+        )
+        zoo[base.name] = base
+        zoo[f"{base.name}-nobias"] = base.replace(
+            name=f"{base.name}-nobias", timm_name=timm_name, default_weights=f"hf-hub:timm/{timm_name}.lvd1689m"
+        )
     # Prompt Depth Anything ViT-L (the DepthForge Table 4 alternative): the DAv2-L encoder architecture
     zoo["promptda-l"] = zoo["dav2-l"].replace(
         name="promptda-l",

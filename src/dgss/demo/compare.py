@@ -11,7 +11,9 @@ night / fog / rain / snow, and the parent writes
 * ``compare.png``: one figure: grouped mIoU bars per condition, and the cost bars (parameters, s/iter).
 
 A method is ``<method>`` (any of ``dgss.config.METHODS`` that has a tiny model) optionally followed by
-augmentation baselines: ``freeze+pasta``, ``full+advstyle``, ``rein+pasta+advstyle``.
+augmentation baselines: ``freeze+pasta``, ``full+advstyle``, ``rein+pasta+advstyle``, and optionally by
+``@<encoder>``, the architecture of the tiny frozen encoder: a family (``rein@dinov3``: DINOv3 blocks with
+5 prefix tokens and RoPE; ``dinov2`` is the default) or a zoo name (``rein@dinov3-sp``).
 
 Seconds per iteration: mean wall time of iterations 2..N (the first one warms up). Peak memory: on CUDA
 ``torch.cuda.max_memory_allocated``; on CPU the peak resident set size of the method's process during
@@ -34,6 +36,8 @@ from pathlib import Path
 from ..errors import CompareError
 
 AUGMENTS = ("pasta", "advstyle")
+# ``@<family>`` -> the zoo encoder whose architecture the tiny model shrinks
+ENCODER_FAMILIES = {"dinov2": "dinov2-s", "dinov3": "dinov3-s", "eva02": "eva02-l", "clip": "clip-l", "sam": "sam-h"}
 CONDITION_COLUMNS = ("clean", "night", "fog", "rain", "snow")
 
 
@@ -41,14 +45,27 @@ CONDITION_COLUMNS = ("clean", "night", "fog", "rain", "snow")
 class MethodSpec:
     method: str
     augments: tuple[str, ...] = ()
+    encoder: str | None = None  # as written after "@" (family or zoo name); None: the tiny default (DINOv2)
 
     @property
     def label(self) -> str:
-        return "+".join((self.method, *self.augments))
+        return "+".join((self.method, *self.augments)) + (f"@{self.encoder}" if self.encoder else "")
 
     @property
     def slug(self) -> str:
-        return self.label.replace("+", "_")
+        return self.label.replace("+", "_").replace("@", "_")
+
+    @property
+    def encoder_name(self) -> str | None:
+        """The zoo encoder the tiny model is built from (None: the tiny default)."""
+        return ENCODER_FAMILIES.get(self.encoder, self.encoder) if self.encoder else None
+
+
+def known_encoders() -> tuple[str, ...]:
+    """``@`` suffixes: the families, then the zoo names a tiny model can shrink."""
+    from ..models.presets import SEG_ENCODERS
+
+    return (*ENCODER_FAMILIES, *SEG_ENCODERS)
 
 
 def known_methods() -> tuple[str, ...]:
@@ -65,7 +82,13 @@ def parse_methods(text: str | list[str]) -> list[MethodSpec]:
         raise CompareError("--methods: give at least one method, e.g. --methods rein,freeze,depthforge")
     specs, seen = [], set()
     for item in items:
-        method, *augs = [p.strip() for p in item.split("+")]
+        body, at, encoder = item.partition("@")
+        encoder = encoder.strip()
+        if at and encoder not in known_encoders():
+            raise CompareError(
+                f"--methods: unknown encoder {encoder!r} in {item!r}; known after '@': {', '.join(known_encoders())}"
+            )
+        method, *augs = [p.strip() for p in body.split("+")]
         if method not in known_methods():
             raise CompareError(
                 f"--methods: unknown method {method!r} in {item!r}; known: {', '.join(known_methods())}"
@@ -77,7 +100,7 @@ def parse_methods(text: str | list[str]) -> list[MethodSpec]:
             raise CompareError(
                 f"--methods: unknown augmentation {bad[0]!r} in {item!r}; known: {', '.join(AUGMENTS)}{hint}"
             )
-        spec = MethodSpec(method, tuple(dict.fromkeys(augs)))
+        spec = MethodSpec(method, tuple(dict.fromkeys(augs)), encoder or None)
         if spec.label in seen:
             raise CompareError(f"--methods: {spec.label!r} is listed twice")
         seen.add(spec.label)
@@ -108,13 +131,16 @@ class CompareOptions:
 def method_run_config(spec: MethodSpec, work_dir: Path, data_root: Path, opts: CompareOptions) -> dict:
     """The run config of one method: identical data, seed, batch, schedule and iterations for all."""
     crop = opts.crop
+    tiny = {"img_size": crop, "embed_dim": opts.embed_dim, "depth": opts.depth}
+    if spec.encoder_name:
+        tiny["encoder"] = spec.encoder_name
     return {
         "name": f"compare_{spec.slug}",
         "seed": opts.seed,
         "model": {
             "method": spec.method,
             "tiny": True,
-            "tiny_options": {"img_size": crop, "embed_dim": opts.embed_dim, "depth": opts.depth},
+            "tiny_options": tiny,
         },
         "weights": {"random": True},
         "data": {

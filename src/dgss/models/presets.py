@@ -14,6 +14,11 @@
 * ``depthforge-<enc>``: DepthForge with the DAv2-L encoder (patch 16 converted, CC-BY-NC-4.0 weights);
   ``-dav2s``: DAv2-S (Apache-2.0; width 384 -> learned projection, 12 -> 24 blocks proportional map);
   ``-dav2l-p14``: the native patch-14 DAv2-L, its token grid resampled in 2-D onto the visual grid.
+
+Every method exists on DINOv3 (``dinov3-{s,sp,b,l,hp}``, docs/encoders.md): 24 blocks tap (7, 11, 15, 23)
+as on DINOv2-L, 12 -> (3, 5, 7, 11), 32 -> (7, 15, 23, 31); ``depthforge-dinov3-l`` / ``vireo-dinov3-l`` feed
+DAv2-L block l to block l (same width, depth and 32x32 grid at 512), other sizes the proportional map and a
+zero-initialised 1024 -> C projection. The ``-nobias`` encoders are for loading and counts only.
 """
 
 from __future__ import annotations
@@ -39,7 +44,9 @@ __all__ = [
 
 
 SOMA_FAMILIES = ("dinov2", "clip", "sam", "eva02", "dinov3")  # families whose block Linears SoMA targets
-SEG_ENCODERS = tuple(n for n in ENCODERS if not n.startswith(("dav2-", "promptda")) and not n.endswith("-p14"))
+SEG_ENCODERS = tuple(
+    n for n in ENCODERS if not n.startswith(("dav2-", "promptda")) and not n.endswith(("-p14", "-nobias"))
+)
 
 
 def _presets() -> dict[str, dict]:
