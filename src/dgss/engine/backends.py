@@ -115,8 +115,8 @@ def onnx_model_file(model: Segmentor, precision: str, window: int, cache: Path |
 
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
-        root = logging.getLogger()
-        level, root.level = root.level, logging.ERROR  # its advice to pre-process is not actionable here
+        root_logger = logging.getLogger()
+        level, root_logger.level = root_logger.level, logging.ERROR  # its advice to pre-process is not actionable here
         try:
             atomic_write(
                 q,
@@ -127,7 +127,7 @@ def onnx_model_file(model: Segmentor, precision: str, window: int, cache: Path |
                 suffix=".tmp.onnx",
             )
         finally:
-            root.setLevel(level)
+            root_logger.setLevel(level)
     return q
 
 
@@ -180,16 +180,17 @@ def configure_inference(
         if compile:
             raise BackendError("--compile applies to --backend torch only")
         window = model.cfg.crop_size
-        model.predict_windows = OnnxWindows(onnx_model_file(model, precision, window, onnx_cache), window)
+        # instance attributes shadow the bound methods on purpose here (mypy forbids assigning methods)
+        model.predict_windows = OnnxWindows(onnx_model_file(model, precision, window, onnx_cache), window)  # type: ignore[method-assign]
         return nullcontext
     if precision == "int8":
         quantize_frozen_int8(model)
     if precision == "bf16" and bf16_weights:
         model.store_frozen_bf16()
     if precision == "bf16":
-        model.extract_features = bf16_features(model.extract_features, device)
+        model.extract_features = bf16_features(model.extract_features, device)  # type: ignore[method-assign]
     if compile:  # inductor picks its own kernels: the oneDNN routing made compiled windows 3x slower here
-        model.predict_windows = torch.compile(model.predict_windows, dynamic=False)
+        model.predict_windows = torch.compile(model.predict_windows, dynamic=False)  # type: ignore[method-assign]
     return partial(onednn_fp32_matmul, device.type == "cpu" and not compile)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -129,19 +129,25 @@ def window_progress(model: Segmentor, x: torch.Tensor, callback):
         callback(done, total)
         return out
 
-    model.predict_windows = counted
+    # an instance attribute shadows the bound method on purpose (as maybe_compile / ONNX do): mypy forbids it
+    model.predict_windows = counted  # type: ignore[method-assign]
     try:
         yield
     finally:
         if had_own:
-            model.predict_windows = inner
+            model.predict_windows = inner  # type: ignore[method-assign]
         else:
             del model.predict_windows
 
 
 @torch.inference_mode()
 def predict_image(
-    model: Segmentor, rgb: np.ndarray, *, short_side: int | None = None, attention_layers: list[int] = (), progress=None
+    model: Segmentor,
+    rgb: np.ndarray,
+    *,
+    short_side: int | None = None,
+    attention_layers: Sequence[int] = (),
+    progress=None,
 ) -> Prediction:
     """Sliding-window prediction at the image's size (or resized so its short side is ``short_side``),
     labels back at the original size. ``progress(done, total)`` is called after every window."""
@@ -268,7 +274,7 @@ def class_shares(label: np.ndarray, class_names) -> list[tuple[int, str, float]]
 def token_picture(att: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """(h, w, 2) [token, weight] map -> colour picture (hue = token, brightness = weight) at ``size`` (H, W)."""
     pic = viz.colorize_tokens(att[..., 0].astype(np.int64), att[..., 1], int(att[..., 0].max()) + 1)
-    return np.asarray(Image.fromarray(pic).resize((size[1], size[0]), Image.NEAREST))
+    return np.asarray(Image.fromarray(pic).resize((size[1], size[0]), Image.Resampling.NEAREST))
 
 
 def write_outputs(
@@ -314,6 +320,6 @@ def inference_context(device: torch.device, precision: str = "auto"):
 
 def maybe_compile(model: Segmentor, enabled: bool) -> Segmentor:
     """``torch.compile`` the per-window forward (one-off compile cost; fixed window shapes)."""
-    if enabled:
-        model.predict_windows = torch.compile(model.predict_windows, dynamic=False)
+    if enabled:  # the compiled forward shadows the method on the instance (mypy forbids assigning methods)
+        model.predict_windows = torch.compile(model.predict_windows, dynamic=False)  # type: ignore[method-assign]
     return model
