@@ -145,3 +145,25 @@ def test_tiny_dinov3_rein_trains_one_step_and_predicts():
     model.eval()
     scores = model.slide_inference(model.normalize(torch.rand(1, 3, 64, 112) * 255))  # 2 windows of 64x64
     assert scores.shape == (1, 19, 64, 112) and torch.isfinite(scores).all()
+
+
+def test_lora_on_the_fused_qkv_reaches_the_qkvb_attention():
+    import copy
+
+    model = tiny_model("lora")
+    enc, lora = model.encoder, model.adapter
+    with torch.no_grad():
+        for p in lora.parameters():
+            p.uniform_(-0.5, 0.5)
+        for blk in enc.vit.blocks:  # layer scales of order one (timm initialises them at 1e-5)
+            blk.gamma_1.fill_(1.0)
+        t, state = enc.embed(torch.randn(2, 3, 48, 80))
+        ours = lora.run_block(enc, 1, t, state)
+        # reference: a copy of block 1 whose qkv weight is W + s·B·A, run as timm runs it
+        blk = copy.deepcopy(enc.vit.blocks[1])
+        pair = lora.pair(1, "attn.qkv")
+        blk.attn.qkv.weight += lora.cfg.scaling * pair.lora_B @ pair.lora_A
+        ref = blk(t, rope=state.rope)
+        plain = enc.forward_block(1, t, state)
+    torch.testing.assert_close(ours, ref, rtol=0, atol=1e-6)
+    assert not torch.allclose(ours, plain, atol=1e-3)
