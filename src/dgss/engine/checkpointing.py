@@ -25,6 +25,7 @@ import random
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -129,7 +130,7 @@ def resolve_resume(spec: str | Path | bool, work_dir: str | Path) -> CheckpointF
 
     if spec == LATEST_VALID:
         ckpts = list_checkpoints(work_dir)
-        skipped = []
+        skipped: list[tuple[CheckpointFiles, str]] = []
         for files in reversed(ckpts):
             problem = checkpoint_problem(files)
             if problem is None:
@@ -170,7 +171,7 @@ def resolve_resume(spec: str | Path | bool, work_dir: str | Path) -> CheckpointF
             )
             raise ResumeError(f"cannot resume from the newest checkpoint {newest.state}: {problem}; {listed}")
         return newest
-    p = Path(spec)
+    p = Path(cast("str | Path", spec))  # True / "auto" were handled above
     if p.is_dir():
         return resolve_resume(True, p)
     m = _STATE_RE.match(p.name) or _WEIGHTS_RE.match(p.name)
@@ -179,9 +180,9 @@ def resolve_resume(spec: str | Path | bool, work_dir: str | Path) -> CheckpointF
             f"--resume {p}: expected a work directory, iter_*.safetensors, iter_*.train_state.pt or {LATEST_VALID}"
         )
     files = checkpoint_files(p.parent, int(m.group(1)))
-    for f in (files.weights, files.state):
-        if not f.is_file():
-            raise ResumeError(f"cannot resume from {p}: {f} is missing (incomplete checkpoint)")
+    for path in (files.weights, files.state):
+        if not path.is_file():
+            raise ResumeError(f"cannot resume from {p}: {path} is missing (incomplete checkpoint)")
     problem = checkpoint_problem(files)
     if problem is not None:
         older = _usable_older([f for f in list_checkpoints(p.parent) if f.iteration < files.iteration])
@@ -211,7 +212,8 @@ def _is_main_process() -> bool:
 # ---------------------------------------------------------------------------------------------- RNG
 def rng_state(generator: torch.Generator | None = None) -> dict:
     """Global torch/CUDA/numpy/python RNG states (+ an optional generator) as weights-only-safe types."""
-    np_state = np.random.get_state()
+    # the legacy tuple form (np.random.get_state's default)
+    np_state = cast("tuple[str, np.ndarray, int, int, float]", np.random.get_state())
     py_state = random.getstate()
     state = {
         "torch": torch.get_rng_state(),

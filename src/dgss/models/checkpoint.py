@@ -16,7 +16,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from ..backbones.weights import load_encoder_weights, mark_random
+from ..backbones.weights import Role, load_encoder_weights, mark_random
 from ..errors import CheckpointError, FrozenWeightsError
 from ..files import atomic_write
 from .segmentor import Segmentor, SegmentorConfig
@@ -123,8 +123,9 @@ def load_checkpoint(
                 f"pass the {name} weights explicitly (--weights {name}=FILE on the command line)"
                 + (", or run it with random frozen weights too (--random-weights)" if rec.get("random") else "")
             )
-        role = "depth" if name == "depth_encoder" else "visual"
+        role: Role = "depth" if name == "depth_encoder" else "visual"
         load_encoder_weights(module, source, role=role)
+        assert module.frozen_source is not None  # recorded by load_encoder_weights
         want = rec.get("sha256")
         got = module.frozen_source["sha256"]
         if want and want != got and not allow_frozen_hash_mismatch:
@@ -143,6 +144,7 @@ def _restore_vocabulary(model: Segmentor, meta: dict, clip_weights: str | None) 
     from ..backbones.clip_text import build_text_encoder
     from .vireo import use_vocabulary
 
+    assert model.cfg.text is not None  # called for open-vocabulary models only
     rec = meta["frozen_sources"].get("clip") or {}
     encoder = None
     if clip_weights:

@@ -5,8 +5,10 @@
 
 from __future__ import annotations
 
+from typing import Literal, cast
+
 from ..adapters.adaptformer import AdaptFormerConfig
-from ..adapters.depthforge import DepthForgeConfig
+from ..adapters.depthforge import DepthForgeConfig, DepthFusion
 from ..adapters.fada import FADAConfig
 from ..adapters.lora import LoRAConfig, default_targets
 from ..adapters.rein import ReinConfig
@@ -16,7 +18,7 @@ from ..adapters.vpt import VPTConfig
 from ..backbones.config import EncoderConfig
 from ..data.label_maps import CITYSCAPES_CLASSES
 from ..heads.mask2former import Mask2FormerHeadConfig
-from .segmentor import SegmentorConfig
+from .segmentor import AdapterConfig, Method, SegmentorConfig
 
 # Tapped blocks per encoder depth (REIN / DepthForge configs: ViT-L [7,11,15,23], SAM-H [7,15,23,31]).
 DEFAULT_TAPS = {12: (3, 5, 7, 11), 24: (7, 11, 15, 23), 32: (7, 15, 23, 31), 40: (9, 19, 29, 39)}
@@ -44,7 +46,7 @@ def segmentor_config(
     """Config of one method on one encoder (the papers' settings). ``rank``: token rank of REIN / FADA
     (default 16, None = full tokens), LoRA rank (default 8) or SoMA rank (default 16). ``crop_size``: training crop / window."""
     link = method in ("rein", "fada") and adapter_kw.get("link_queries", True)
-    adapter = None
+    adapter: AdapterConfig | None = None
     L, C = encoder.depth, encoder.embed_dim
     if method in ("rein", "fada"):
         cls = ReinConfig if method == "rein" else FADAConfig
@@ -72,7 +74,7 @@ def segmentor_config(
     classes = CITYSCAPES_CLASSES if num_classes == 19 else ()
     return SegmentorConfig(
         name=name or f"{method}-{encoder.name}",
-        method=method,
+        method=cast(Method, method),  # checked by SegmentorConfig
         encoder=encoder,
         head=head,
         adapter=adapter,
@@ -89,9 +91,9 @@ def depthforge_config(
     *,
     num_classes: int = 19,
     name: str | None = None,
-    depth_fusion: str = "logit_sum",
+    depth_fusion: DepthFusion = "logit_sum",
     attention_opt: bool = True,
-    head_refine: str = "aag",
+    head_refine: Literal["none", "aag"] = "aag",
     scale: str = "learnable",
 ) -> SegmentorConfig:
     """DepthForge on one visual encoder with one frozen depth encoder (``docs/methods/depthforge.md``)."""

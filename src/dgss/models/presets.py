@@ -50,7 +50,7 @@ SEG_ENCODERS = tuple(
 
 
 def _presets() -> dict[str, dict]:
-    out = {}
+    out: dict[str, dict] = {}
     for enc in SEG_ENCODERS:
         out[f"rein-{enc}"] = dict(method="rein", encoder=enc)
         out[f"rein-fulltoken-{enc}"] = dict(method="rein", encoder=enc, rank=None)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any, cast
 
+from ..adapters.depthforge import DepthForgeConfig
 from ..adapters.rein import ReinConfig
 from ..backbones.clip_text import TEXT_ENCODERS
 from ..backbones.zoo import encoder_config
@@ -12,7 +14,7 @@ from .presets import DEPTHFORGE_ABLATIONS, depthforge_config, segmentor_config
 from .segmentor import SegmentorConfig
 
 TINY_CLIP = TEXT_ENCODERS["tiny-clip-text"]
-TINY_BLOCK_ADAPTERS = {
+TINY_BLOCK_ADAPTERS: dict[str, dict[str, Any]] = {
     "lora": {"rank": 4},
     "adaptformer": {"bottleneck": 8},
     "vpt": {"num_prompts": 6},
@@ -88,7 +90,7 @@ def tiny_segmentor_config(
         tiny = {k: v for k, v in TINY_BLOCK_ADAPTERS[method].items() if k not in adapter_kw}
         cfg.adapter = dataclasses.replace(cfg.adapter, **tiny)
     if cfg.method == "depthforge" and cfg.depth_encoder is None:
-        cfg.adapter = dataclasses.replace(cfg.adapter, depth_dim=None)
+        cfg.adapter = dataclasses.replace(cast(DepthForgeConfig, cfg.adapter), depth_dim=None)
     cfg.head = Mask2FormerHeadConfig(
         num_classes=cfg.head.num_classes,
         in_channels=[embed_dim] * 4,
