@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import nn
@@ -122,13 +123,13 @@ class LoRAAdapter(BlockAdapter):
                 for part in path:
                     if part not in node:
                         node[part] = nn.ModuleDict()
-                    node = node[part]
+                    node = cast(nn.ModuleDict, node[part])
                 node[leaf] = LoRAPair(*cfg.features(target), cfg.rank)
             blocks.append(root)
         self.blocks = nn.ModuleList(blocks)
 
     def pair(self, layer: int, target: str) -> LoRAPair:
-        return self.blocks[layer].get_submodule(target)
+        return cast(LoRAPair, self.blocks[layer].get_submodule(target))
 
     def check_encoder(self, encoder) -> None:
         super().check_encoder(encoder)

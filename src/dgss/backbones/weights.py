@@ -23,8 +23,9 @@ import hashlib
 import os
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -203,12 +204,12 @@ _QKV = {
 def normalize_dinov2_keys(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Meta/timm names for any DINOv2 layout (transformers v4/v5 names, SwiGLU ``w12``/``w3``)."""
     if not any(k.startswith(("embeddings.", "encoder.layer.")) for k in sd):
-        out = {}
+        out: dict[str, torch.Tensor] = {}
         for k, v in sd.items():  # Meta giant SwiGLU names -> timm's packed SwiGLU
             k = k.replace(".mlp.w12.", ".mlp.fc1.").replace(".mlp.w3.", ".mlp.fc2.")
             out[k] = v
         return out
-    out: dict[str, torch.Tensor] = {}
+    out = {}
     qkv: dict[tuple[int, str], list] = {}
     top = {
         "embeddings.cls_token": "cls_token",
@@ -324,6 +325,7 @@ def _to_timm_layout(sd: dict, enc: ViTEncoder) -> dict:
     target = set(enc.vit.state_dict())
     if fam in ("dinov2", "dinov3") or set(sd) & target:
         return sd
+    checkpoint_filter_fn: Callable[..., Any]  # one timm filter per family, each with its own signature
     if fam == "eva02":
         from timm.models.eva import checkpoint_filter_fn
     elif fam == "sam":

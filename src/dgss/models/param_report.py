@@ -35,6 +35,7 @@ def param_rows(
     Groups must not share parameters; parameters outside every group get an ``(other)`` row.
     """
     groups = groups if groups is not None else dict(model.named_children())
+    seen: set[int]
     rows, seen = [], set()
     for name, mod in groups.items():
         c = count(mod)
