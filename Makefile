@@ -5,7 +5,7 @@ CONSTRAINTS ?= constraints/local-torch.txt
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.dgss-installed
 
-.PHONY: install demo test bench bench-full clean
+.PHONY: install demo test test-fast bench bench-full clean
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
@@ -18,10 +18,21 @@ install: $(STAMP)
 demo: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/dgss demo
 
+# The whole suite, then the learning and ISA-dependent tests once more as an AVX2 host runs them (only
+# where this host has AVX-512: on an AVX2 host the first pass already is that view).
+AVX2_EMULATION := ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 ONEDNN_MAX_CPU_ISA=AVX2
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest -q
+	@if grep -qw avx512f /proc/cpuinfo 2>/dev/null; then \
+		echo "AVX-512 host: the learning and ISA tests again under AVX2 emulation ($(AVX2_EMULATION))"; \
+		HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(AVX2_EMULATION) $(BIN)/python -m pytest -q -p no:cacheprovider -m "learning or isa"; \
+	else echo "no AVX-512 on this host: the run above already is the AVX2 view"; fi
 
-# The scripts that print the README's Performance tables. `make bench`: a quick pass (a few minutes on
+# The quick local loop: everything but the heaviest end-to-end runs and the learning tests (a few minutes).
+test-fast: $(STAMP)
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest -q -m "not e2e and not learning"
+
+# The scripts that print the tables of docs/performance.md. `make bench`: a quick pass (a few minutes on
 # 2 cores: default-setting memory estimates, FLOP projection, the main inference rows, agreement on random
 # weights); `make bench-full`: every row (about an hour here), agreement on the `dgss demo` checkpoint.
 BENCH_DEMO ?= bench_demo

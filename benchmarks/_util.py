@@ -47,13 +47,55 @@ def timed(fn, repeats: int = 3) -> list[float]:
     return out
 
 
-def machine() -> str:
+ISA_FLAGS = (
+    "avx",
+    "avx2",
+    "fma",
+    "avx512f",
+    "avx512bw",
+    "avx512_vnni",
+    "avx512_bf16",
+    "avx_vnni",
+    "amx_tile",
+    "amx_bf16",
+    "amx_int8",
+)
+EMULATION_VARS = ("ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS", "ONEDNN_MAX_CPU_ISA")
+
+
+def cpu_model_and_flags() -> tuple[str, list[str]]:
+    """The CPU model name and the vector-ISA flags it reports (Linux /proc/cpuinfo; else the platform's name)."""
     import platform
 
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in open("/proc/cpuinfo"):
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                model = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+                break
+    except OSError:
+        pass
+    return model, [f for f in ISA_FLAGS if f in flags]
+
+
+def machine() -> str:
+    """The host a benchmark ran on: CPU model, its ISA flags, torch's chosen CPU capability, threads, and
+    any ISA emulation variables that are set."""
+    model, flags = cpu_model_and_flags()
+    emulation = [f"{k}={os.environ[k]}" for k in EMULATION_VARS if k in os.environ]
     return (
-        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads"
+        f"{model} ({' '.join(flags) or 'no AVX'}), {os.cpu_count()} cores, torch {torch.__version__} "
+        f"(CPU capability {torch.backends.cpu.get_cpu_capability()}), {torch.get_num_threads()} threads"
+        + (f", emulating: {' '.join(emulation)}" if emulation else "")
     )
+
+
+def print_host() -> None:
+    """Print ``# host: ...`` (every benchmark starts with it, so each table names its hardware)."""
+    print(f"# host: {machine()}", flush=True)
 
 
 def run_child(script: str, *args) -> dict:

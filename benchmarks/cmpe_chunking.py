@@ -43,6 +43,9 @@ def child(classes: int, chunk: int | None, size: int) -> dict:
 
 
 def main() -> None:
+    from _util import print_host
+
+    print_host()
     ap = argparse.ArgumentParser()
     ap.add_argument("--classes", type=int, default=847)
     ap.add_argument("--size", type=int, default=128)

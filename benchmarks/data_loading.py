@@ -69,6 +69,9 @@ def measure(ds: SegDataset, workers: int, batch: int, passes: int) -> float:
 
 
 def main() -> None:
+    from _util import print_host
+
+    print_host()
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--images", type=int, default=32)
     ap.add_argument("--size", default="2048x1024", help="WxH of the synthetic images")

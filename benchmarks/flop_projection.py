@@ -54,6 +54,9 @@ def count(method: str, what: str, batch: int, size: int) -> dict:
 
 
 def main() -> None:
+    from _util import print_host
+
+    print_host()
     ap = argparse.ArgumentParser()
     ap.add_argument("--methods", default="rein,depthforge,vireo")
     ap.add_argument("--batch", type=int, default=8)

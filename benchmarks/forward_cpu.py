@@ -52,6 +52,9 @@ def run_row(name: str, repeats: int, size: int) -> dict:
 
 
 def main() -> None:
+    from _util import print_host
+
+    print_host()
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--size", type=int, default=512)

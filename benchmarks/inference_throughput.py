@@ -190,6 +190,9 @@ def child(a) -> None:
 
 
 def main() -> None:
+    from _util import print_host
+
+    print_host()
     from _util import machine, run_child
 
     ap = argparse.ArgumentParser()

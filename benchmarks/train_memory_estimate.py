@@ -260,6 +260,9 @@ def fit_batches(run, method: str, size: int, at8: float, targets_gib=(12.0, 16.0
 
 
 def main() -> None:
+    from _util import print_host
+
+    print_host()
     ap = argparse.ArgumentParser()
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--size", type=int, default=512)

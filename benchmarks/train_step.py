@@ -48,6 +48,9 @@ def child(method: str, variant: str, steps: int, batch: int, size: int) -> dict:
 
 
 def main() -> None:
+    from _util import print_host
+
+    print_host()
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--batch", type=int, default=2)

@@ -1,4 +1,5 @@
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -6,7 +7,8 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-torch.set_num_threads(2)
+torch.set_num_threads(int(os.environ.get("DGSS_TEST_THREADS", "2")))  # the margin sweep varies it
+sys.path.insert(0, str(Path(__file__).parent))  # tests' shared helpers (learning.py) for every test folder
 
 
 @pytest.fixture(autouse=True, scope="session")

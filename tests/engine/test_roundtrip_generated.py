@@ -24,6 +24,7 @@ from dgss.data.datasets import DATASETS
 from dgss.data.scenes import make_scene
 from dgss.demo.run import write_scenes
 from dgss.engine.logging import read_jsonl
+from learning import learning_seed, record_margin
 
 CONFIG = Path(__file__).resolve().parents[2] / "src" / "dgss" / "configs" / "tiny" / "rein_cityscapes_layout.yaml"
 H, W = 128, 256  # scene size; the tiny models use 128-pixel windows, so eval needs no resize
@@ -73,6 +74,8 @@ def iou(cm: np.ndarray) -> np.ndarray:
         return np.where(union > 0, tp / union, np.nan)
 
 
+@pytest.mark.learning
+@pytest.mark.e2e
 @pytest.mark.parametrize("method", list(METHODS))
 def test_train_eval_predict_round_trip_on_generated_scenes(method, scenes, tmp_path):
     root = scenes / "cityscapes"
@@ -85,6 +88,7 @@ def test_train_eval_predict_round_trip_on_generated_scenes(method, scenes, tmp_p
                 "train",
                 str(CONFIG),
                 f"data.root={scenes}",
+                f"seed={learning_seed()}",
                 *RECIPE,
                 *overrides,
                 f"train.max_iters={iters}",
@@ -100,6 +104,7 @@ def test_train_eval_predict_round_trip_on_generated_scenes(method, scenes, tmp_p
     ckpt = work / f"iter_{iters:06d}.safetensors"
     assert ckpt.is_file()
     log = read_jsonl(work / "log.jsonl")
+    record_margin(f"roundtrip-{method}/loss", 0.8 * log[10]["loss"] - log[iters]["loss"], unit="loss")
     assert log[iters]["loss"] < 0.8 * log[10]["loss"], (log[10]["loss"], log[iters]["loss"])
     val_miou = read_jsonl(work / "log.jsonl", "val")[iters]["cityscapes/mIoU"]
 
@@ -182,5 +187,7 @@ def test_train_eval_predict_round_trip_on_generated_scenes(method, scenes, tmp_p
     share = gt_counts.max() / gt_counts.sum()
     acc = np.trace(cm) / cm.sum()
     trivial_miou = 100 * share / (gt_counts > 0).sum()  # majority IoU = its share, every other class 0
+    record_margin(f"roundtrip-{method}/acc", acc - (share + 0.2), unit="pixel accuracy", acc=acc, share=share)
+    record_margin(f"roundtrip-{method}/miou", dom["mIoU"] - 3 * trivial_miou, unit="mIoU points", miou=dom["mIoU"])
     assert acc >= share + 0.2, (acc, share)
     assert dom["mIoU"] >= 3 * trivial_miou, (dom["mIoU"], trivial_miou)

@@ -12,6 +12,7 @@ from dgss.engine.logging import read_jsonl
 from dgss.engine.train_data import SyntheticSegDataset
 from dgss.engine.trainer import Trainer, Validator, build_model, seed_everything
 from dgss.errors import TrainingError
+from learning import learning_seed, record_margin
 
 TINY = Path(__file__).resolve().parents[2] / "src" / "dgss" / "configs" / "tiny" / "rein_synthetic.yaml"
 
@@ -34,14 +35,18 @@ def _setup(tmp_path, *overrides, method="rein"):
     return cfg, model, data
 
 
+@pytest.mark.learning
 def test_loss_decreases_frozen_parts_stay_frozen(tmp_path):
-    cfg, model, data = _setup(tmp_path, "train.max_iters=30", "train.ckpt_interval=15", "optim.lr=2e-3")
+    cfg, model, data = _setup(
+        tmp_path, "train.max_iters=30", "train.ckpt_interval=15", "optim.lr=2e-3", f"seed={learning_seed()}"
+    )
     frozen_before = {k: v.clone() for k, v in model.encoder.state_dict().items()}
     trainable_before = {k: v.clone() for k, v in model.trainable_state_dict().items()}
     trainer = Trainer(cfg, model, data)
     out = trainer.fit()
     assert out["iteration"] == 30
     losses = [h["loss"] for h in trainer.history]
+    record_margin("trainer-loss", 0.9 * sum(losses[:5]) / 5 - sum(losses[-5:]) / 5, unit="loss")
     assert len(losses) == 30 and sum(losses[-5:]) / 5 < 0.9 * sum(losses[:5]) / 5
     for k, v in model.encoder.state_dict().items():
         assert torch.equal(v, frozen_before[k]), k

@@ -19,6 +19,8 @@ from dgss.testing import tiny_segmentor
 sys.path.insert(0, str(Path(__file__).parent))
 from overfit import load_image, majority_share, overfit
 
+from learning import learning_seed, record_margin, step_margin
+
 
 def n(m, trainable=False):
     return sum(p.numel() for p in m.parameters() if p.requires_grad or not trainable)
@@ -178,16 +180,24 @@ def test_reference_layout_depthforge_and_dqcm():
     assert back.keys() == m.trainable_state_dict().keys()
 
 
+@pytest.mark.learning
 @pytest.mark.parametrize("source", ["generated", "cityscapes"])
 def test_tiny_depthforge_overfits_one_image(source, request):
     image, label = load_image(source, request)
     assert majority_share(label) < 0.75  # 90 % accuracy is far above the trivial baseline
-    torch.manual_seed(0)
+    torch.manual_seed(learning_seed())
     model = tiny_segmentor("depthforge", img_size=128)
     vis = {k: v.clone() for k, v in model.encoder.state_dict().items()}
     dep = {k: v.clone() for k, v in model.depth_encoder.state_dict().items()}
     tokens_before = model.adapter.learnable_tokens_a.detach().clone()
-    losses, acc, steps = overfit(model, image, label)
+    losses, acc, steps = overfit(model, image, label, seed=learning_seed())
+    record_margin(
+        f"overfit-depthforge[{source}]",
+        step_margin(acc, steps, 400, 0.9),
+        unit="share of steps left",
+        acc=acc,
+        steps=steps,
+    )
     assert acc >= 0.90, f"pixel accuracy {acc:.3f} after {steps} steps"
     assert all(torch.equal(v, vis[k]) for k, v in model.encoder.state_dict().items())
     assert all(torch.equal(v, dep[k]) for k, v in model.depth_encoder.state_dict().items())

@@ -31,6 +31,8 @@ from dgss.testing import TINY_CLIP, tiny_segmentor, tiny_text_encoder
 sys.path.insert(0, str(Path(__file__).parent))
 from overfit import load_image, majority_share
 
+from learning import learning_seed, record_margin, step_margin
+
 
 def n(m, trainable=False):
     return sum(p.numel() for p in m.parameters() if p.requires_grad or not trainable)
@@ -200,11 +202,12 @@ def test_vireo_loss_includes_prior():
     assert m.head.prior.query_proto.grad is not None and m.adapter.text_embed.weight.grad is not None
 
 
+@pytest.mark.learning
 @pytest.mark.parametrize("source", ["generated", "cityscapes"])
 def test_tiny_vireo_overfits_one_image(source, request):
     image, label = load_image(source, request)
     assert majority_share(label) < 0.75  # 90 % accuracy is far above the trivial baseline
-    torch.manual_seed(0)
+    torch.manual_seed(learning_seed())
     model = tiny_segmentor("vireo", img_size=128)
     frozen = {k: v.clone() for k, v in model.state_dict().items() if k.startswith(("encoder.", "depth_encoder."))}
     tokens_before = model.adapter.learnable_tokens_a.detach().clone()
@@ -226,6 +229,9 @@ def test_tiny_vireo_overfits_one_image(source, request):
                 acc = (model.predict_windows(x).argmax(1)[valid] == label[valid]).float().mean().item()
             if acc >= 0.9:
                 break
+    record_margin(
+        f"overfit-vireo[{source}]", step_margin(acc, step, 400, 0.9), unit="share of steps left", acc=acc, steps=step
+    )
     assert acc >= 0.9, f"pixel accuracy {acc:.3f} after {step} steps"
     assert loss.item() < first
     assert all(torch.equal(v, frozen[k]) for k, v in model.state_dict().items() if k in frozen)

@@ -12,6 +12,8 @@ import torch
 from dgss.engine.backends import resolve_precision
 from dgss.engine.host import onednn_fp32_is_exact, onednn_fp32_matmul
 
+pytestmark = pytest.mark.isa  # CPU-dependent kernels: run again under AVX2 emulation by make test
+
 
 def test_onednn_routing_keeps_fp32_products_and_restores_the_flag():
     flag = torch.backends.mkldnn.matmul

@@ -26,6 +26,8 @@ from dgss.testing import tiny_segmentor
 sys.path.insert(0, str(Path(__file__).parent))
 from order_one_init import order_one_
 
+pytestmark = pytest.mark.isa  # CPU-dependent kernels: run again under AVX2 emulation by make test
+
 CPU = torch.device("cpu")
 
 

@@ -109,7 +109,9 @@ def onnx_model_file(model: Segmentor, precision: str, window: int, cache: Path |
         export_onnx(model, fp32, window=window)  # temporary file + rename inside
     if precision != "int8":
         return fp32
-    q = fp32.with_name(fp32.stem + "-int8.onnx")
+    # 7-bit weights (reduce_range): u8 x s7 pair sums fit int16, so the AVX2 / AVX-512 kernels without VNNI
+    # (VPMADDUBSW, which saturates u8 x s8 pairs) give the same exact integer products as VNNI kernels
+    q = fp32.with_name(fp32.stem + "-int8r7.onnx")
     if not q.exists():
         import logging
 
@@ -121,7 +123,11 @@ def onnx_model_file(model: Segmentor, precision: str, window: int, cache: Path |
             atomic_write(
                 q,
                 lambda tmp: quantize_dynamic(
-                    str(fp32), tmp, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"]
+                    str(fp32),
+                    tmp,
+                    weight_type=QuantType.QInt8,
+                    op_types_to_quantize=["MatMul", "Gemm"],
+                    reduce_range=True,
                 ),
                 durable=False,
                 suffix=".tmp.onnx",
