@@ -17,7 +17,7 @@ def materialize(model: torch.nn.Module, std: float = 0.02) -> torch.nn.Module:
     with torch.no_grad():
         for p in model.parameters():
             p.normal_(0, std, generator=g)
-        for name, b in model.named_buffers():
+        for _name, b in model.named_buffers():
             if b.is_floating_point():
                 b.zero_()
     for m in model.modules():  # buffers recomputed by the modules themselves (e.g. rope, mean/std)

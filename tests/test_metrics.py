@@ -172,7 +172,7 @@ def _worker(rank: int, port: int, world: int, out: str) -> None:
     m.update(f"d{rank}", torch.tensor([0, 1, 0]), lab)
     m.update("shared", torch.tensor([rank, 1, 1]), lab)
     m.all_reduce()
-    torch.save({k: v for k, v in m.matrices.items()} | {"images": m.images}, f"{out}.{rank}")
+    torch.save(dict(m.matrices) | {"images": m.images}, f"{out}.{rank}")
     dist.destroy_process_group()
 
 

@@ -102,13 +102,13 @@ def test_prepare_killed_and_rerun_equals_one_run(tmp_path):
         kill_mid_work(
             ["data", "prepare", "cityscapes", str(killed), "--no-progress"],
             lambda: len(outputs()),
-            lambda: len(outputs()) > (0 if seed == 1 else n // 3),
+            lambda seed=seed: len(outputs()) > (0 if seed == 1 else n // 3),
             n,
             seed,
         )
     dgss("data", "prepare", "cityscapes", str(killed), "--no-progress")
     assert digest(killed) == digest(ref)
-    assert not [p for p in killed.rglob(".*")], "temporary files left behind"
+    assert not list(killed.rglob(".*")), "temporary files left behind"
 
 
 # ---------------------------------------------------------------------------------------------- predict

@@ -47,7 +47,7 @@ def reference_losses(logits, masks, targets, mode: str, k: int):
         m_pts = [masks[b, q].flatten().tolist() for q in range(q_n)]
         y_pts = [blocks[g].flatten().tolist() for g in range(g_n)]
 
-        def cost(q, g):
+        def cost(q, g, m_pts=m_pts, y_pts=y_pts, probs=probs, labels=labels):
             c_bce = sum(bce(v, y) for v, y in zip(m_pts[q], y_pts[g], strict=False)) / 4
             return -2 * probs[q][labels[g]] + 5 * c_bce + 5 * dice(m_pts[q], y_pts[g])
 

@@ -82,7 +82,8 @@ def test_matcher_equals_brute_force(seed):
     logits, masks = torch.randn(1, q, 4), 3 * torch.randn(1, q, h, w)
     target = {"labels": torch.randint(0, 3, (g,)), "masks": torch.rand(g, 8, 8) > 0.5}
     m = HungarianMatcher(num_points=20, generator=torch.Generator().manual_seed(seed))
-    m.sample_points = lambda device, pts=torch.rand(1, 20, 2): pts  # fixed points for cost and matching
+    pts = torch.rand(1, 20, 2)
+    m.sample_points = lambda device: pts  # fixed points for cost and matching
     ((rows, cols),) = m(logits, masks, [target])
     cost = m.cost_matrix(logits[0], masks[0], target["labels"], target["masks"].float(), m.sample_points(None))
     best = min(itertools.permutations(range(q), g), key=lambda perm: sum(cost[perm[j], j].item() for j in range(g)))

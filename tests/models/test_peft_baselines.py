@@ -184,7 +184,7 @@ def perturb_lora_(m, seed=0):
     """Order-one factors: A ~ N(0, 1/in), B ~ N(0, 1/r) (s·BA larger than the small random frozen W)."""
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        for name, p in m.adapter.named_parameters():
+        for _name, p in m.adapter.named_parameters():
             fan = p.shape[1]
             p.copy_(torch.randn(p.shape, generator=g, dtype=p.dtype) / math.sqrt(fan))
 

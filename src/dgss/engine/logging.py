@@ -63,7 +63,9 @@ class RunLogger:
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:  # pragma: no cover - tensorboard is a dependency
-                warnings.warn("tensorboard is not installed: no TensorBoard events (pip install tensorboard)")
+                warnings.warn(
+                    "tensorboard is not installed: no TensorBoard events (pip install tensorboard)", stacklevel=2
+                )
             else:
                 self.tb = SummaryWriter(log_dir=str(self.work_dir / "tb"), purge_step=resume_iter)
 
