@@ -30,6 +30,7 @@ class Mutant:
 
 
 # ------------------------------------------------------------------------------------------ test sets
+_C = "tests/models/test_catseg.py::"
 FORMULAS = "tests/models/test_formulas.py"  # the lead's O(1)-scale formula tests
 _F = FORMULAS + "::"
 F_REIN = (
@@ -872,5 +873,102 @@ MUTANTS: tuple[Mutant, ...] = (
         "        P = 1",
         "token adapters update the DINOv3 registers (prefix hard-coded to cls only)",
         DINOV3_PREFIX,
+    ),
+    # ================================================================ CAT-Seg (heads/catseg_aggregator.py, losses, models)
+    M(
+        "catseg-cost-text-unnormalised",
+        "src/dgss/heads/catseg_aggregator.py",
+        "    t = F.normalize(text, dim=-1)\n    return torch.einsum",
+        "    t = text\n    return torch.einsum",
+        "cost volume without normalising the text embeddings",
+        (_C + "test_cost_volume_equals_einsum_of_separately_normalised_features",),
+    ),
+    M(
+        "catseg-linear-attention-mean-keys",
+        "src/dgss/heads/catseg_aggregator.py",
+        'den = torch.einsum("nlhd,nhd->nlh", q, k.sum(dim=1)) + 1e-6',
+        'den = torch.einsum("nlhd,nhd->nlh", q, k.mean(dim=1)) + 1e-6',
+        "linear class attention normalised by the mean key instead of the sum",
+        (_C + "test_linear_class_attention_formula_no_output_projection",),
+    ),
+    M(
+        "catseg-class-residual-dropped",
+        "src/dgss/heads/catseg_aggregator.py",
+        "return x + z.reshape(B, T, C, H, W)",
+        "return z.reshape(B, T, C, H, W)",
+        "class aggregation without the X + up(Z'') residual",
+        (_C + "test_class_layer_zero_weights_doubling_quirk_and_pool_switch",),
+    ),
+    M(
+        "catseg-shift-mask-inverted",
+        "src/dgss/heads/catseg_aggregator.py",
+        "return torch.zeros(diff.shape).masked_fill(diff, -100.0)",
+        "return torch.zeros(diff.shape).masked_fill(~diff, -100.0)",
+        "shifted-window mask blocks the same region instead of the others",
+        (_C + "test_shift_mask_pattern", _C + "test_shifted_block_equals_explicit_rolled_windows"),
+    ),
+    M(
+        "catseg-swin-no-roll-back",
+        "src/dgss/heads/catseg_aggregator.py",
+        "            out = torch.roll(out, (s, s), dims=(1, 2))",
+        "            out = out",
+        "shifted window attention output not rolled back",
+        (_C + "test_shifted_block_equals_explicit_rolled_windows",),
+    ),
+    M(
+        "catseg-no-class-padding",
+        "src/dgss/heads/catseg_aggregator.py",
+        "if self.pad_len and T < self.pad_len:",
+        "if False:",
+        "class attention without the learned padding tokens",
+        (_C + "test_padding_tokens_take_part_and_pruning_keeps_top_classes",),
+    ),
+    M(
+        "catseg-prune-keeps-lowest",
+        "src/dgss/heads/catseg_aggregator.py",
+        "return score.topk(cap, dim=1, sorted=False).indices",
+        "return score.topk(cap, dim=1, largest=False, sorted=False).indices",
+        "pruning keeps the classes of lowest instead of highest max cosine",
+        (_C + "test_padding_tokens_take_part_and_pruning_keeps_top_classes",),
+    ),
+    M(
+        "catseg-dense-token-residual",
+        "src/dgss/backbones/clip_blocks.py",
+        'v = v + (x[:, :1] if residual == "cls" else x)',
+        "v = v + x",
+        "dense last block adds each token instead of the input cls token",
+        (_C + "test_towers_equal_open_clip_and_dense_block_formula",),
+    ),
+    M(
+        "catseg-bce-ignore-as-class-0",
+        "src/dgss/losses/catseg_loss.py",
+        "target.scatter_(1, idx[:, None], valid[:, None].to(logits.dtype))",
+        "target.scatter_(1, idx[:, None], 1.0)",
+        "ignore pixels become positives of class 0 instead of all-negative",
+        (_C + "test_bce_counts_ignore_pixels_as_negatives_or_skips_them",),
+    ),
+    M(
+        "catseg-bce-skip-mean-per-pixel",
+        "src/dgss/losses/catseg_loss.py",
+        "return (loss * w).sum() / (w.sum() * T).clamp_min(1)",
+        "return (loss * w).sum() / w.sum().clamp_min(1)",
+        "loss_ignore skip divides by pixels instead of pixels x classes",
+        (_C + "test_bce_counts_ignore_pixels_as_negatives_or_skips_them",),
+    ),
+    M(
+        "catseg-text-cache-ignores-weights",
+        "src/dgss/models/catseg.py",
+        "key = (self.vocab, self.text_version())",
+        "key = (self.vocab,)",
+        "text cache not keyed by the text tower's weights (stale after a step)",
+        (_C + "test_text_cache_follows_vocabulary_and_weights",),
+    ),
+    M(
+        "catseg-reference-no-overlap-count",
+        "src/dgss/models/catseg.py",
+        "folded = folded.reshape(1, k, S, S) / counts",
+        "folded = folded.reshape(1, k, S, S)",
+        "reference inference sums overlapping crops instead of averaging",
+        (_C + "test_reference_inference_equals_explicit_four_crops_and_global_view",),
     ),
 )
