@@ -160,6 +160,16 @@ def build_model(cfg: RunConfig, *, load_weights: bool = True, initialize_adapter
     return model
 
 
+def _use_vocabulary(model, vocab) -> None:
+    """Point an open-vocabulary model at ``vocab``: CAT-Seg encodes text itself, Vireo uses text tables."""
+    if hasattr(model, "encode_text"):
+        model.set_vocabulary(vocab)
+        return
+    from ..models.vireo import use_vocabulary
+
+    use_vocabulary(model, vocab, text_encoder=getattr(model, "text_encoder", None))
+
+
 def attach_text_encoder(model, encoder) -> None:
     """Keep the text tower next to the model (not a submodule: never trained, never saved)."""
     object.__setattr__(model, "text_encoder", encoder)
@@ -263,9 +273,7 @@ class Validator:
         try:
             for v, ds in self.targets:
                 if v.vocab is not None:  # open-vocabulary target: its own vocabulary in encoder and head
-                    from ..models.vireo import use_vocabulary
-
-                    use_vocabulary(model, v.vocab, text_encoder=getattr(model, "text_encoder", None))
+                    _use_vocabulary(model, v.vocab)
                 idx = self._subset(len(ds), v.max_images)
                 if isinstance(ds, SyntheticSegDataset):
                     metrics = DomainMetrics(model.num_classes, ds.ignore_index, self.class_names)
@@ -296,9 +304,7 @@ class Validator:
                 all_metrics.append(metrics)
         finally:
             if train_vocab and model.vocab != train_vocab:
-                from ..models.vireo import use_vocabulary
-
-                use_vocabulary(model, list(train_vocab), text_encoder=getattr(model, "text_encoder", None))
+                _use_vocabulary(model, list(train_vocab))
             model.train(was_training)
         out = {}
         for metrics in all_metrics:
@@ -356,8 +362,14 @@ class Trainer:
         self.dataset = train_dataset
         self.validate = validate
         model_cfg = cast("Segmentor", unwrap(model)).cfg
-        self.criterion = criterion or build_criterion(cfg, model_cfg, model.num_classes, self.ctx.device, self.ctx.rank)
-        self.loss = SegmentationLoss(self.criterion, model.num_classes, prior_weight=model_cfg.prior_loss_weight)
+        own_loss = getattr(unwrap(model), "training_loss", None)  # model families with their own loss (CAT-Seg)
+        if own_loss is not None:
+            self.criterion, self.loss = criterion, own_loss()
+        else:
+            self.criterion = criterion or build_criterion(
+                cfg, model_cfg, model.num_classes, self.ctx.device, self.ctx.rank
+            )
+            self.loss = SegmentationLoss(self.criterion, model.num_classes, prior_weight=model_cfg.prior_loss_weight)
         adv = cfg.augment.advstyle
         self.advstyle = AdvStyle.from_config(adv, unwrap(self.model)) if adv.enabled else None
         self.show_progress = cfg.logging.progress if progress is None else progress

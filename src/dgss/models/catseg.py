@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -106,7 +106,7 @@ class CatSegConfig:
         d = dict(d)
         d["vision"] = ClipVisionConfig(**d["vision"])
         d["text"] = ClipTextTowerConfig(**d["text"])
-        a = {k: tuple(v) if isinstance(v, list) else v for k, v in d["aggregator"].items()}
+        a: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in d["aggregator"].items()}
         d["aggregator"] = AggregatorConfig(**a)
         for k in ("guidance_taps", "upsample_dims", "mean", "std", "class_names"):
             if k in d:
@@ -173,6 +173,9 @@ def class_prompts(names: tuple[str, ...], template: str, synonyms: str) -> tuple
 class CATSeg(nn.Module):
     """CAT-Seg from a :class:`CatSegConfig` (random weights; :meth:`load_clip` fills both CLIP towers)."""
 
+    mean: torch.Tensor  # buffers (1, 3, 1, 1)
+    std: torch.Tensor
+
     def __init__(self, cfg: CatSegConfig):
         super().__init__()
         self.cfg = cfg
@@ -228,6 +231,16 @@ class CATSeg(nn.Module):
 
     def frozen_sources(self) -> dict:
         return {"clip": self.clip_source}
+
+    def check_adapter_initialized(self) -> None:
+        """Trainer hook of the Segmentor interface: CAT-Seg has no adapter to initialise."""
+
+    def check_frozen_weights(self) -> None:
+        """Refuse to run for real with CLIP towers that were never loaded (:meth:`load_clip`)."""
+        if self.clip_source is None:
+            raise ClipWeightsError(
+                f"{self.cfg.name}: no CLIP weights loaded; pass the OpenAI file (ViT-L-14-336px.pt for catseg-clip-l)"
+            )
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         """Aggregator + upsample + the trainable CLIP tensors: what trained checkpoints hold."""
@@ -311,6 +324,7 @@ class CATSeg(nn.Module):
         return self._text_cache[1]
 
     def _encode(self) -> torch.Tensor:
+        assert self._tokens is not None and self._owner is not None  # encode_text checked the vocabulary
         dev = self.mean.device
         e = F.normalize(self.clip_text(self._tokens.to(dev)), dim=-1)
         if len(self._owner) != len(self.vocab):  # synonyms: mean: average the synonyms of each class
