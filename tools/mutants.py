@@ -118,6 +118,20 @@ DINOV3_ENCODER = (
 )
 DINOV3_PREFIX = ("tests/models/test_dinov3_models.py::test_token_adapters_leave_the_five_prefix_tokens_alone",)
 
+_SO = "tests/models/test_soma.py::"
+SOMA_FORMULA = (_SO + "test_update_formula_at_order_one",)
+SOMA_SELECT = (_SO + "test_minor_and_major_selection", _SO + "test_fused_qkv_is_three_separate_inits")
+SOMA_STEP = (_SO + "test_one_training_step_moves_only_the_adapter",)
+SOMA_CACHE = (_SO + "test_eval_cache_equals_w_plus_delta_and_is_invalidated",)
+SOMA_REFERENCE_MODE = (_SO + "test_reference_mode_uses_a_random_linear_and_no_snapshot",)
+_EM = "tests/engine/test_ema.py::"
+EMA_FORMULA = (_EM + "test_ema_copies_before_begin_then_follows_the_formula_at_order_one",)
+EMA_RESUME = (_EM + "test_resume_with_ema_is_exact_and_saved_weights_are_the_ema",)
+WD_SCHEDULE = (
+    _EM + "test_weight_decay_cosine_published_values",
+    _EM + "test_weight_decay_schedule_at_order_one_through_the_scheduler",
+)
+
 M = Mutant
 MUTANTS: tuple[Mutant, ...] = (
     # ================================================================ adapters/rein.py
@@ -970,5 +984,136 @@ MUTANTS: tuple[Mutant, ...] = (
         "folded = folded.reshape(1, k, S, S)",
         "reference inference sums overlapping crops instead of averaging",
         (_C + "test_reference_inference_equals_explicit_four_crops_and_global_view",),
+    ),
+    # ================================================================ SoMA (adapters/soma.py)
+    M(
+        "soma-major-components",
+        "src/dgss/adapters/soma.py",
+        "idx = slice(S.shape[0] - rank, None) if minor else slice(0, rank)",
+        "idx = slice(0, rank) if minor else slice(0, rank)",
+        "SoMA takes the largest singular triplets instead of the minor ones",
+        SOMA_SELECT,
+    ),
+    M(
+        "soma-no-sqrt-split",
+        "src/dgss/adapters/soma.py",
+        "root = (S[idx] / scaling).sqrt()",
+        "root = S[idx] / scaling",
+        "SoMA factors carry S instead of sqrt(S) each (B A = U S^2 Vh)",
+        SOMA_SELECT,
+    ),
+    M(
+        "soma-qkv-rows-interleaved",
+        "src/dgss/adapters/soma.py",
+        "w = weight[j * rows : (j + 1) * rows]",
+        "w = weight[j::n]",
+        "fused qkv split into interleaved rows instead of q, k, v blocks",
+        SOMA_SELECT,
+    ),
+    M(
+        "soma-delta-without-snapshot-term",
+        "src/dgss/adapters/soma.py",
+        "d = torch.matmul(B - B0, A) + torch.matmul(B0, A - A0)",
+        "d = torch.matmul(B - B0, A)",
+        "SoMA update drops B0 (A - A0)",
+        SOMA_FORMULA,
+    ),
+    M(
+        "soma-delta-unscaled",
+        "src/dgss/adapters/soma.py",
+        "return (scaling * d).reshape(-1, A.shape[-1])",
+        "return d.reshape(-1, A.shape[-1])",
+        "SoMA update without s = alpha / r",
+        SOMA_FORMULA,
+    ),
+    M(
+        "soma-bias-not-substituted",
+        "src/dgss/adapters/soma.py",
+        "                out.append((blk.get_submodule(path) if path else blk, attr, getattr(t, name)))",
+        "                pass",
+        "trainable bias copies never reach the block",
+        SOMA_FORMULA + SOMA_STEP,
+    ),
+    M(
+        "soma-stale-eval-cache",
+        "src/dgss/adapters/soma.py",
+        "if hit is None or hit[0] != key:",
+        "if hit is None:",
+        "eval cache ignores in-place changes of the factors (EMA swap, optimiser)",
+        SOMA_CACHE,
+    ),
+    M(
+        "soma-reference-mode-keeps-snapshot",
+        "src/dgss/adapters/soma.py",
+        "                    t.init_A.zero_()",
+        "                    t.init_A.copy_(t.lora_A)",
+        "init reference keeps A0 (the released code has W' = W + BA)",
+        SOMA_REFERENCE_MODE,
+    ),
+    # ================================================================ EMA (engine/ema.py, engine/trainer.py)
+    M(
+        "ema-momentum-complement",
+        "src/dgss/engine/ema.py",
+        "self.shadow[n].lerp_(p.detach(), self.momentum)",
+        "self.shadow[n].lerp_(p.detach(), 1.0 - self.momentum)",
+        "EMA weights the new value by 1 - m",
+        EMA_FORMULA,
+    ),
+    M(
+        "ema-first-step-averages",
+        "src/dgss/engine/ema.py",
+        "        if self.steps == 0:",
+        "        if self.steps < 0:",
+        "the first averaged step averages instead of copying",
+        EMA_FORMULA,
+    ),
+    M(
+        "ema-begin-off-by-one",
+        "src/dgss/engine/ema.py",
+        "if finished < self.begin_iter:",
+        "if finished <= self.begin_iter:",
+        "EMA starts one iteration late",
+        EMA_FORMULA,
+    ),
+    M(
+        "ema-saves-raw-weights",
+        "src/dgss/engine/trainer.py",
+        "with self.ema.applied() if self.ema is not None else nullcontext():  # saved weights: the EMA",
+        "with nullcontext():  # saved weights: the EMA",
+        "checkpoints hold the raw weights instead of the EMA",
+        EMA_RESUME,
+    ),
+    M(
+        "ema-resume-keeps-ema-as-weights",
+        "src/dgss/engine/ema.py",
+        '            p.copy_(state["raw"][n].to(p.device, p.dtype))',
+        "            pass",
+        "resume trains on from the EMA instead of the raw weights",
+        EMA_RESUME,
+    ),
+    # ================================================================ weight-decay schedule (engine/schedulers.py)
+    M(
+        "wd-zero-groups-always-annealed",
+        "src/dgss/engine/schedulers.py",
+        'if self.type == "constant" or (base == 0.0 and not self.include_zero_groups):',
+        'if self.type == "constant":',
+        "zero-decay groups annealed although include_zero_groups is off",
+        WD_SCHEDULE,
+    ),
+    M(
+        "wd-cosine-rising",
+        "src/dgss/engine/schedulers.py",
+        "return self.eta_min + (base - self.eta_min) * (1.0 + math.cos(math.pi * frac)) / 2.0",
+        "return self.eta_min + (base - self.eta_min) * (1.0 - math.cos(math.pi * frac)) / 2.0",
+        "weight-decay cosine runs from eta_min up to the base",
+        WD_SCHEDULE,
+    ),
+    M(
+        "wd-compounds-on-current-value",
+        "src/dgss/engine/schedulers.py",
+        'g["weight_decay"] = self.wd_schedule.wd_at(t, g["base_weight_decay"])',
+        'g["weight_decay"] = self.wd_schedule.wd_at(t, g["weight_decay"])',
+        "weight decay annealed from the last value instead of the group's base",
+        WD_SCHEDULE,
     ),
 )

@@ -253,12 +253,13 @@ def test_eval_cache_equals_w_plus_delta_and_is_invalidated():
     with torch.no_grad():
         m(x)
     assert m.adapter._cache
-    m.load_state_dict(m.state_dict())
-    assert not m.adapter._cache  # so does load_state_dict
     with torch.no_grad():
+        again = m(x)["pred_logits"]  # from the cache
         t.lora_B.add_(1.0)  # an in-place change (EMA swap, optimiser) is seen too
         b = m(x)["pred_logits"]
-    assert not torch.equal(a, b)
+    assert torch.equal(a, again) and not torch.equal(a, b)
+    m.load_state_dict(m.state_dict())
+    assert not m.adapter._cache  # so does load_state_dict
 
 
 def test_export_merged_reproduces_the_adapter_model(tmp_path):
