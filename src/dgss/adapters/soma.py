@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
 import torch
 from torch import nn
@@ -99,6 +99,9 @@ def svd_factors(weight: torch.Tensor, rank: int, scaling: float, *, minor: bool 
 
 class SoMATarget(nn.Module):
     """Factors, init snapshot and bias copies of one adapted Linear (``n`` row blocks)."""
+
+    init_A: torch.Tensor  # buffers: the factors at initialisation
+    init_B: torch.Tensor
 
     def __init__(self, out_features: int, in_features: int, rank: int, splits: int, biases: dict[str, int]):
         super().__init__()
@@ -173,7 +176,7 @@ class SoMAAdapter(BlockAdapter):
                 for part in path:
                     if part not in node:
                         node[part] = nn.ModuleDict()
-                    node = node[part]
+                    node = cast(nn.ModuleDict, node[part])
                 node[leaf] = SoMATarget(out_f, in_f, cfg.rank, splits, biases)
             self.blocks[str(layer)] = root
         self.initialized = False
@@ -183,7 +186,7 @@ class SoMAAdapter(BlockAdapter):
 
     # ------------------------------------------------------------------ bookkeeping
     def target(self, layer: int, target: str) -> SoMATarget:
-        return self.blocks[str(layer)].get_submodule(target)
+        return cast(SoMATarget, self.blocks[str(layer)].get_submodule(target))
 
     def check_encoder(self, encoder) -> None:
         super().check_encoder(encoder)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -48,7 +49,7 @@ class SplitQKVAttention(nn.Module):
         nn.init.zeros_(self.out_proj.bias)
 
     def biases(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        return self.in_proj_bias.chunk(3)
+        return cast("tuple[torch.Tensor, torch.Tensor, torch.Tensor]", self.in_proj_bias.chunk(3))
 
     def forward(self, y: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """(B, L, C) -> (B, L, C); ``mask`` (L, L) additive."""

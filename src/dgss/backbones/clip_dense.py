@@ -12,12 +12,13 @@ residual = input cls token); ``ln_post`` on all tokens, ``@ proj``, cls dropped:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .clip_blocks import ClipTransformer
+from .clip_blocks import ClipBlock, ClipTransformer
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,6 @@ class DenseClipVisual(nn.Module):
             t = block(t)
             if i in taps:
                 maps.append(t[:, 1:].transpose(1, 2).reshape(B, C, h, w))
-        t = blocks[-1].forward_dense(t, self.dense_residual)
+        t = cast(ClipBlock, blocks[-1]).forward_dense(t, self.dense_residual)
         f = self.ln_post(t) @ self.proj
         return f[:, 1:].transpose(1, 2).reshape(B, -1, h, w), maps

@@ -11,10 +11,12 @@ import argparse
 import dataclasses
 import json
 from pathlib import Path
+from typing import cast
 
 import torch
 import yaml
 
+from ..adapters.soma import SoMAConfig
 from ..backbones.weights import load_encoder_weights
 from ..errors import FrozenWeightsError, ReferenceFormatError
 from ..files import atomic_write
@@ -95,10 +97,11 @@ def import_reference(src: Path, dst: Path, spec: str, encoder_weights: str | Non
 
 def _import_soma(src: Path, dst: Path, sd: dict, cfg: SegmentorConfig, encoder_weights: str | None) -> Path:
     """A released SoMA file -> a dgss checkpoint (``init: import``), its frozen tensors checked."""
-    cfg = dataclasses.replace(cfg, adapter=dataclasses.replace(cfg.adapter, init="import"))
+    soma = cast(SoMAConfig, cfg.adapter)  # SoMA configs are routed here
+    cfg = dataclasses.replace(cfg, adapter=dataclasses.replace(soma, init="import"))
     model = build_model(cfg)
     expected = model.trainable_state_dict()
-    tensors, frozen = soma_from_reference(sd, cfg.adapter, expected)
+    tensors, frozen = soma_from_reference(sd, cast(SoMAConfig, cfg.adapter), expected)
     wrong = sorted(k for k in set(tensors) & set(expected) if tensors[k].shape != expected[k].shape)
     missing = sorted(set(expected) - set(tensors))
     if wrong or missing:
@@ -127,7 +130,7 @@ def _import_soma(src: Path, dst: Path, sd: dict, cfg: SegmentorConfig, encoder_w
 def export_reference(src: Path, dst: Path) -> Path:
     tensors, meta = read_checkpoint(src)
     if meta["method"] == "soma":
-        adapter = SegmentorConfig.from_dict(meta["config"]).adapter
+        adapter = cast(SoMAConfig, SegmentorConfig.from_dict(meta["config"]).adapter)
         state = soma_to_reference(tensors, adapter)
     else:
         state = to_reference(tensors, meta["method"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 import torch
 
@@ -28,6 +29,7 @@ def cmd_params(args: argparse.Namespace) -> int:
     name = args.model
     from ..models.catseg import CATSEG_PRESETS
 
+    model: Any  # by name: a CAT-Seg model, a depth model, an encoder, a text tower or a segmentor
     if name in CATSEG_PRESETS:
         from ..models.catseg import build_catseg
 

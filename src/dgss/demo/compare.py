@@ -32,6 +32,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any, cast
 
 from ..errors import CompareError
 
@@ -131,7 +132,7 @@ class CompareOptions:
 def method_run_config(spec: MethodSpec, work_dir: Path, data_root: Path, opts: CompareOptions) -> dict:
     """The run config of one method: identical data, seed, batch, schedule and iterations for all."""
     crop = opts.crop
-    tiny = {"img_size": crop, "embed_dim": opts.embed_dim, "depth": opts.depth}
+    tiny: dict[str, Any] = {"img_size": crop, "embed_dim": opts.embed_dim, "depth": opts.depth}
     if spec.encoder_name:
         tiny["encoder"] = spec.encoder_name
     return {
@@ -213,7 +214,9 @@ def train_and_evaluate(job: dict) -> dict:
     log = read_jsonl(work / "log.jsonl")
     times = [log[i]["time_per_iter"] for i in sorted(log)]
     steady = times[1:] or times
-    model = load_checkpoint(latest_checkpoint(work).weights, random_frozen=True).eval()
+    ckpt = latest_checkpoint(work)
+    assert ckpt is not None  # the method's training run just wrote it
+    model = load_checkpoint(ckpt.weights, random_frozen=True).eval()
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     h, w = job["scene_size"]
@@ -339,7 +342,7 @@ def run_comparison(
     from .run import write_scenes
 
     if isinstance(specs, str) or not all(isinstance(s, MethodSpec) for s in specs):
-        specs = parse_methods(specs)
+        specs = parse_methods(cast("str | list[str]", specs))  # names, not specs
     opts = opts or CompareOptions()
     if opts.iters < 1:
         raise CompareError(f"--iters must be >= 1, got {opts.iters}")

@@ -290,7 +290,7 @@ class Validator:
                     metrics = DomainMetrics(info.num_classes, info.ignore_index, list(info.class_names) or None)
                     shard = SegDataset([ds.samples[i] for i in idx], info)
                     box = v.resize or EVAL_PROTOCOLS[self.cfg.data.protocol].get(info.name)
-                    resize = EvalResize(tuple(box), v.keep_ratio) if box else None
+                    resize = EvalResize(cast("tuple[int, int]", tuple(box)), v.keep_ratio) if box else None
                     evaluate(
                         predict,
                         shard,

@@ -47,7 +47,7 @@ def dgss_to_reference_key(key: str) -> str:
     raise ReferenceFormatError(f"no reference name for {key!r}")
 
 
-def from_catseg_reference(state: dict[str, torch.Tensor], model) -> dict[str, torch.Tensor]:
+def from_catseg_reference(state: dict, model) -> dict[str, torch.Tensor]:
     """A released CAT-Seg state dict -> the full dgss state dict of ``model`` (a :class:`CATSeg`), fp32.
 
     Unknown keys, missing keys and wrong shapes raise :class:`ReferenceFormatError` naming the key."""

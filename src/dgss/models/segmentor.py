@@ -286,7 +286,7 @@ class Segmentor(nn.Module):
         self.encoder: ViTEncoder = build_encoder(cfg.encoder, frozen=cfg.method != "full")
         kind = adapter_kind(cfg.adapter)
         if kind == "soma":  # target shapes and biases are read from the encoder's blocks
-            self.adapter = SoMAAdapter(cfg.adapter, self.encoder)
+            self.adapter = SoMAAdapter(cast(SoMAConfig, cfg.adapter), self.encoder)
         else:
             self.adapter = ADAPTER_MODULES[kind](cfg.adapter) if kind is not None else None
         if isinstance(self.adapter, BlockAdapter):
