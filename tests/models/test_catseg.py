@@ -520,3 +520,25 @@ def test_bad_inputs_are_one_line_errors(tmp_path):
     with pytest.raises(ClassCountError) as e, torch.no_grad():
         m.eval()(torch.zeros(1, 3, 32, 32))
     assert "257" in _one_line(e)
+
+
+def test_convert_command_imports_a_released_checkpoint(tmp_path):
+    import argparse
+
+    from dgss.commands.convert import run
+    from dgss.models.catseg import CatSegConfig
+    from dgss.models.checkpoint import read_checkpoint
+
+    src = order_one(tiny(), seed=6).float()
+    path = tmp_path / "model_tiny.pth"
+    torch.save({"model": _reference_state(src), "iteration": torch.tensor(80000)}, path)
+    out = tmp_path / "tiny.safetensors"
+    run(
+        argparse.Namespace(
+            input=str(path), output=str(out), model="catseg-tiny", encoder_weights=None, to="dgss", raw=False
+        )
+    )
+    tensors, meta = read_checkpoint(out)
+    assert meta["method"] == "catseg" and CatSegConfig.from_dict(meta["config"]).name == "catseg-tiny"
+    trained = src.trainable_state_dict()
+    assert set(tensors) == set(trained) and all(torch.equal(tensors[k], v) for k, v in trained.items())

@@ -142,6 +142,26 @@ def export_reference(src: Path, dst: Path) -> Path:
     return dst
 
 
+def import_catseg_reference(src: Path, dst: Path, name: str, clip_weights: str | None = None) -> Path:
+    """A released CAT-Seg checkpoint (detectron2 ``model`` dict) -> a dgss checkpoint of preset ``name``; with
+    ``clip_weights`` (the OpenAI file) every frozen CLIP tensor of the checkpoint is checked against it."""
+    from ..models.catseg import build_catseg
+    from ..models.catseg_convert import load_catseg_reference
+
+    try:
+        obj = torch.load(str(src), map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise ReferenceFormatError(f"{src}: not loadable with weights_only=True ({str(e).splitlines()[0]})") from None
+    sd = obj.get("model", obj) if isinstance(obj, dict) else None
+    if not isinstance(sd, dict):
+        raise ReferenceFormatError(f"{src}: expected a detectron2 checkpoint ({{'model': state dict, ...}})")
+    model = build_catseg(name)
+    if clip_weights:
+        model.load_clip(clip_weights)
+    load_catseg_reference(model, {k: v for k, v in sd.items() if isinstance(v, torch.Tensor)})
+    return save_checkpoint(model, dst, extra={"converted_from": str(src)})
+
+
 def run(args: argparse.Namespace) -> int:
     from ..checks import check_output_file
 
@@ -155,8 +175,12 @@ def run(args: argparse.Namespace) -> int:
         raise ReferenceFormatError(
             f"output {dst}: is the input file; choose another output (the input is never overwritten)"
         )
+    from ..models.catseg import CATSEG_PRESETS
+
     if args.to == "reference":
         export_reference(src, dst)
+    elif args.model in CATSEG_PRESETS:
+        import_catseg_reference(src, dst, args.model, args.encoder_weights)
     else:
         import_reference(src, dst, args.model, args.encoder_weights, raw=args.raw)
     print(f"wrote {dst}")
