@@ -58,3 +58,34 @@ def test_trainer_runs_catseg_with_its_loss_groups_and_validation(tmp_path):
     assert set(tensors) == set(model.trainable_state_dict()) and meta["method"] == "catseg"
     assert "clip_text.transformer.resblocks.0.attn.v_proj_weight" in tensors
     assert "clip_text.transformer.resblocks.0.attn.k_proj_weight" not in tensors
+
+
+def test_run_config_trains_catseg_end_to_end(tmp_path):
+    from dgss.engine.trainer import run_training
+
+    cfg = load_config(
+        TINY,
+        [
+            "model.method=catseg",
+            "logging.progress=false",
+            f"train.work_dir={tmp_path / 'run'}",
+            "train.max_iters=2",
+            "train.val_interval=2",
+            "train.ckpt_interval=2",
+            "data.train.batch_size=2",
+            "data.train.crop_size=32",
+            "schedule.type=cosine",
+        ],
+    )
+    out = run_training(cfg, progress=False)
+    assert out["iteration"] == 2 and "mean_mIoU" in out["val"]
+    tensors, meta = read_checkpoint(tmp_path / "run" / "iter_000002.safetensors")
+    assert meta["method"] == "catseg" and "aggregator.conv1.weight" in tensors
+
+
+def test_cosine_schedule_runs_to_zero_without_warmup():
+    from dgss.engine.schedulers import LRSchedule
+
+    s = LRSchedule("cosine", 2e-4, 80000)
+    assert s.lr_at(0) == 2e-4 and s.lr_at(80000) == 0.0 and s.lr_at(90000) == 0.0
+    assert s.lr_at(20000) == pytest.approx(2e-4 * (1 + 2**-0.5) / 2) and s.lr_at(40000) == pytest.approx(1e-4)

@@ -24,6 +24,22 @@ def _merge_overrides(base: dict, overrides: dict, path: str) -> dict:
     return out
 
 
+def _catseg_config(model: ModelConfig):
+    """CAT-Seg: its preset (``tiny: true``: catseg-tiny), ``overrides`` of CatSegConfig fields (nested dicts
+    for vision / text / aggregator) and the training vocabulary ``vocab`` (default cityscapes)."""
+    from ..data.vocab import load_vocabulary
+    from ..models.catseg import CatSegConfig, catseg_config
+
+    d = catseg_config("catseg-tiny" if model.tiny else cast(str, model.preset)).to_dict()
+    if model.overrides:
+        d = _merge_overrides(d, model.overrides, "model.overrides")
+    d["class_names"] = list(load_vocabulary(model.vocab or "cityscapes").names)
+    try:
+        return CatSegConfig.from_dict(d)
+    except (TypeError, ValueError) as e:
+        raise key_error("model.overrides", str(e)) from None
+
+
 def segmentor_config_from(model: ModelConfig, loss: LossConfig | None = None):
     """The :class:`~dgss.models.segmentor.SegmentorConfig` a model section describes; an explicit
     ``loss.mode`` / ``loss.prior_weight`` is written into it (the model config is the one place the
@@ -32,6 +48,8 @@ def segmentor_config_from(model: ModelConfig, loss: LossConfig | None = None):
     from ..models.presets import DEPTHFORGE_ABLATIONS, PRESETS, depthforge_config, preset_config
     from ..models.segmentor import SegmentorConfig
 
+    if model.method == "catseg":
+        return _catseg_config(model)
     preset = cast(str, model.preset)  # validated: every model that is not tiny names a preset
     if model.tiny:
         from ..models.tiny import tiny_segmentor_config

@@ -43,9 +43,9 @@ class ModelConfig:
     ``{encoder: {img_size: 1024}, crop_size: 1024, slide_stride: 683}``).
     """
 
-    method: Literal["rein", "freeze", "full", "depthforge", "vireo", "lora", "adaptformer", "vpt", "fada", "soma"] = (
-        "rein"
-    )
+    method: Literal[
+        "rein", "freeze", "full", "depthforge", "vireo", "lora", "adaptformer", "vpt", "fada", "soma", "catseg"
+    ] = "rein"
     preset: str | None = None
     num_classes: int = 19
     ablation: str | None = None
@@ -189,10 +189,11 @@ class ScheduleConfig:
 
     ``poly``: lr·(1 − t/T)^power (+ eta_min); ``warmup_poly``: linear factor warmup_start_factor -> 1 over
     ``warmup_iters``, then poly over the rest; ``onecycle``: lr/div_factor -> lr (cosine) over the first
-    ``pct_start``·T, then cosine to lr/div_factor/final_div_factor; ``constant``.
+    ``pct_start``·T, then cosine to lr/div_factor/final_div_factor; ``constant``; ``cosine``: from lr to
+    eta_min over T, no warm-up (CAT-Seg).
     """
 
-    type: Literal["poly", "warmup_poly", "onecycle", "constant"] = "poly"
+    type: Literal["poly", "warmup_poly", "onecycle", "constant", "cosine"] = "poly"
     power: float = 0.9
     eta_min: float = 0.0
     warmup_iters: int = 0

@@ -18,16 +18,21 @@ def validate(cfg: RunConfig) -> None:
     else:
         from ..models.presets import PRESETS
 
-        if m.preset is None:
+        if m.method == "catseg":
+            from ..models.catseg import CATSEG_PRESETS
+
+            if m.preset not in CATSEG_PRESETS:
+                raise key_error("model.preset", f"method catseg needs one of {', '.join(CATSEG_PRESETS)}")
+        elif m.preset is None:
             raise key_error(
                 "model.preset", f"required for method {m.method!r} (e.g. {m.method}-dinov2-l), or set tiny: true"
             )
-        if m.preset not in PRESETS:
+        elif m.preset not in PRESETS:
             close = difflib.get_close_matches(m.preset, list(PRESETS), n=3)
             raise key_error(
                 "model.preset", f"unknown preset {m.preset!r}" + (f"; close: {', '.join(close)}" if close else "")
             )
-        if PRESETS[m.preset]["method"] != m.method:
+        elif PRESETS[m.preset]["method"] != m.method:
             raise key_error(
                 "model.method",
                 f"{m.method!r} does not match preset {m.preset!r} (method {PRESETS[m.preset]['method']!r})",
@@ -76,7 +81,7 @@ def validate(cfg: RunConfig) -> None:
                 f"{v.dataset} has {DATASETS[v.dataset].num_classes} classes, the model "
                 f"{m.num_classes}; only open-vocabulary methods (vocab:) can evaluate it",
             )
-        if v.vocab is not None and m.method != "vireo":
+        if v.vocab is not None and m.method not in ("vireo", "catseg"):
             raise key_error(f"{key}.vocab", f"vocabularies need a text-classifier method (vireo), not {m.method!r}")
 
     o = cfg.optim

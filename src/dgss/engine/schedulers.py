@@ -46,7 +46,7 @@ class LRSchedule:
     final_div_factor: float = 10.0
 
     def __post_init__(self):
-        if self.type not in ("poly", "warmup_poly", "onecycle", "constant"):
+        if self.type not in ("poly", "warmup_poly", "onecycle", "constant", "cosine"):
             raise ValueError(f"unknown schedule type {self.type!r}")
         if self.total_iters < 1:
             raise ValueError("total_iters must be >= 1")
@@ -67,6 +67,9 @@ class LRSchedule:
             return self.base_lr
         if self.type == "poly":
             return self._poly(t, 0)
+        if self.type == "cosine":
+            frac = min(t, self.total_iters) / self.total_iters
+            return self.eta_min + (self.base_lr - self.eta_min) * (1.0 + math.cos(math.pi * frac)) / 2.0
         if self.type == "warmup_poly":
             if t < self.warmup_iters:
                 s = self.warmup_start_factor

@@ -140,9 +140,12 @@ def build_model(cfg: RunConfig, *, load_weights: bool = True, initialize_adapter
     if not load_weights:
         return model
     w = cfg.weights
-    load_frozen_weights(model, {"encoder": w.encoder, "depth_encoder": w.depth_encoder}, random=w.random)
+    if cfg.model.method == "catseg":  # both CLIP towers from one OpenAI file (weights.encoder), or random
+        model.load_clip_weights(w.encoder, random=w.random)
+    else:
+        load_frozen_weights(model, {"encoder": w.encoder, "depth_encoder": w.depth_encoder}, random=w.random)
     model.check_frozen_weights()
-    if model.cfg.text is not None:
+    if cfg.model.method != "catseg" and model.cfg.text is not None:
         from ..backbones.clip_text import build_text_encoder
 
         text_encoder = build_text_encoder(model.cfg.text.clip, w.text_encoder, random_seed=0 if w.random else None)

@@ -9,8 +9,12 @@ from ..errors import FrozenWeightsError
 from .segmentor import Segmentor, SegmentorConfig
 
 
-def build_model(cfg: SegmentorConfig) -> Segmentor:
+def build_model(cfg: SegmentorConfig):
     """Build the segmentor a config describes (random weights; load frozen weights before real use)."""
+    from .catseg import CATSeg, CatSegConfig
+
+    if isinstance(cfg, CatSegConfig):
+        return CATSeg(cfg)
     return Segmentor(cfg)
 
 

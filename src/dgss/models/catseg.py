@@ -235,6 +235,21 @@ class CATSeg(nn.Module):
     def check_adapter_initialized(self) -> None:
         """Trainer hook of the Segmentor interface: CAT-Seg has no adapter to initialise."""
 
+    def initialize_adapter(self, seed: int = 0) -> None:
+        """Trainer hook of the Segmentor interface: nothing is derived from the frozen weights."""
+
+    def load_clip_weights(self, source: str | None, *, random: bool = False) -> None:
+        """The run config's CLIP source: a file / ``hf-hub:`` id (both towers), or random weights on purpose."""
+        if random:
+            self.clip_source = {"random": True}
+        elif not source:
+            raise ClipWeightsError(
+                f"{self.cfg.name}: no CLIP weights: set weights.encoder to the OpenAI file (ViT-L-14-336px.pt for "
+                "catseg-clip-l, ViT-B-16.pt for catseg-clip-b)"
+            )
+        else:
+            self.load_clip(source)
+
     def check_frozen_weights(self) -> None:
         """Refuse to run for real with CLIP towers that were never loaded (:meth:`load_clip`)."""
         if self.clip_source is None:
