@@ -99,8 +99,6 @@ def validate(cfg: RunConfig) -> None:
         raise key_error("ema.momentum", f"must be in (0, 1], got {e.momentum}")
     if e.begin_iter < 0:
         raise key_error("ema.begin_iter", f"must be >= 0, got {e.begin_iter}")
-    if e.enabled and e.begin_iter >= cfg.train.max_iters:
-        raise key_error("ema.begin_iter", f"must be smaller than train.max_iters ({cfg.train.max_iters})")
     s = cfg.schedule
     if s.type == "warmup_poly" and s.warmup_iters < 1:
         raise key_error("schedule.warmup_iters", "warmup_poly needs warmup_iters >= 1")
