@@ -79,8 +79,16 @@ def test_run_config_trains_catseg_end_to_end(tmp_path):
     )
     out = run_training(cfg, progress=False)
     assert out["iteration"] == 2 and "mean_mIoU" in out["val"]
-    tensors, meta = read_checkpoint(tmp_path / "run" / "iter_000002.safetensors")
+    path = tmp_path / "run" / "iter_000002.safetensors"
+    tensors, meta = read_checkpoint(path)
     assert meta["method"] == "catseg" and "aggregator.conv1.weight" in tensors
+    from dgss.models.checkpoint import load_checkpoint
+
+    model = load_checkpoint(path, random_frozen=True)  # the recorded random CLIP towers + trained tensors
+    assert model.vocab[0] == "road" and model.num_classes == 19
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in tensors.items())
+    again = load_checkpoint(path, random_frozen=True)
+    assert all(torch.equal(again.state_dict()[k], v) for k, v in model.state_dict().items())
 
 
 def test_cosine_schedule_runs_to_zero_without_warmup():

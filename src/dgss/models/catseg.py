@@ -241,7 +241,7 @@ class CATSeg(nn.Module):
     def load_clip_weights(self, source: str | None, *, random: bool = False) -> None:
         """The run config's CLIP source: a file / ``hf-hub:`` id (both towers), or random weights on purpose."""
         if random:
-            self.clip_source = {"random": True}
+            self.randomize_clip(seed=0)
         elif not source:
             raise ClipWeightsError(
                 f"{self.cfg.name}: no CLIP weights: set weights.encoder to the OpenAI file (ViT-L-14-336px.pt for "
@@ -303,6 +303,16 @@ class CATSeg(nn.Module):
         self.clip_source = {"file": str(source), "sha256": sha256_file(path)}
         self._text_cache = None
         return self
+
+    def randomize_clip(self, seed: int = 0) -> None:
+        """Reproducible random CLIP towers (tests, smoke runs; recorded, so a checkpoint can rebuild them)."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            visual, text = DenseClipVisual(self.cfg.vision), TrainableClipText(self.cfg.text)
+        self.clip_visual.load_state_dict(visual.state_dict())
+        self.clip_text.load_state_dict(text.state_dict())
+        self.clip_source = {"random": True, "seed": seed}
+        self._text_cache = None
 
     # ------------------------------------------------------------------ text
     def set_vocabulary(self, names) -> None:
@@ -426,6 +436,42 @@ class CATSeg(nn.Module):
                 fused = (folded + glob) / 2
                 out[b, k0 : k0 + k] = F.interpolate(fused, size=(H, W), mode="bilinear", align_corners=False)[0]
         return out
+
+
+def load_catseg_checkpoint(
+    tensors: dict[str, torch.Tensor],
+    meta: dict,
+    *,
+    clip: str | None = None,
+    random_clip: bool = False,
+    origin: str = "checkpoint",
+    allow_hash_mismatch: bool = False,
+) -> CATSeg:
+    """Rebuild a CAT-Seg model from a dgss checkpoint's tensors and metadata: CLIP from ``clip`` or the recorded
+    file (its SHA-256 must match), or the recorded random towers; then the trained tensors, strictly."""
+    from ..errors import CheckpointError
+
+    model = CATSeg(CatSegConfig.from_dict(meta["config"]))
+    rec = (meta.get("frozen_sources") or {}).get("clip") or {}
+    if random_clip or rec.get("random"):
+        if not random_clip:
+            raise ClipWeightsError(f"{origin} was trained with random CLIP towers: load it with random frozen weights")
+        model.randomize_clip(seed=int(rec.get("seed", 0)))
+    else:
+        source = clip or rec.get("file")
+        if not source:
+            raise ClipWeightsError(f"{origin}: no CLIP file recorded: pass the OpenAI CLIP file explicitly")
+        model.load_clip(source)
+        want, got = rec.get("sha256"), (model.clip_source or {}).get("sha256")
+        if want and want != got and not allow_hash_mismatch:
+            raise ClipWeightsError(f"{origin} was trained with CLIP {rec.get('file')} ({want[:12]}...), not {source}")
+    expected = model.trainable_state_dict()
+    bad = sorted(set(expected) ^ set(tensors)) or sorted(k for k in expected if expected[k].shape != tensors[k].shape)
+    if bad:
+        raise CheckpointError(f"{origin} does not fit {model.cfg.name}: first mismatching tensor {bad[0]!r}")
+    model.load_state_dict(tensors, strict=False)
+    model._text_cache = None
+    return model
 
 
 def check_state(target: dict, given: dict, origin: str, prefix: str, model: str) -> None:

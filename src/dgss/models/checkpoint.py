@@ -101,6 +101,17 @@ def load_checkpoint(
     ``random_frozen`` keeps random frozen weights (tests only; such a model says so).
     """
     tensors, meta = read_checkpoint(path)
+    if meta.get("method") == "catseg":  # CLIP towers (file or recorded random) + trained tensors
+        from .catseg import load_catseg_checkpoint
+
+        return load_catseg_checkpoint(  # type: ignore[return-value]
+            tensors,
+            meta,
+            clip=(frozen_weights or {}).get("encoder"),
+            random_clip=random_frozen,
+            origin=str(path),
+            allow_hash_mismatch=allow_frozen_hash_mismatch,
+        )
     from .build import build_model
 
     model = build_model(SegmentorConfig.from_dict(meta["config"]))
