@@ -542,3 +542,22 @@ def test_convert_command_imports_a_released_checkpoint(tmp_path):
     assert meta["method"] == "catseg" and CatSegConfig.from_dict(meta["config"]).name == "catseg-tiny"
     trained = src.trainable_state_dict()
     assert set(tensors) == set(trained) and all(torch.equal(tensors[k], v) for k, v in trained.items())
+
+
+def test_prompts_use_the_first_synonym_and_keep_bare_commas():
+    from dgss.models.catseg import TEMPLATE, class_prompts
+
+    names = ("bicycle, motorcycle", "person with clothes,people,human")
+    assert class_prompts(names, TEMPLATE, "first") == (
+        ["A photo of a bicycle in the scene", "A photo of a person with clothes,people,human in the scene"],
+        [0, 1],
+    )
+    prompts, owner = class_prompts(names, TEMPLATE, "mean")
+    assert len(prompts) == 3 and owner == [0, 0, 1]
+    m = tiny(names, synonyms="mean").eval()
+    with torch.no_grad():
+        e = F.normalize(m.clip_text(m._tokens), dim=-1)
+        assert torch.allclose(m.encode_text()[0, 0], F.normalize(e[:2].mean(0), dim=0), atol=1e-6)
+        m.cfg.synonyms = "first"
+        m.set_vocabulary(list(names))
+        assert torch.allclose(m.encode_text()[0, 0], e[0], atol=1e-6)
