@@ -157,3 +157,26 @@ def test_tiny_vireo_trains_with_prior_loss_and_reloads(tmp_path):
     assert sorted(rows) == [1, 2, 3, 4] and all(r["loss_prior"] > 0 for r in rows.values())
     model = load_checkpoint(work / "iter_000004.safetensors", random_frozen=True)
     assert model.vocab[0] == "road" and model.num_classes == 19
+
+
+def test_packaged_configs_by_name_list_show_and_train(capsys, tmp_path):
+    """`dgss configs list/show` print the configs that ship in the package; `dgss train NAME` takes a packaged
+    name (stem or group/stem) as well as a path; an unknown name gets one line with close matches."""
+    from dgss.cli import main
+    from dgss.config import find_configs, packaged_config
+
+    shipped = sorted(CONFIGS.rglob("*.yaml"))
+    assert sorted(find_configs().values()) == shipped
+    assert main(["configs", "list", "acdc"]) == 0
+    listed = [line.split()[0] for line in capsys.readouterr().out.splitlines() if "/" in line.split(" ")[0]]
+    assert listed == sorted(f"{p.parent.name}/{p.stem}" for p in shipped if "acdc" in p.stem)
+    assert main(["configs", "show", "rein/gta2citys_rein_dinov2-l"]) == 0
+    assert capsys.readouterr().out == (CONFIGS / "rein" / "gta2citys_rein_dinov2-l.yaml").read_text()
+    assert packaged_config("rein_synthetic") == CONFIGS / "tiny" / "rein_synthetic.yaml"
+    assert main(["train", "rein_synthetic", "--print-config", "--work-dir", str(tmp_path / "w")]) == 0
+    assert "name: tiny_rein_synthetic" in capsys.readouterr().out
+    assert main(["train", "gta2citys_rein_dinov2_l"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not the name of a packaged config" in err and "gta2citys_rein_dinov2-l" in err
+    assert main(["train", str(tmp_path / "missing.yaml")]) == 2
+    assert "config file not found:" in capsys.readouterr().err
