@@ -985,6 +985,30 @@ MUTANTS: tuple[Mutant, ...] = (
         "reference inference sums overlapping crops instead of averaging",
         (_C + "test_reference_inference_equals_explicit_four_crops_and_global_view",),
     ),
+    M(
+        "catseg-last-synonym",
+        "src/dgss/models/catseg.py",
+        'for p in parts[:1] if synonyms == "first" else parts:',
+        'for p in parts[-1:] if synonyms == "first" else parts:',
+        "prompts use the last synonym instead of the first",
+        (_C + "test_prompts_use_the_first_synonym_and_keep_bare_commas",),
+    ),
+    M(
+        "catseg-cosine-lr-rising",
+        "src/dgss/engine/schedulers.py",
+        "return self.eta_min + (self.base_lr - self.eta_min) * (1.0 + math.cos(math.pi * frac)) / 2.0",
+        "return self.eta_min + (self.base_lr - self.eta_min) * (1.0 - math.cos(math.pi * frac)) / 2.0",
+        "cosine learning rate rises from 0 instead of falling to 0",
+        ("tests/engine/test_catseg_trainer.py::test_cosine_schedule_runs_to_zero_without_warmup",),
+    ),
+    M(
+        "catseg-position-grid-not-resized",
+        "src/dgss/backbones/clip_dense.py",
+        "if grid == (g, g):",
+        "if True:",
+        "ViT-B/16 position embeddings not resized to the 24x24 token grid",
+        (_C + "test_position_grid_resized_bicubically_for_vit_b_layout",),
+    ),
     # ================================================================ SoMA (adapters/soma.py)
     M(
         "soma-major-components",
