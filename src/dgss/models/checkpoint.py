@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from safetensors import SafetensorError
@@ -21,11 +22,14 @@ from ..errors import CheckpointError, FrozenWeightsError
 from ..files import atomic_write
 from .segmentor import Segmentor, SegmentorConfig
 
+if TYPE_CHECKING:
+    from .catseg import CATSeg
+
 FORMAT = "dgss/1"
 
 
 def save_checkpoint(
-    model: Segmentor, path: str | os.PathLike, *, iteration: int = 0, extra: dict | None = None
+    model: Segmentor | CATSeg, path: str | os.PathLike, *, iteration: int = 0, extra: dict | None = None
 ) -> Path:
     """Write the trained weights + config of ``model`` to ``path`` (a ``.safetensors`` file)."""
     path = Path(path)
