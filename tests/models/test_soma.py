@@ -325,11 +325,14 @@ def test_reference_import_round_trip_and_frozen_checks(tmp_path):
     assert all(torch.equal(back[k], ref[k]) for k in back)
     loaded = load_checkpoint(out, frozen_weights={"encoder": str(enc)})
     assert loaded.adapter.initialized
-    raw_out = import_reference(
-        tmp_path / "soma_best.pth", tmp_path / "raw.safetensors", str(cfg_file), str(enc), raw=True
-    )
+    raw_out = tmp_path / "raw.safetensors"  # through the CLI: --raw takes the ema_state_dict
+    args = ["--model", str(cfg_file), "--encoder-weights", str(enc), "--raw"]
+    assert main(["convert", str(tmp_path / "soma_best.pth"), str(raw_out), *args]) == 0
     k = "adapter.blocks.2.attn.qkv.lora_A"
-    assert torch.equal(read_checkpoint(raw_out)[0][k], sd[k] + 1)  # --raw: the ema_state_dict
+    assert torch.equal(read_checkpoint(raw_out)[0][k], sd[k] + 1)
+    assert main(["convert", str(out), str(tmp_path / "back.pth"), "--to", "reference"]) == 0
+    exported = torch.load(tmp_path / "back.pth", weights_only=True)["state_dict"]
+    assert all(torch.equal(exported[k], ref[k]) for k in exported) and set(exported) < set(ref)
     # wrong frozen biases: refused by name
     bad = dict(ref)
     bad["backbone.model.blocks.0.norm1.bias"] = ref["backbone.model.blocks.0.norm1.bias"] + 1e-3
@@ -363,3 +366,33 @@ def test_run_config_with_random_frozen_weights_initialises_from_them():
     W = m.encoder.blocks[1].attn.proj.weight.detach().double().numpy()
     S = np.linalg.svd(W, compute_uv=False)
     np.testing.assert_allclose(np.linalg.norm((t.init_B[0] @ t.init_A[0]).double().numpy(), 2), S[-R], rtol=1e-6)
+
+
+def test_params_prints_both_counts(capsys):
+    assert main(["params", "soma-dinov2-l"]) == 0
+    out = capsys.readouterr().out
+    assert "dgss 4,866,048; reference rule 4,867,072 (+1,024 mask_token)" in out
+    assert "25,431,252" in out and "init_A/init_B (not parameters): 4,718,592" in out
+
+
+@pytest.mark.skipif("dinov3-s" not in ENCODERS, reason="no DINOv3 in the zoo")
+def test_dinov3_attention_biases_substitute_and_init_is_exact():
+    """DINOv3's attention keeps q/v biases itself (no k bias) and reads qkv.weight functionally."""
+    soma, freeze = _tiny(encoder="dinov3-s"), tiny_segmentor("freeze", encoder="dinov3-s")
+    with torch.no_grad():
+        for p in soma.encoder.parameters():
+            if p.ndim == 1:  # order-one biases and norms (the random init leaves biases at 0)
+                p.uniform_(-1, 1, generator=torch.Generator().manual_seed(p.numel()))
+    freeze.encoder.load_state_dict(soma.encoder.state_dict())
+    freeze.head.load_state_dict(soma.head.state_dict())
+    soma.initialize_adapter()
+    t = soma.adapter.target(1, "attn.qkv")
+    assert torch.equal(t.q_bias, soma.encoder.blocks[1].attn.q_bias) and not hasattr(t, "k_bias")
+    x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    soma.eval(), freeze.eval()
+    with torch.no_grad():
+        a, b = soma.extract_features(x), freeze.extract_features(x)
+        assert all(torch.equal(u, v) for u, v in zip(a, b, strict=True))
+        t.v_bias.add_(1.0)
+        c = soma.extract_features(x)
+    assert not torch.equal(c[-1], a[-1])
