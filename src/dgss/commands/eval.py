@@ -59,15 +59,18 @@ def evaluate_model(
     """Evaluate on each dataset (all its domains); returns {dataset: DomainMetrics}. ``context``: the
     per-image context of :func:`dgss.engine.backends.configure_inference` (overrides ``precision``)."""
     results = {}
-    open_vocab = model.cfg.text is not None and model.cfg.text.classifier == "text"
+    own_text = hasattr(model, "encode_text")  # CAT-Seg: its own (fine-tuned) text tower, any vocabulary
+    open_vocab = own_text or (model.cfg.text is not None and model.cfg.text.classifier == "text")
     text_encoder = None
-    if open_vocab and clip_weights:  # loaded once, used for every dataset's vocabulary
+    if open_vocab and clip_weights and not own_text:  # loaded once, used for every dataset's vocabulary
         from ..backbones.clip_text import build_text_encoder
 
         text_encoder = build_text_encoder(model.cfg.text.clip, clip_weights)
     for name, root in data:
         ds = SegDataset.from_root(name, root, split, conditions if name in ("acdc", "deliver") else None)
-        if open_vocab:
+        if own_text:
+            model.set_vocabulary(DATASET_VOCAB.get(name) or list(ds.info.vocab))
+        elif open_vocab:
             from ..models.vireo import use_vocabulary
 
             # folder datasets: their classes.yaml names + synonyms
