@@ -127,6 +127,7 @@ SOMA_REFERENCE_MODE = (_SO + "test_reference_mode_uses_a_random_linear_and_no_sn
 _EM = "tests/engine/test_ema.py::"
 EMA_FORMULA = (_EM + "test_ema_copies_before_begin_then_follows_the_formula_at_order_one",)
 EMA_RESUME = (_EM + "test_resume_with_ema_is_exact_and_saved_weights_are_the_ema",)
+EVAL_PROTOCOL = (_EM + "test_soma_protocol_sets_the_cityscapes_test_box",)
 WD_SCHEDULE = (
     _EM + "test_weight_decay_cosine_published_values",
     _EM + "test_weight_decay_schedule_at_order_one_through_the_scheduler",
@@ -1139,5 +1140,13 @@ MUTANTS: tuple[Mutant, ...] = (
         'g["weight_decay"] = self.wd_schedule.wd_at(t, g["weight_decay"])',
         "weight decay annealed from the last value instead of the group's base",
         WD_SCHEDULE,
+    ),
+    M(
+        "eval-protocol-ignored",
+        "src/dgss/engine/trainer.py",
+        "box = v.resize or EVAL_PROTOCOLS[self.cfg.data.protocol].get(info.name)",
+        "box = v.resize",
+        "data.protocol soma does not change the test boxes",
+        EVAL_PROTOCOL,
     ),
 )

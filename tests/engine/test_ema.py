@@ -215,3 +215,28 @@ def test_uninitialised_soma_refuses_to_train(tmp_path):
 def test_config_errors_name_the_key(override, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         load_config(TINY, [override])
+
+
+@pytest.mark.parametrize("protocol, want", [("soma", (2048, 1024)), ("dg", None)])
+def test_soma_protocol_sets_the_cityscapes_test_box(tmp_path, monkeypatch, protocol, want):
+    """data.protocol soma: Cityscapes val fitted into 2048x1024 (the default protocol leaves it to EVAL_RESIZE,
+    1024x512); an explicit resize of a target still wins."""
+    import dgss.engine.evaluator as ev
+    from dgss.engine.distributed import DistContext
+    from dgss.engine.trainer import Validator
+    from dgss.testing import tiny_segmentor, write_cityscapes_scenes
+
+    write_cityscapes_scenes(tmp_path / "cs", n=1)
+    seen = []
+    monkeypatch.setattr(ev, "evaluate", lambda predict, ds, *, resize=None, **kw: seen.append(resize))
+    cfg = load_config(
+        TINY,
+        [
+            f"data.protocol={protocol}",
+            f"data.val=[{{dataset: cityscapes, root: {tmp_path / 'cs'}}}, "
+            f"{{dataset: cityscapes, root: {tmp_path / 'cs'}, resize: [640, 320]}}]",
+        ],
+    )
+    model = tiny_segmentor("rein")
+    Validator(cfg, model, DistContext())(model)
+    assert [None if r is None else r.box for r in seen] == [want, (640, 320)]
