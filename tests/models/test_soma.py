@@ -396,3 +396,32 @@ def test_dinov3_attention_biases_substitute_and_init_is_exact():
         t.v_bias.add_(1.0)
         c = soma.extract_features(x)
     assert not torch.equal(c[-1], a[-1])
+
+
+def test_shipped_recipes_and_parameter_groups():
+    """The release's recipe (docs/methods/soma.md): groups by the longest-key rule on the real-size model."""
+    from pathlib import Path
+
+    from dgss.config import load_config, segmentor_config_from
+    from dgss.engine.optim import assign_params
+    from dgss.models.build import build_model
+
+    root = Path(__file__).resolve().parents[2] / "src" / "dgss" / "configs" / "soma"
+    g2c = load_config(root / "gta2citys_soma_dinov2-l.yaml")
+    c2bm = load_config(root / "citys2bm_soma_dinov2-l.yaml")
+    acdc = load_config(root / "citys2acdc_soma_dinov2-l_1024.yaml")
+    assert (g2c.data.train.batch_size, c2bm.data.train.batch_size, acdc.data.train.batch_size) == (4, 8, 2)
+    assert (g2c.ema.begin_iter, c2bm.ema.begin_iter, acdc.ema.begin_iter) == (12000, 20000, 20000)
+    assert all(c.ema.enabled and c.ema.momentum == 2e-4 and c.data.protocol == "soma" for c in (g2c, c2bm, acdc))
+    assert (g2c.schedule.type, c2bm.schedule.warmup_iters, acdc.schedule.warmup_iters) == ("poly", 1500, 10000)
+    wd = g2c.optim.weight_decay_schedule
+    assert (wd.type, wd.eta_min, wd.include_zero_groups) == ("cosine", 1e-5, True)
+    assert segmentor_config_from(acdc.model).encoder.img_size == 1024
+    with torch.device("meta"):
+        model = build_model(segmentor_config_from(g2c.model))
+    rules = {a.name: (a.lr_mult, a.decay_mult) for a in assign_params(model, g2c.optim.param_rules)}
+    adapter = {k: v for k, v in rules.items() if k.startswith("adapter.")}
+    assert len(adapter) == 16 * 4 * 3 and set(adapter.values()) == {(0.5, 1.0)}  # factors and bias copies
+    for k in ("head.query_embed.weight", "head.query_feat.weight", "head.level_embed.weight"):
+        assert rules[k] == (1.0, 0.0), k
+    assert all(v == (1.0, 0.0) for k, v in rules.items() if "norm" in k and not k.startswith("adapter."))
