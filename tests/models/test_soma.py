@@ -425,3 +425,22 @@ def test_shipped_recipes_and_parameter_groups():
     for k in ("head.query_embed.weight", "head.query_feat.weight", "head.level_embed.weight"):
         assert rules[k] == (1.0, 0.0), k
     assert all(v == (1.0, 0.0) for k, v in rules.items() if "norm" in k and not k.startswith("adapter."))
+
+
+def test_minor_alignment_diagnostic():
+    """1 for factors from the loaded W's minor components; near chance (r / in) for the reference mode's
+    random minor components (the check to run on a released file)."""
+    from dgss.backbones.weights import mark_random
+    from dgss.models.segmentor import Segmentor
+    from dgss.models.tiny import tiny_segmentor_config
+
+    m = _initialised()
+    got = m.adapter.minor_alignment(m.encoder)
+    assert len(got) == 3 * 6 and all(abs(v - 1) < 1e-6 for v in got.values())
+    cfg = tiny_segmentor_config("soma")
+    cfg.adapter = type(cfg.adapter)(**{**cfg.adapter.__dict__, "init": "reference"})
+    ref = Segmentor(cfg)
+    mark_random(ref.encoder, seed=0)
+    ref.initialize_adapter(seed=3)
+    vals = list(ref.adapter.minor_alignment(ref.encoder).values())
+    assert sum(vals) / len(vals) < 0.25  # chance: r / in = 4/64 (q, k, v, proj, fc1) and 4/256 (fc2)

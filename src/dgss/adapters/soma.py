@@ -268,6 +268,26 @@ class SoMAAdapter(BlockAdapter):
         self._cache.clear()
         return self.init_record
 
+    @torch.no_grad()
+    def minor_alignment(self, encoder) -> dict[str, float]:
+        """Diagnostic: per target (and row block), the mean squared cosine of the principal angles between
+        the row space of ``lora_A`` and the r minor right-singular vectors of the encoder's W (float64).
+        1 = the method's subspace; about r / in = chance (what released factors trained from random minor
+        components would show). Keys ``<layer>.<target>[<j>]``."""
+        out = {}
+        r = self.cfg.rank
+        for layer in self.cfg.layers:
+            blk = encoder.blocks[layer]
+            for target in self.cfg.targets:
+                t = self.target(layer, target)
+                weight = blk.get_submodule(target).weight.detach().to(torch.float64)
+                n = t.lora_A.shape[0]
+                for j, w in enumerate(weight.chunk(n)):
+                    minor = torch.linalg.svd(w, full_matrices=False)[2][-r:]  # (r, in), orthonormal rows
+                    q = torch.linalg.qr(t.lora_A[j].detach().to(torch.float64).T).Q  # (in, r)
+                    out[f"{layer}.{target}[{j}]"] = float((minor @ q).square().sum() / r)
+        return out
+
     # ------------------------------------------------------------------ merged weights
     def merged(self, encoder, layer: int) -> list[tuple[nn.Module, str, torch.Tensor]]:
         """(module, attribute, tensor) substitutions of block ``layer``: W' for every target, b' for its biases."""
