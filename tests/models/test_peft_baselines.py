@@ -96,6 +96,9 @@ EXPECTED = {  # backbone-internal trainable parameters (baselines.md §2-4, §8;
     "vpt-dinov2-l": 3_686_400,
     "vpt-eva02-l": 3_686_400,
     "vpt-clip-l": 3_686_400,
+    "lora-dinov3-l": 786_432,  # fused qkv as DINOv2-L (the DINOv3 integration notes)
+    "adaptformer-dinov3-l": 3_171_840,
+    "vpt-dinov3-l": 3_686_400,
 }
 
 
@@ -120,6 +123,11 @@ def test_every_encoder_has_its_peft_presets():
         "eva02-l",
         "clip-l",
         "sam-h",
+        "dinov3-s",
+        "dinov3-sp",
+        "dinov3-b",
+        "dinov3-l",
+        "dinov3-hp",
     }
 
 
