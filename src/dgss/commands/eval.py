@@ -55,9 +55,14 @@ def evaluate_model(
     resize: tuple[int, int] | None = None,
     precision: str = "fp32",
     context=None,
+    protocol: str = "dg",
 ):
     """Evaluate on each dataset (all its domains); returns {dataset: DomainMetrics}. ``context``: the
-    per-image context of :func:`dgss.engine.backends.configure_inference` (overrides ``precision``)."""
+    per-image context of :func:`dgss.engine.backends.configure_inference` (overrides ``precision``).
+    ``protocol``: a name of :data:`dgss.config.schema.EVAL_PROTOCOLS` (``soma``: Cityscapes and Mapillary
+    fit 2048x1024); ``resize`` wins over it."""
+    from ..config.schema import EVAL_PROTOCOLS
+
     results = {}
     own_text = hasattr(model, "encode_text")  # CAT-Seg: its own (fine-tuned) text tower, any vocabulary
     open_vocab = own_text or (model.cfg.text is not None and model.cfg.text.classifier == "text")
@@ -89,13 +94,14 @@ def evaluate_model(
                 return model.slide_inference(x).float()
 
         key = ds.domains[0].split("/")[0] if name == "folder" else name  # folder datasets: their classes.yaml name
+        box = resize or EVAL_PROTOCOLS[protocol].get(name)
         results[key] = evaluate(
             predict_logits,
             ds,
             metrics=metrics,
             device=device,
             progress=progress,
-            resize=EvalResize(cast("tuple[int, int]", tuple(resize))) if resize else None,
+            resize=EvalResize(cast("tuple[int, int]", tuple(box))) if box else None,
         )
     return results
 
@@ -135,6 +141,7 @@ def run(args: argparse.Namespace) -> int:
         resize=args.resize,
         precision=args.precision,
         context=ctx,
+        protocol=args.protocol,
     )
     for name, metrics in results.items():
         summary = metrics.summary()
@@ -155,6 +162,12 @@ def register(sub) -> None:
         "--data", nargs="+", required=True, metavar="DATASET=ROOT", help=f"datasets to evaluate ({', '.join(DATASETS)})"
     )
     p.add_argument("--split", default="val")
+    p.add_argument(
+        "--protocol",
+        choices=("dg", "soma"),
+        default="dg",
+        help="test boxes: dg (each dataset's own, as REIN) or soma (Cityscapes and Mapillary at 2048x1024)",
+    )
     p.add_argument("--conditions", nargs="*", help="ACDC / DELIVER conditions (default: all)")
     p.add_argument(
         "--resize",
