@@ -21,6 +21,8 @@ METHOD_TEXT = {
     "refinement decoder",
     "vireo": "Vireo (NeurIPS 2025): open-vocabulary DGSS with GeoText queries, a coarse mask prior and a CLIP text "
     "classifier; it segments any classes named in text",
+    "soma": "SoMA (CVPR 2025): the minor singular components of the frozen encoder's weights, trained (the "
+    "frozen weights stay as published)",
 }
 
 
