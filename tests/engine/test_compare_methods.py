@@ -145,3 +145,20 @@ def test_a_method_that_cannot_be_built_fails_before_any_training(tmp_path, monke
     opts = CompareOptions(iters=1, train_scenes=1, val_scenes=1, scene_size=(32, 64), crop=64, embed_dim=36)
     with pytest.raises(CompareError, match=r"'fada' cannot be built at this size: .*does not divide the width C = 36"):
         run_comparison("freeze,fada", tmp_path, opts, echo=lambda *a: None)
+
+
+def test_catseg_joins_the_comparison_with_its_tiny_model(tmp_path):
+    """`dgss demo --methods catseg,...`: CAT-Seg is accepted and its run config builds the tiny CAT-Seg
+    (frozen random CLIP towers, trained q/v and aggregator) under the same data, seed and schedule."""
+    from dgss.config import config_from_dict, segmentor_config_from
+    from dgss.models.catseg import CatSegConfig
+
+    cat, rein = parse_methods("catseg,rein")
+    assert cat.method == "catseg"
+    raw = method_run_config(cat, tmp_path / cat.slug, tmp_path / "data" / "cityscapes", TINY_OPTS)
+    other = method_run_config(rein, tmp_path / rein.slug, tmp_path / "data" / "cityscapes", TINY_OPTS)
+    for key in ("seed", "data", "optim", "schedule", "loss"):
+        assert raw[key] == other[key], key
+    cfg = config_from_dict(raw)
+    built = segmentor_config_from(cfg.model)
+    assert isinstance(built, CatSegConfig) and len(built.class_names) == 19

@@ -70,9 +70,10 @@ def known_encoders() -> tuple[str, ...]:
 
 
 def known_methods() -> tuple[str, ...]:
+    """The segmentor methods and CAT-Seg (tiny: ``catseg-tiny``, the open-vocabulary competitor)."""
     from ..config import METHODS
 
-    return tuple(METHODS)
+    return (*METHODS, "catseg")
 
 
 def parse_methods(text: str | list[str]) -> list[MethodSpec]:
