@@ -264,7 +264,6 @@ class SegmentorConfig:
         if self.depth_layer_map is not None:
             return self.depth_layer_map
         assert self.depth_encoder is not None  # asked for only when depth is in use
-        assert self.depth_encoder is not None  # asked for only when depth is in use
         Lv, Ld = self.encoder.depth, self.depth_encoder.depth
         return tuple(l * Ld // Lv for l in range(Lv))
 
@@ -456,7 +455,6 @@ class Segmentor(nn.Module):
 
     def depth_stream(self, x: torch.Tensor, grid: tuple[int, int]) -> DepthStream:
         """The frozen depth encoder on the same normalised input, under no-grad (see :class:`DepthStream`)."""
-        assert self.depth_encoder is not None  # called only when depth is in use
         assert self.depth_encoder is not None  # called only when depth is in use
         return DepthStream(self.depth_encoder, x, grid, self.depth_layer_map, interleave=self.cfg.depth_interleave)
 
