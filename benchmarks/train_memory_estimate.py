@@ -70,7 +70,8 @@ def build(method: str, variant: str, size: int, small: bool, fake: bool = False)
     from dgss.models.build import build_model
     from dgss.models.presets import preset_config
 
-    name = {"rein": "rein-dinov2-l", "depthforge": "depthforge-dinov2-l", "vireo": "vireo-dinov2-l"}[method]
+    # a method key (the DINOv2-L rows) or any preset name (e.g. rein-dinov3-l, soma-dinov2-l)
+    name = {"rein": "rein-dinov2-l", "depthforge": "depthforge-dinov2-l", "vireo": "vireo-dinov2-l"}.get(method, method)
     if small:
         name = {"rein": "rein-dinov2-s", "depthforge": "depthforge-dinov2-s-dav2s", "vireo": "vireo-dinov2-s"}[method]
     cfg = preset_config(name)
@@ -96,7 +97,10 @@ def build(method: str, variant: str, size: int, small: bool, fake: bool = False)
         cfg = dataclasses.replace(cfg, depth_encoder=cfg.depth_encoder.replace(img_size=size))
     if fake:  # built on the meta device; the caller gives it fake storage (timm's init reads values)
         with torch.device("meta"):
-            return build_model(cfg)
+            model = build_model(cfg)
+        if getattr(model.adapter, "initialized", True) is False:  # SoMA: no SVD of fake tensors; memory
+            model.adapter.initialized = True  # does not depend on the factor values
+        return model
     model = build_model(cfg)
     set_random_vocabulary(model)
     return model
@@ -266,7 +270,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--size", type=int, default=512)
-    ap.add_argument("--methods", default="rein,depthforge,vireo")
+    ap.add_argument("--methods", default="rein,depthforge,vireo", help="method keys or preset names, e.g. soma-dinov3-l")
     ap.add_argument("--baselines", action="store_true", help="also the reference-like and issue-8 columns")
     ap.add_argument("--ablations", action="store_true", help="also each issue-15 switch turned off alone")
     ap.add_argument("--fits", action="store_true", help="also the largest batch for 12 / 16 / 24 GiB")

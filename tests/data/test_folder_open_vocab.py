@@ -102,6 +102,8 @@ def test_training_vocabulary_comes_from_classes_yaml(trained):
 @pytest.mark.learning
 @pytest.mark.e2e
 def test_evaluates_on_renamed_partly_disjoint_classes_better_than_chance(trained, tmp_path, capsys):
+    """Worst margins seen (AVX2 host, 1 thread, seed 0): shared-class mean IoU 21.3 points above chance, best
+    shared class 19.2 points above 3x chance."""
     _, b, ckpt, clip = trained
     out = tmp_path / "eval"
     assert (
