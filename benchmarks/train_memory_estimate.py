@@ -270,7 +270,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--size", type=int, default=512)
-    ap.add_argument("--methods", default="rein,depthforge,vireo", help="method keys or preset names, e.g. soma-dinov3-l")
+    ap.add_argument(
+        "--methods", default="rein,depthforge,vireo", help="method keys or preset names, e.g. soma-dinov3-l"
+    )
     ap.add_argument("--baselines", action="store_true", help="also the reference-like and issue-8 columns")
     ap.add_argument("--ablations", action="store_true", help="also each issue-15 switch turned off alone")
     ap.add_argument("--fits", action="store_true", help="also the largest batch for 12 / 16 / 24 GiB")
