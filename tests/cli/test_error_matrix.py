@@ -150,6 +150,8 @@ ROWS = [
     ("params-unknown", ["params", "dinov2-xxl"], ERR, ["dinov2-xxl"]),
     ("params-num-classes-0", ["params", "rein-dinov2-l", "--num-classes", "0"], ERR, ["--num-classes"]),
     ("params-clip-text", ["params", "clip-l-336-text"], 0, []),
+    ("configs-show-unknown", ["configs", "show", "gta2citys_rein_dinov2_l"], ERR, ["gta2citys_rein_dinov2-l"]),
+    ("configs-no-sub-verb", ["configs"], ERR, ["configs"]),
     # ---------------------------------------------------------------- train
     ("train-missing-config", ["train", "{in}/missing.yaml"], ERR, ["missing.yaml"]),
     ("train-empty-config", ["train", "{in}/empty.yaml"], ERR, ["empty.yaml"]),
@@ -657,12 +659,12 @@ def test_debug_shows_the_traceback(sandbox, capsys, monkeypatch):
 
 
 def test_unexpected_exception_is_reported_as_a_bug(capsys, monkeypatch):
-    import dgss.cli as cli
+    import dgss.commands.params as params
 
     def boom(args):
         raise ZeroDivisionError("division by zero")
 
-    monkeypatch.setattr(cli, "cmd_params", boom)
+    monkeypatch.setattr(params, "cmd_params", boom)
     code, err = run_cli(["params", "dinov2-l"], capsys)
     assert code == 1 and "Traceback" in err and "ZeroDivisionError" in err
     assert err.strip().splitlines()[-1].startswith("dgss params: internal error (ZeroDivisionError): this is a bug")
