@@ -13,8 +13,8 @@ Under each, the child process checks what dgss promises there:
   accuracy; where it refuses, ``onednn_fp32_matmul`` leaves the flag untouched;
 * ``--precision auto`` resolves to fp32 on the CPU, and bf16 is refused nowhere it is allowed;
 * the torch and ONNX Runtime int8 paths stay within their stated tolerance of fp32 (max |diff| 0.15 of the
-  per-class scores, labels >= 99 %). ONNX Runtime ignores the variables above and picks its own kernels: its
-  weights are 7-bit (``reduce_range``), so products are exact integers on every kernel, VNNI or not;
+  per-class scores, labels >= 99 %). ONNX Runtime ignores the variables above and picks its own kernels
+  (on CPUs without VNNI its u8 x s8 kernels saturate: see docs/testing.md);
 * the allocator tuning applies in a fresh process and can be switched off.
 """
 

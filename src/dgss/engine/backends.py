@@ -109,9 +109,7 @@ def onnx_model_file(model: Segmentor, precision: str, window: int, cache: Path |
         export_onnx(model, fp32, window=window)  # temporary file + rename inside
     if precision != "int8":
         return fp32
-    # 7-bit weights (reduce_range): u8 x s7 pair sums fit int16, so the AVX2 / AVX-512 kernels without VNNI
-    # (VPMADDUBSW, which saturates u8 x s8 pairs) give the same exact integer products as VNNI kernels
-    q = fp32.with_name(fp32.stem + "-int8r7.onnx")
+    q = fp32.with_name(fp32.stem + "-int8.onnx")
     if not q.exists():
         import logging
 
