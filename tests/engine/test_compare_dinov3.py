@@ -7,21 +7,10 @@ import json
 import pytest
 import torch
 
+from compare_options import TINY_OPTS
 from dgss.config import config_from_dict, segmentor_config_from
-from dgss.demo.compare import CompareOptions, MethodSpec, method_run_config, parse_methods, run_comparison
+from dgss.demo.compare import MethodSpec, method_run_config, parse_methods, run_comparison
 from dgss.errors import CompareError
-
-TINY_OPTS = CompareOptions(
-    iters=2,
-    train_scenes=3,
-    val_scenes=2,
-    batch_size=2,
-    crop=64,
-    embed_dim=32,
-    scene_size=(64, 128),
-    num_points=256,
-    threads=1,
-)
 
 
 def test_encoder_suffix_parsing():

@@ -10,22 +10,11 @@ import pytest
 import torch
 from PIL import Image
 
+from compare_options import TINY_OPTS
 from dgss.cli import main
 from dgss.config import config_from_dict, segmentor_config_from
 from dgss.demo.compare import CompareOptions, MethodSpec, method_run_config, parse_methods, run_comparison
 from dgss.errors import CompareError
-
-TINY_OPTS = CompareOptions(
-    iters=2,
-    train_scenes=3,
-    val_scenes=2,
-    batch_size=2,
-    crop=64,
-    embed_dim=32,
-    scene_size=(64, 128),
-    num_points=256,
-    threads=1,
-)
 
 
 def test_method_list_parsing_and_errors():
