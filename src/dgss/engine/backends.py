@@ -15,7 +15,8 @@ context every image runs in (``with ctx(): model.slide_inference(x)``):
   with fp32 is reported in docs/performance.md, not guaranteed;
 * ``onnxruntime`` + ``fp32`` / ``int8``: the window forward exported with ``dgss export`` (cached under
   ``$DGSS_CACHE_DIR/onnx``) and run by ONNX Runtime on the CPU; ``int8`` quantises the exported
-  graph's MatMul weights dynamically (onnxruntime.quantization);
+  graph's frozen-encoder MatMul weights dynamically to 7 bits (onnxruntime.quantization; exact integer
+  products on every CPU, see INT8_REDUCE_RANGE);
 * ``compile`` (torch backend): ``torch.compile`` of the window forward (inductor's on-disk cache
   keeps later processes from compiling again).
 
@@ -97,6 +98,43 @@ def model_fingerprint(model: Segmentor, window: int) -> str:
     return h.hexdigest()[:16]
 
 
+# ONNX Runtime int8: 7-bit weights (reduce_range), |w| <= 64. CPUs without VNNI multiply u8 x s8 with
+# VPMADDUBSW, which saturates a pair's sum at int16 (2 * 255 * 127 > 32767); with 7-bit weights every pair
+# fits (2 * 255 * 64 = 32640), so every kernel (AVX2, AVX-512, VNNI) gives the same exact integer products.
+INT8_REDUCE_RANGE = True
+
+
+def frozen_weight_nodes(model: Segmentor, onnx_file: Path) -> list[str]:
+    """Names of the MatMul / Gemm nodes of ``onnx_file`` whose weight is a frozen encoder's ``nn.Linear``
+    weight (the layers the torch int8 path quantises), found by content: the exporter renames and
+    transposes weights, the values stay."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    frozen: set[bytes] = set()
+    for module in model.frozen_modules().values():
+        for m in module.modules():
+            if isinstance(m, nn.Linear):
+                w = m.weight.detach().float().cpu()
+                for t in (w, w.t()):
+                    frozen.add(
+                        hashlib.sha256(
+                            np.ascontiguousarray(t.numpy()).tobytes() + str(tuple(t.shape)).encode()
+                        ).digest()
+                    )
+    graph = onnx.load(str(onnx_file)).graph
+    digests = {}
+    for init in graph.initializer:
+        a = np.ascontiguousarray(numpy_helper.to_array(init).astype(np.float32))
+        digests[init.name] = hashlib.sha256(a.tobytes() + str(a.shape).encode()).digest()
+    return [
+        n.name
+        for n in graph.node
+        if n.op_type in ("MatMul", "Gemm") and len(n.input) > 1 and digests.get(n.input[1]) in frozen
+    ]
+
+
 def onnx_model_file(model: Segmentor, precision: str, window: int, cache: Path | None = None) -> Path:
     """The exported (and for ``int8`` quantised) ONNX file of ``model``, from the cache when present."""
     from ..models.text_tables import cache_dir
@@ -109,12 +147,13 @@ def onnx_model_file(model: Segmentor, precision: str, window: int, cache: Path |
         export_onnx(model, fp32, window=window)  # temporary file + rename inside
     if precision != "int8":
         return fp32
-    q = fp32.with_name(fp32.stem + "-int8.onnx")
+    q = fp32.with_name(fp32.stem + "-int8w7.onnx")  # frozen Linear weights, 7-bit
     if not q.exists():
         import logging
 
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
+        nodes = frozen_weight_nodes(model, fp32)
         root_logger = logging.getLogger()
         level, root_logger.level = root_logger.level, logging.ERROR  # its advice to pre-process is not actionable here
         try:
@@ -125,7 +164,8 @@ def onnx_model_file(model: Segmentor, precision: str, window: int, cache: Path |
                     tmp,
                     weight_type=QuantType.QInt8,
                     op_types_to_quantize=["MatMul", "Gemm"],
-                    reduce_range=True,
+                    nodes_to_quantize=nodes,
+                    reduce_range=INT8_REDUCE_RANGE,
                 ),
                 durable=False,
                 suffix=".tmp.onnx",
