@@ -1149,4 +1149,20 @@ MUTANTS: tuple[Mutant, ...] = (
         "ViT-B/16 position embeddings not resized to the 24x24 token grid",
         (_C + "test_position_grid_resized_bicubically_for_vit_b_layout",),
     ),
+    M(
+        "ort-int8-8bit-weights",
+        "src/dgss/engine/backends.py",
+        "INT8_REDUCE_RANGE = True",
+        "INT8_REDUCE_RANGE = False",
+        "ONNX Runtime int8 with 8-bit weights: u8 x s8 pair sums saturate int16 on CPUs without VNNI",
+        ("tests/perf/test_inference_backends.py::test_int8_within_tolerance",),
+    ),
+    M(
+        "ort-int8-every-matmul",
+        "src/dgss/engine/backends.py",
+        "                    nodes_to_quantize=nodes,\n",
+        "",
+        "ONNX Runtime int8 quantises every MatMul / Gemm (the head too), not only the frozen Linear layers",
+        ("tests/perf/test_inference_backends.py::test_int8_within_tolerance",),
+    ),
 )
