@@ -99,6 +99,7 @@ LOSSES = (
 )
 METRICS = ("tests/test_metric_formulas.py", "tests/test_metrics.py")
 LABELS = ("tests/data/test_data_label_maps.py",)
+COCO_STUFF = ("tests/data/test_coco_stuff.py",)
 _T = "tests/data/test_data_transforms.py::"
 TRANSFORMS = (
     "tests/data/test_transform_pairs.py",
@@ -616,6 +617,22 @@ MUTANTS: tuple[Mutant, ...] = (
         "lut[np.asarray(ADE847_FULL_IDS)] = np.arange(1, 848, dtype=np.uint16)",
         "ADE-847 trainIds start at 1",
         LABELS,
+    ),
+    M(
+        "lm-coco-stuff-unused-ids-kept",
+        "src/dgss/data/label_maps.py",
+        "COCO_STUFF_ID_TO_TRAINID[_COCO_STUFF_USED_IDS] = ",
+        "COCO_STUFF_ID_TO_TRAINID[:171] = ",
+        "COCO-Stuff raw ids 0..170 taken as classes (the 11 unused ids not skipped)",
+        COCO_STUFF,
+    ),
+    M(
+        "lm-coco-stuff-bad-ids-ignored",
+        "src/dgss/data/label_maps.py",
+        "bad = _bad_values(label, 181, (IGNORE_INDEX,))",
+        "bad = _bad_values(label, 254, (IGNORE_INDEX,))",
+        "COCO-Stuff values 182..254 silently become ignore instead of failing",
+        COCO_STUFF,
     ),
     # ================================================================ data/transforms.py
     M(

@@ -113,7 +113,7 @@ def test_missing_split_dir_and_bad_input(capsys, dh, tmp_path, fixtures):
     code, lines, err = run_cli(capsys, "check", "kitti", str(cs))
     assert code == 2 and err.strip() == (
         "dgss data check: error: unknown dataset 'kitti'; known: cityscapes, gta5, "
-        "bdd100k, mapillary, acdc, deliver, ade150, ade847, folder"
+        "bdd100k, mapillary, acdc, deliver, ade150, ade847, coco_stuff, folder"
     )
     code, _, err = run_cli(capsys, "check", "cityscapes", str(tmp_path / "nope"))
     assert code == 2 and "does not exist" in err and "Traceback" not in err

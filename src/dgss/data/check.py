@@ -134,7 +134,7 @@ def check_dataset(
     """
     info = dataset_info(name)
     root_p = resolve_root(name, root)
-    rules = [r for s in (splits or (None,)) for r in pair_rules(name, s)]
+    rules = [r for s in (splits or (None,)) for r in pair_rules(name, s, root=root_p)]
     exp = {**info.splits, **dict(expected or {})}
     counts: dict[str, int] = {}
     problems: list[Problem] = []

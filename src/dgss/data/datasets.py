@@ -26,9 +26,10 @@ from PIL import Image
 from ..errors import DataError
 from . import label_maps as lm
 from .records import DatasetInfo, PairRule, SegSample
+from .vocab import builtin_vocabulary
 
 # Label formats: how a label file becomes a trainId map.
-LABEL_FORMATS = ("trainid", "deliver", "ade150", "ade847")
+LABEL_FORMATS = ("trainid", "deliver", "ade150", "ade847", "coco_stuff")
 
 
 _CS19 = lm.CITYSCAPES_CLASSES
@@ -69,6 +70,14 @@ DATASETS: dict[str, DatasetInfo] = {
     "ade847": DatasetInfo(
         "ade847", "ADE20K_2021_17_01", 847, lm.ADE847_IGNORE_INDEX, {"val": 2000}, needs_prepare=True
     ),
+    "coco_stuff": DatasetInfo(
+        "coco_stuff",
+        "coco-stuff",
+        171,
+        255,
+        {"train": 118287, "val": 5000},
+        class_names=builtin_vocabulary("coco_stuff").names,
+    ),
     # your own data (`dgss.data.folder`): classes, ignore index and domains come from ROOT/classes.yaml
     "folder": DatasetInfo("folder", "", 0, 255, {}),
 }
@@ -84,11 +93,59 @@ def dataset_info(name: str) -> DatasetInfo:
         raise DataError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}") from None
 
 
-def pair_rules(name: str, split: str | None = None, conditions: Sequence[str] | None = None) -> list[PairRule]:
+# COCO-Stuff 164k: where images and labels may live under the dataset directory, first existing folder wins
+# ({s} = train2017 / val2017). Prepared labels hold the classes 0..170; raw stuffthingmaps hold ids 0..181.
+COCO_STUFF_IMAGE_DIRS = ("images/{s}", "{s}")
+COCO_STUFF_LABEL_DIRS: tuple[tuple[str, str], ...] = (
+    ("stuffthingmaps_detectron2/{s}", "trainid"),  # detectron2 / MaskFormer preparation
+    ("annotations_detectron2/{s}", "trainid"),  # CAT-Seg's preparation
+    ("annotations/{s}", "coco_stuff"),  # stuffthingmaps_trainval2017.zip unpacked into annotations/
+    ("annotations/stuffthingmaps_trainval2017/{s}", "coco_stuff"),
+    ("stuffthingmaps/{s}", "coco_stuff"),
+    ("stuffthingmaps_trainval2017/{s}", "coco_stuff"),
+)
+
+
+def _first_dir(root: Path | None, candidates: Sequence[str], s: str) -> int:
+    """Index of the first candidate folder that exists under `root` (0 if none does or `root` is None)."""
+    if root is not None:
+        for i, c in enumerate(candidates):
+            if (root / c.format(s=s)).is_dir():
+                return i
+    return 0
+
+
+def _coco_stuff_rules(root: Path | None) -> list[PairRule]:
+    rules = []
+    for split in ("train", "val"):
+        s = f"{split}2017"
+        image_dir = COCO_STUFF_IMAGE_DIRS[_first_dir(root, COCO_STUFF_IMAGE_DIRS, s)].format(s=s)
+        label_dir, fmt = COCO_STUFF_LABEL_DIRS[_first_dir(root, [d for d, _ in COCO_STUFF_LABEL_DIRS], s)]
+        rules.append(PairRule(split, image_dir, ".jpg", label_dir.format(s=s), ".png", "coco_stuff", label_format=fmt))
+    return rules
+
+
+def _coco_stuff_missing_folder(root: Path, rule: PairRule) -> str | None:
+    """One line naming the missing image or label folder of a COCO-Stuff split, or None."""
+    s = f"{rule.split}2017"
+    if not (root / rule.image_dir).is_dir():
+        tried = " nor ".join(str(root / d.format(s=s)) for d in COCO_STUFF_IMAGE_DIRS)
+        return f"coco_stuff: no image folder for {s}: neither {tried} exists"
+    if not (root / rule.label_dir).is_dir():
+        tried = ", ".join(d.format(s=s) for d, _ in COCO_STUFF_LABEL_DIRS)
+        return f"coco_stuff: no label folder for {s} under {root}: none of {tried} exists"
+    return None
+
+
+def pair_rules(
+    name: str, split: str | None = None, conditions: Sequence[str] | None = None, root: str | Path | None = None
+) -> list[PairRule]:
     """The file-pairing rules of dataset `name`, optionally restricted to a split / conditions.
 
     `split` is a plain split name ("train", "val", "test", "all"); for ACDC/DELIVER every requested
-    condition gets its own rule (domain `acdc/<cond>`, `deliver/<cond>`).
+    condition gets its own rule (domain `acdc/<cond>`, `deliver/<cond>`). `root` (the dataset
+    directory) picks the layout of datasets that have several (COCO-Stuff: `COCO_STUFF_IMAGE_DIRS`,
+    `COCO_STUFF_LABEL_DIRS`); without it the first layout is returned.
     """
     info = dataset_info(name)
     conds = tuple(conditions) if conditions else info.conditions
@@ -159,6 +216,8 @@ def pair_rules(name: str, split: str | None = None, conditions: Sequence[str] | 
             rules.append(
                 PairRule(s, f"images/{d}", ".jpg", f"annotations/{d}", ".png", "ade150", label_format="ade150")
             )
+    elif name == "coco_stuff":
+        rules = _coco_stuff_rules(None if root is None else Path(root))
     elif name == "ade847":
         for s, d in (("train", "training"), ("val", "validation")):
             rules.append(
@@ -190,6 +249,8 @@ def resolve_root(name: str, root: str | Path) -> Path:
     if name == "folder":
         return root
     first_dirs = {r.image_dir.split("/")[0] for r in pair_rules(name)}
+    if name == "coco_stuff":
+        first_dirs |= {d.format(s=f"{s}2017").split("/")[0] for d in COCO_STUFF_IMAGE_DIRS for s in ("train", "val")}
     if not any((root / d).is_dir() for d in first_dirs) and (root / info.default_dir).is_dir():
         return root / info.default_dir
     return root
@@ -254,7 +315,9 @@ def list_samples(
     info = dataset_info(name)
     root = resolve_root(name, root)
     out: list[SegSample] = []
-    for rule in pair_rules(name, split, conditions):
+    for rule in pair_rules(name, split, conditions, root=root):
+        if name == "coco_stuff" and (missing := _coco_stuff_missing_folder(root, rule)):
+            raise DataError(missing)
         res = scan(root, rule)
         if not res.image_dir_exists:
             if name in ("mapillary", "ade847"):  # these image folders are written by `prepare`
@@ -298,7 +361,8 @@ def decode_label(path: str | Path, label_format: str) -> np.ndarray:
     """Read a label file and convert it to trainIds -> (H,W) uint8 (uint16 for "ade847").
 
     Formats: "trainid" (single-channel trainId PNG, as stored), "deliver" (`deliver_to_trainids`),
-    "ade150" (`ade150_to_trainids`), "ade847" (16-bit TIFF, `load_ade847_label`).
+    "ade150" (`ade150_to_trainids`), "ade847" (16-bit TIFF, `load_ade847_label`), "coco_stuff" (raw
+    stuffthingmaps ids, `coco_stuff_to_trainids`).
     """
     try:
         if label_format == "ade847":
@@ -310,6 +374,8 @@ def decode_label(path: str | Path, label_format: str) -> np.ndarray:
             raise lm.LabelValueError(f"expected a single-channel label, got shape {raw.shape}", [])
         if label_format == "ade150":
             return lm.ade150_to_trainids(raw)
+        if label_format == "coco_stuff":
+            return lm.coco_stuff_to_trainids(raw)
         if label_format == "trainid":
             return raw
         raise ValueError(f"unknown label format {label_format!r}; known: {', '.join(LABEL_FORMATS)}")

@@ -5,7 +5,7 @@ except the explicit loaders (`read_label`, `load_ade847_label`, `load_mapillary_
 
 Label conventions after conversion ("trainId" maps):
 - 19 Cityscapes classes (GTA5, Cityscapes, BDD100K, Mapillary, ACDC): 0..18, 255 = ignore.
-- DELIVER: 0..24, 255 = ignore.   ADE20K-150: 0..149, 255 = ignore.
+- DELIVER: 0..24, 255 = ignore.   ADE20K-150: 0..149, 255 = ignore.   COCO-Stuff: 0..170, 255 = ignore.
 - ADE20K-847: 0..846, **65535** = ignore, always uint16 (ids > 255 exist, never cast to 8 bits).
 """
 
@@ -199,6 +199,32 @@ def ade150_to_trainids(label: np.ndarray) -> np.ndarray:
     out = label.astype(np.int16) - 1
     out[out < 0] = IGNORE_INDEX
     return out.astype(np.uint8)
+
+
+# --------------------------------------------------------------------------------------------
+# COCO-Stuff 164k (stuffthingmaps: 0-based ids 0..181, 255 = unlabeled) -> 171 classes
+# --------------------------------------------------------------------------------------------
+COCO_STUFF_UNUSED_IDS: tuple[int, ...] = (11, 25, 28, 29, 44, 65, 67, 68, 70, 82, 90)
+"""The 11 of the 182 stuffthingmaps ids (0-based = COCO category id - 1) that no class uses: COCO's
+thing ids 12, 26, 29, 30, 45, 66, 68, 69, 71, 83 and 91 (1-based) were never annotated."""
+
+COCO_STUFF_ID_TO_TRAINID: np.ndarray = np.full(256, IGNORE_INDEX, dtype=np.uint8)
+"""uint8 (256,) lookup table: the 171 used ids in increasing order -> 0..170; unused ids and 255 -> 255."""
+_COCO_STUFF_USED_IDS = [i for i in range(182) if i not in COCO_STUFF_UNUSED_IDS]
+COCO_STUFF_ID_TO_TRAINID[_COCO_STUFF_USED_IDS] = np.arange(171, dtype=np.uint8)
+COCO_STUFF_ID_TO_TRAINID.setflags(write=False)
+
+
+def coco_stuff_to_trainids(label: np.ndarray) -> np.ndarray:
+    """COCO-Stuff stuffthingmaps PNG (ids 0..181, 255 = unlabeled) -> (H,W) uint8 classes 0..170, 255 = ignore.
+
+    The 11 unused ids map to 255; a value in 182..254 (or above 255) is not a stuffthingmaps id and raises
+    `LabelValueError`.
+    """
+    bad = _bad_values(label, 181, (IGNORE_INDEX,))
+    if bad.size:
+        raise LabelValueError(f"COCO-Stuff label values outside 0..181/255: {bad[:10].tolist()}", bad)
+    return COCO_STUFF_ID_TO_TRAINID[label.astype(np.intp)]
 
 
 def load_ade847_label(path: str | Path) -> np.ndarray:

@@ -38,6 +38,7 @@ NOTHING_TO_DO = {
     "bdd100k": "BDD100K ships trainId masks (labels/sem_seg/masks); nothing to prepare",
     "acdc": "ACDC ships *_gt_labelTrainIds.png; nothing to prepare",
     "ade150": "ADE20K-150 labels are converted on the fly (v-1, 0 -> 255); nothing to prepare",
+    "coco_stuff": "COCO-Stuff labels are converted on the fly (182 ids -> 171 classes); nothing to prepare",
 }
 
 

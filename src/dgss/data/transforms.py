@@ -230,6 +230,7 @@ EVAL_RESIZE: dict[str, EvalResize] = {
     "deliver": EvalResize((1024, 1024), keep_ratio=False),
     "ade150": EvalResize((2048, 512)),  # dgss choice
     "ade847": EvalResize((2048, 512)),  # dgss choice
+    "coco_stuff": EvalResize((2560, 640)),  # CAT-Seg's test size: short side 640, long side <= 2560
 }
 """Per-dataset test resize of the protocol (`docs/data-protocol.md`)."""
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from ..errors import VocabularyError
 
 BACKGROUND = "background"
-BUILTIN_VOCABULARIES = ("cityscapes", "deliver", "ade150", "ade847")
+BUILTIN_VOCABULARIES = ("cityscapes", "deliver", "ade150", "ade847", "coco_stuff")
 MAX_TOKENS = 77  # CLIP context
 
 
@@ -80,7 +80,7 @@ def builtin_vocabulary(name: str) -> Vocabulary:
 
 
 def load_vocabulary(spec: str | list[str] | tuple[str, ...] | Vocabulary) -> Vocabulary:
-    """A built-in name (cityscapes, deliver, ade150, ade847), a JSON file (list of names), a folder
+    """A built-in name (cityscapes, deliver, ade150, ade847, coco_stuff), a JSON file (list of names), a folder
     dataset's ``classes.yaml`` (or its folder; synonyms become ", " entries), a list of names, or a
     :class:`Vocabulary`. A trailing "background" entry is accepted and dropped."""
     if isinstance(spec, Vocabulary):
