@@ -116,3 +116,32 @@ def test_cli_pages_explain_a_missing_or_unusable_model(tmp_path, df_ckpt):
     assert "could not load the model" in _texts(page) and "--random-weights" in _texts(page)
     page = build_page(build_parser().parse_args(["app", "--model", str(df_ckpt), "--random-weights"]))
     assert "RANDOM weights" in _texts(page)
+
+
+def test_catseg_model_with_a_typed_vocabulary(tmp_path):
+    """CAT-Seg in the app: any typed class list (its own trained text tower), progress per reference view."""
+    from dgss.cli import build_parser
+    from dgss.commands.app import build_page
+    from dgss.models.catseg import build_catseg
+
+    torch.manual_seed(0)
+    model = build_catseg("catseg-tiny", class_names=("road", "car", "sky"))
+    model.randomize_clip(0)
+    ckpt = save_checkpoint(model, tmp_path / "catseg.safetensors")
+    svc = SegmentationService(str(ckpt), random_weights=True, precision="fp32", short_side=48)
+    assert svc.open_vocabulary and svc.train_vocabulary == ("road", "car", "sky")
+    assert not svc.has_attention and svc.num_blocks == 1 and svc.dav2 is None and svc.random_frozen
+    assert "catseg" in svc.describe()
+    name, rgb = generated_scene("scene 1 · fog")
+    calls = []
+    res = svc.segment([(name, rgb)], "tree; bicycle, bike; road", progress=lambda i, d, t: calls.append((i, d, t)))[0]
+    assert res.class_names == ("tree", "bicycle, bike", "road") == svc.model.class_names
+    assert calls == [(0, 5, 5)]  # four reference crops and the global view, one batch
+    model.set_vocabulary(["tree", "bicycle, bike", "road"])  # the model written above, not the loaded one
+    assert np.array_equal(res.label, predict_image(model.eval(), rgb, short_side=48).label)
+    assert np.array_equal(np.asarray(Image.open(res.label_file)), res.label)
+    with pytest.raises(UserError, match="the class list is empty"):
+        svc.use_classes(" ; ")
+    assert svc.model.class_names == ("tree", "bicycle, bike", "road")  # a refused list changes nothing
+    page = build_page(build_parser().parse_args(["app", "--model", str(ckpt), "--random-weights"]))
+    assert "RANDOM weights" in _texts(page) and "road, car, sky" in _texts(page)

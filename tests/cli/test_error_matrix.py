@@ -25,6 +25,7 @@ from PIL import Image
 from dgss.checks import OWNER_MARKER
 from dgss.cli import build_parser, main
 from dgss.data.scenes import make_scene
+from dgss.models.catseg import build_catseg
 from dgss.models.checkpoint import save_checkpoint
 from dgss.testing import tiny_segmentor, write_cityscapes_scenes
 
@@ -49,6 +50,10 @@ def sandbox(tmp_path_factory):
     d.mkdir()
     torch.manual_seed(0)
     ckpt = save_checkpoint(tiny_segmentor("rein"), d / "ckpt.safetensors")
+    catseg = build_catseg("catseg-tiny", class_names=("road", "car", "sky"))
+    catseg.randomize_clip(0)
+    save_checkpoint(catseg, d / "catseg.safetensors")
+    (d / "empty_vocab.json").write_text("[]\n")
     data = ckpt.read_bytes()
     (d / "trunc.safetensors").write_bytes(data[: len(data) // 2])
     (d / "empty.safetensors").write_bytes(b"")
@@ -529,10 +534,45 @@ ROWS = [
     ("export-out-is-dir", ["export", "{in}/ckpt.safetensors", "{in}/emptydir", "--random-weights"], ERR, ["emptydir"]),
     ("export-window-0", ["export", "{in}/ckpt.safetensors", "{out}/x.onnx", "--window", "0"], ERR, ["--window"]),
     (
+        "export-catseg-vocab-empty",
+        ["export", "{in}/catseg.safetensors", "{out}/cs.onnx", "--random-weights", "--vocab", "{in}/empty_vocab.json"],
+        ERR,
+        ["--vocab", "empty vocabulary"],
+    ),
+    (
         "export-classes-empty",
         ["export", "{in}/ckpt.safetensors", "{out}/x.onnx", "--classes", " , "],
         ERR,
         ["--classes"],
+    ),
+    # ---------------------------------------------------------------- CAT-Seg (its own text tower, no adapter)
+    (
+        "predict-catseg-classes",
+        ["predict", "{in}/good.png", "--model", "{in}/catseg.safetensors", "--random-weights"]
+        + ["--classes", "road, car, sky, tree", "--out", "{out}/pc1"],
+        0,
+        [],
+    ),
+    (
+        "predict-catseg-vocab-empty",
+        ["predict", "{in}/good.png", "--model", "{in}/catseg.safetensors", "--random-weights"]
+        + ["--vocab", "{in}/empty_vocab.json", "--out", "{out}/pc2"],
+        ERR,
+        ["--vocab", "empty vocabulary"],
+    ),
+    (
+        "predict-catseg-attention",
+        ["predict", "{in}/good.png", "--model", "{in}/catseg.safetensors", "--random-weights"]
+        + ["--attention", "0", "--out", "{out}/pc3"],
+        ERR,
+        ["--attention", "no adapter tokens"],
+    ),
+    (
+        "predict-catseg-onnxruntime",
+        ["predict", "{in}/good.png", "--model", "{in}/catseg.safetensors", "--random-weights"]
+        + ["--backend", "onnxruntime", "--out", "{out}/pc4"],
+        ERR,
+        ["--backend", "CAT-Seg"],
     ),
     # ---------------------------------------------------------------- data
     ("data-check-missing-root", ["data", "check", "cityscapes", "{in}/nope"], ERR, ["nope"]),

@@ -107,7 +107,7 @@ class SegmentationService:
         self.max_pixels = int(max_pixels)
         self.model = load_for_inference(model_spec, self.weights, random_weights).eval().to(self.device)
         self.model_spec = str(model_spec)
-        self.open_vocabulary = self.model.cfg.text is not None
+        self.open_vocabulary = self.model.open_vocabulary
         self.train_vocabulary = tuple(self.model.class_names)
         self.text_encoder = P.text_encoder_for(self.model, self.weights)
         self.dav2, self.depth_note = None, ""
@@ -122,7 +122,8 @@ class SegmentationService:
     # ------------------------------------------------------------------ facts for the page
     @property
     def num_blocks(self) -> int:
-        return self.model.encoder.depth
+        """Encoder blocks the token-attention slider offers (1 for models without adapter tokens)."""
+        return self.model.encoder.depth if self.has_attention else 1
 
     @property
     def has_attention(self) -> bool:
@@ -131,7 +132,7 @@ class SegmentationService:
 
     @property
     def random_frozen(self) -> bool:
-        return any((m.frozen_source or {}).get("random") for m in self.model.frozen_modules().values())
+        return self.model.random_frozen
 
     def describe(self) -> str:
         m = self.model
@@ -139,7 +140,7 @@ class SegmentationService:
         vocab = "open vocabulary (type class names)" if self.open_vocabulary else f"{m.num_classes} classes"
         return (
             f"**Model** `{Path(self.model_spec).name}`: {m.cfg.name} ({m.cfg.method}, {n / 1e6:.1f} M parameters, "
-            f"{vocab}); sliding windows of {m.cfg.crop_size} px on {self.device.type}. "
+            f"{vocab}); windows of {m.window_size} px on {self.device.type}. "
             f"Images up to {self.max_pixels / 1e6:.1f} MP."
         )
 

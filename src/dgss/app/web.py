@@ -51,7 +51,7 @@ def error_page(problem: str, hint: str) -> gr.Blocks:
 
 def build_page(svc: SegmentationService) -> gr.Blocks:
     """The app: inputs on the left, overlay + legend + share table + depth + token attention on the right."""
-    last = svc.num_blocks - 1
+    last = max(svc.num_blocks - 1, 1)  # the slider needs a range even when hidden (no adapter tokens)
     n_out = 10
 
     def empty(msg: str, error: bool = True, keep_inputs: bool = False):

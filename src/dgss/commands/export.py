@@ -10,19 +10,17 @@ from ..engine.export import check_onnx, export_onnx
 
 def run(args) -> int:
     from ..checks import check_output_file
-    from ..engine.predict import set_classes, text_encoder_for
     from ..hub.resolve import load_for_inference
-    from .predict import parse_weights
+    from .predict import apply_classes, parse_weights
 
     weights = parse_weights(args.weights)
     check_output_file(args.output, "output")  # before the model is built and traced
     model = load_for_inference(args.model, weights, args.random_weights, allow_hash_mismatch=args.allow_hash_mismatch)
     if args.merged:
         return write_merged_encoder(model, args.output, origin=str(args.model))
-    if args.classes or args.vocab:
-        set_classes(model, args.classes or args.vocab, text_encoder_for(model, weights))
+    apply_classes(model, args, weights)
     path = export_onnx(model, args.output, window=args.window)
-    x = torch.randn(1, 3, args.window or model.cfg.crop_size, args.window or model.cfg.crop_size)
+    x = torch.randn(1, 3, args.window or model.window_size, args.window or model.window_size)
     report = check_onnx(model, path, x)
     print(
         f"wrote {path}: onnxruntime vs PyTorch max |diff| {report['max_abs_diff']:.2e}, "
@@ -75,7 +73,7 @@ def register(sub) -> None:
         action="store_true",
         help="SoMA: write the encoder with the adapter folded in (W', b') as a plain encoder file, not ONNX",
     )
-    p.add_argument("--window", type=int_in(16, 4096), help="window side (default: the training crop)")
+    p.add_argument("--window", type=int_in(16, 4096), help="window side (default: the model's inference window)")
     p.add_argument("--weights", nargs="*", metavar="NAME=FILE")
     p.add_argument("--random-weights", action="store_true")
     p.add_argument(
@@ -83,6 +81,8 @@ def register(sub) -> None:
         action="store_true",
         help="use --weights files whose SHA-256 differs from the one the checkpoint records",
     )
-    p.add_argument("--classes", type=nonempty_text, help="open-vocabulary models: the fixed class list")
+    p.add_argument(
+        "--classes", type=nonempty_text, help="open-vocabulary models (Vireo, CAT-Seg): the fixed class list"
+    )
     p.add_argument("--vocab", help="open-vocabulary models: built-in vocabulary or JSON file")
     p.set_defaults(func=run)

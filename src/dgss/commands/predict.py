@@ -21,7 +21,7 @@ from ..engine.predict import (
     text_encoder_for,
     write_outputs,
 )
-from ..errors import OptionError
+from ..errors import OptionError, VocabularyError
 from ..hub.resolve import load_for_inference
 
 
@@ -54,6 +54,30 @@ def check_attention_layers(layers: list[int] | None, depth: int) -> list[int]:
             f"--attention {bad[0]}: block index out of range for this {depth}-block model (allowed -1..{depth - 1})"
         )
     return [depth - 1 if a == -1 else a for a in layers or []]
+
+
+def apply_classes(model, args: argparse.Namespace, weights: dict[str, str]) -> None:
+    """``--classes`` / ``--vocab``: switch an open-vocabulary model's classes; a bad vocabulary names its flag."""
+    spec, flag = (args.classes, "--classes") if args.classes else (args.vocab, "--vocab")
+    if not spec:
+        return
+    try:
+        set_classes(model, spec, text_encoder_for(model, weights))
+    except VocabularyError as e:
+        raise OptionError(f"{flag} {spec}: {e}") from None
+
+
+def attention_layers_for(model, layers: list[int] | None) -> list[int]:
+    """``--attention`` blocks for ``model``: checked against its encoder; a model without adapter tokens
+    (freeze / full fine-tuning, CAT-Seg) has no token attention to show."""
+    if not layers:
+        return []
+    if model.adapter is None:
+        raise OptionError(
+            f"--attention shows which adapter token each patch attends to; {model.cfg.name} ({model.cfg.method}) "
+            "has no adapter tokens: drop --attention"
+        )
+    return check_attention_layers(layers, model.encoder.depth)
 
 
 def count_inputs(paths: list[str], every: int) -> int | None:
@@ -91,11 +115,10 @@ def run(args: argparse.Namespace) -> int:
     ).eval()
     device = torch.device(args.device)
     model.to(device)
-    if args.classes or args.vocab:
-        set_classes(model, args.classes or args.vocab, text_encoder_for(model, weights))
+    apply_classes(model, args, weights)
     dav2 = depth_model_for(model, args.depth_weights) if args.depth else None
     n = 0
-    layers = check_attention_layers(args.attention, model.encoder.depth)
+    layers = attention_layers_for(model, args.attention)
     ctx = configure_inference(
         model,
         backend=args.backend,
@@ -125,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
             write_outputs(staging, name, rgb, pred, model.class_names, depth=depth, palette=model.palette)
         n += 1
     print(f"wrote predictions for {n} image(s) to {out}/")
-    if any((m.frozen_source or {}).get("random") for m in model.frozen_modules().values()):
+    if model.random_frozen:
         print(
             "note: frozen encoders have RANDOM weights (--random-weights): the pictures show the pipeline, "
             "not what the method can do"
@@ -145,13 +168,14 @@ def register(sub) -> None:
         "--weights",
         nargs="*",
         metavar="NAME=FILE",
-        help="frozen weights: encoder=..., depth_encoder=..., clip=... (files or hf-hub: ids)",
+        help="frozen weights: encoder=..., depth_encoder=..., clip=... (files or hf-hub: ids; CAT-Seg: clip=, "
+        "the OpenAI CLIP file of both towers)",
     )
     p.add_argument("--random-weights", action="store_true", help="run frozen encoders with random weights (tests)")
     p.add_argument(
         "--classes",
         type=nonempty_text,
-        help='open vocabulary: "road, car, person, dog" (";" separates entries with ", ")',
+        help='open vocabulary (Vireo, CAT-Seg): "road, car, person, dog" (";" separates entries with ", ")',
     )
     p.add_argument("--vocab", help="open vocabulary: cityscapes | deliver | ade150 | ade847 | file.json")
     p.add_argument("--depth", action="store_true", help="also write the Depth Anything V2 depth map")

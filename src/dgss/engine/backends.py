@@ -223,12 +223,20 @@ def configure_inference(
     if backend == "onnxruntime":
         if compile:
             raise BackendError("--compile applies to --backend torch only")
-        window = model.cfg.crop_size
+        if model.window_graph_problem:
+            raise BackendError(
+                f"--backend onnxruntime cannot run {model.cfg.name}: {model.window_graph_problem}; use --backend "
+                "torch (`dgss export` still writes its window graph)"
+            )
+        window = model.window_size
         # instance attributes shadow the bound methods on purpose here (mypy forbids assigning methods)
         model.predict_windows = OnnxWindows(onnx_model_file(model, precision, window, onnx_cache), window)  # type: ignore[method-assign]
         return nullcontext
-    if precision == "int8":
-        quantize_frozen_int8(model)
+    if precision == "int8" and not quantize_frozen_int8(model):
+        raise BackendError(
+            f"--precision int8 quantises frozen encoders' Linear layers; {model.cfg.name} has no frozen encoder "
+            "module: use --precision fp32"
+        )
     if precision == "bf16" and bf16_weights:
         model.store_frozen_bf16()
     if precision == "bf16":

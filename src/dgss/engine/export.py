@@ -1,8 +1,8 @@
 """ONNX export of a segmentor for a fixed vocabulary and window size.
 
 The exported graph maps a normalised window (B, 3, H, W) to per-class scores (B, K, H, W) (the
-``predict_windows`` of the segmentor, text tables baked in as constants); sliding windows and the
-argmax stay outside. Checked against PyTorch with onnxruntime by :func:`check_onnx`.
+``predict_windows`` of the segmentor, text tables baked in as constants; for CAT-Seg the text embeddings
+of its trained tower and the resize to the CLIP input); sliding windows and the argmax stay outside. Checked against PyTorch with onnxruntime by :func:`check_onnx`.
 """
 
 from __future__ import annotations
@@ -28,8 +28,9 @@ class _WindowScores(nn.Module):
 def export_onnx(
     model: Segmentor, path: str | Path, *, window: int | None = None, batch: int = 1, opset: int = 17
 ) -> Path:
-    """Write ``path`` (ONNX) for windows of ``window`` x ``window`` (default: the training crop)."""
-    window = window or model.cfg.crop_size
+    """Write ``path`` (ONNX) for windows of ``window`` x ``window`` (default: the model's inference window,
+    ``model.window_size``: the training crop, or CAT-Seg's view / window size)."""
+    window = window or model.window_size
     model = model.eval()
     x = torch.zeros(batch, 3, window, window)
     path = Path(path)
@@ -37,8 +38,9 @@ def export_onnx(
 
     def write(tmp: str) -> None:
         with torch.no_grad():
+            model.predict_windows(x[:1])  # fills lazily computed constants (CAT-Seg's text embeddings) first
             torch.onnx.export(
-                _WindowScores(model),
+                _WindowScores(model).eval(),  # the exporter restores the wrapper's mode: it must stay eval
                 (x,),
                 tmp,
                 input_names=["image"],

@@ -7,6 +7,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import torch
@@ -17,6 +18,9 @@ from .. import viz
 from ..backbones.weights import mark_random
 from ..errors import InputError
 from ..models.segmentor import Segmentor
+
+if TYPE_CHECKING:
+    from ..models.catseg import CATSeg
 
 IMAGE_EXT = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 VIDEO_EXT = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
@@ -111,33 +115,36 @@ def prepare_input(model: Segmentor, rgb: np.ndarray, short_side: int | None = No
 
 @contextmanager
 def window_progress(model: Segmentor, x: torch.Tensor, callback):
-    """Call ``callback(done, total)`` after every window forward of ``model.slide_inference(x)``."""
+    """Call ``callback(done, total)`` after every window forward of ``model.slide_inference(x)`` (the
+    methods named by ``model.window_forwards``: sliding windows, or CAT-Seg's reference views)."""
     if callback is None:
         yield
         return
-    from ..models.segmentor import window_boxes
-
-    total = len(window_boxes(x.shape[-2], x.shape[-1], model.cfg.crop_size, model.cfg.slide_stride)) * x.shape[0]
-    had_own = "predict_windows" in model.__dict__  # e.g. a torch.compile'd forward (maybe_compile)
-    inner = model.predict_windows
+    total = model.window_count(x.shape[-2], x.shape[-1]) * x.shape[0]
     done = 0
+    wrapped = []
+    for name in model.window_forwards:
+        had_own = name in model.__dict__  # e.g. a torch.compile'd forward (maybe_compile)
+        inner = getattr(model, name)
 
-    def counted(windows, pad_to=None):
-        nonlocal done
-        out = inner(windows, pad_to=pad_to)
-        done += windows.shape[0]
-        callback(done, total)
-        return out
+        def counted(windows, *args, _inner=inner, **kwargs):
+            nonlocal done
+            out = _inner(windows, *args, **kwargs)
+            done += windows.shape[0]
+            callback(done, total)
+            return out
 
-    # an instance attribute shadows the bound method on purpose (as maybe_compile / ONNX do): mypy forbids it
-    model.predict_windows = counted  # type: ignore[method-assign]
+        # an instance attribute shadows the bound method on purpose (as maybe_compile / ONNX do)
+        setattr(model, name, counted)
+        wrapped.append((name, had_own, inner))
     try:
         yield
     finally:
-        if had_own:
-            model.predict_windows = inner  # type: ignore[method-assign]
-        else:
-            del model.predict_windows
+        for name, had_own, inner in wrapped:
+            if had_own:
+                setattr(model, name, inner)
+            else:
+                delattr(model, name)
 
 
 @torch.inference_mode()
@@ -184,23 +191,28 @@ def token_attention(model: Segmentor, x: torch.Tensor, layers) -> dict[int, np.n
 
 
 def text_encoder_for(model: Segmentor, weights: dict[str, str]):
-    """The CLIP text tower of ``weights["clip"]`` for an open-vocabulary model (None: text tables from the cache)."""
-    if model.cfg.text is None or not weights.get("clip"):
+    """The frozen CLIP text tower of ``weights["clip"]`` for a model that computes text tables with one (Vireo;
+    None: text tables from the cache, or a model with its own text tower such as CAT-Seg)."""
+    if model.text_encoder_name is None or not weights.get("clip"):
         return None
     from ..backbones.clip_text import build_text_encoder
 
-    return build_text_encoder(model.cfg.text.clip, weights["clip"])
+    return build_text_encoder(model.text_encoder_name, weights["clip"])
 
 
 def set_classes(model: Segmentor, spec, text_encoder=None) -> tuple[str, ...]:
     """Point an open-vocabulary model at new classes (``"road, car, dog"``, ``;`` between entries with
-    ", " synonyms, a built-in vocabulary or a JSON file); text tables come from the cache or
-    ``text_encoder``. Returns the class names."""
-    if model.cfg.text is None:
+    ", " synonyms, a built-in vocabulary or a JSON file). Models with a separate frozen CLIP text tower
+    (Vireo) take text tables from the cache or ``text_encoder``; models with their own (CAT-Seg, trained)
+    encode the names themselves. Returns the class names."""
+    if not model.open_vocabulary:
         raise InputError(
             f"{model.cfg.name} is a closed-vocabulary model ({model.num_classes} classes); "
-            "class names (--classes, --vocab) need an open-vocabulary (Vireo) model"
+            "class names (--classes, --vocab) need an open-vocabulary (Vireo, CAT-Seg) model"
         )
+    if model.text_encoder_name is None:  # its own text tower (CAT-Seg)
+        cast("CATSeg", model).set_vocabulary(spec)
+        return model.class_names
     from ..models.vireo import use_vocabulary
 
     use_vocabulary(model, spec, text_encoder=text_encoder)

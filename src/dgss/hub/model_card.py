@@ -15,12 +15,15 @@ import yaml
 
 HF_LICENSES = {"Apache-2.0": "apache-2.0", "MIT": "mit"}
 NON_COMMERCIAL = "cc-by-nc-4.0"
+OPEN_VOCABULARY = ("vireo", "catseg")  # methods that segment class lists given as text
 METHOD_TEXT = {
     "rein": "REIN (CVPR 2024): low-rank learnable tokens refining the features of a frozen ViT",
     "depthforge": "DepthForge (ICCV 2025): REIN tokens fed by a frozen Depth Anything V2 encoder, with a depth "
     "refinement decoder",
     "vireo": "Vireo (NeurIPS 2025): open-vocabulary DGSS with GeoText queries, a coarse mask prior and a CLIP text "
     "classifier; it segments any classes named in text",
+    "catseg": "CAT-Seg (CVPR 2024): cost aggregation between CLIP image and text embeddings, with the CLIP "
+    "attention q/v fine-tuned; it segments any classes named in text",
     "soma": "SoMA (CVPR 2025): the minor singular components of the frozen encoder's weights, trained (the "
     "frozen weights stay as published)",
 }
@@ -81,7 +84,7 @@ def front_matter(config: dict, results: list[dict]) -> dict:
         "pipeline_tag": "image-segmentation",
         "tags": ["semantic-segmentation", "domain-generalization", "dgss", config["method"]],
     }
-    if config["method"] == "vireo":
+    if config["method"] in OPEN_VOCABULARY:
         meta["tags"].append("open-vocabulary")
     if any(e.get("random") for e in frozen_encoders(config).values()):
         meta["tags"].append("random-frozen-weights")
@@ -136,7 +139,7 @@ def render_model_card(
         + (f": {', '.join(v.split(', ')[0] for v in vocab)}." if vocab else ".")
         + (
             " Being open-vocabulary, it also segments other class lists given as text (no retraining)."
-            if config["method"] == "vireo"
+            if config["method"] in OPEN_VOCABULARY
             else ""
         ),
         "",
@@ -223,7 +226,7 @@ def render_model_card(
         "safety-relevant decisions. Classes outside its training vocabulary are "
         + (
             "recognised through their text only (open vocabulary), with lower accuracy."
-            if config["method"] == "vireo"
+            if config["method"] in OPEN_VOCABULARY
             else "not recognised."
         ),
         "",

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import HubError
 from .model_card import render_model_card
-from .resolve import CONFIG_FILE, HUB_PREFIX, MODEL_FILE, read_metadata
+from .resolve import CONFIG_FILE, HUB_PREFIX, MODEL_FILE, needed_frozen, read_metadata
 
 EXAMPLE_FILE = "example.png"
 CARD_FILE = "README.md"
@@ -43,13 +43,15 @@ def folder_config(meta: dict) -> dict:
         enc = seg.get(name) or {}
         if name == "clip":
             frozen[name] = {
-                "architecture": (seg.get("text") or {}).get("clip"),
+                "architecture": (seg.get("text") or {}).get("clip") or seg.get("name"),
                 "random": bool(rec.get("random")),
                 "file": _portable(rec.get("file")),
                 "sha256": rec.get("sha256"),
                 "licence": rec.get("licence") or "MIT (OpenAI CLIP)",
-                "used_for": "text tables only",
+                "used_for": rec.get("used_for") or "text tables only",
             }
+            if rec.get("random"):
+                frozen[name]["seed"] = rec.get("seed", 0)
             continue
         frozen[name] = {
             "architecture": enc.get("name"),
@@ -95,9 +97,7 @@ def _example_picture(checkpoint: Path, meta: dict, weights: dict[str, str] | Non
     from ..engine.predict import predict_image, render_overlay
     from .resolve import load_model
 
-    random = random_weights or all(
-        (r or {}).get("random") for k, r in (meta.get("frozen_sources") or {}).items() if k != "clip"
-    )
+    random = random_weights or all(r.get("random") for r in needed_frozen(meta.get("frozen_sources") or {}).values())
     model = load_model(checkpoint, weights=weights, random_weights=random)
     crop = int(meta["config"].get("crop_size") or 512)
     h = max(160, min(crop, 512))

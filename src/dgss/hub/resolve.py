@@ -101,12 +101,16 @@ def read_metadata(path: str | Path) -> dict:
     return meta
 
 
+def needed_frozen(frozen_sources: dict) -> dict[str, dict]:
+    """The frozen-weight records a model cannot run without: every frozen encoder, and the CLIP file when
+    it is marked ``required`` (CAT-Seg's towers; Vireo's CLIP only computes text tables, which may be cached)."""
+    return {k: v for k, v in (frozen_sources or {}).items() if v and (k != "clip" or v.get("required"))}
+
+
 def weights_hint(frozen_sources: dict, config: dict | None = None) -> list[str]:
     """One ``NAME=FILE (SHA-256 ..., licence)`` entry per frozen encoder a model needs."""
     out = []
-    for name, rec in (frozen_sources or {}).items():
-        if name == "clip" or not rec:
-            continue
+    for name, rec in needed_frozen(frozen_sources).items():
         enc = (config or {}).get(name) or {}
         if rec.get("random"):
             out.append(f"{name}: RANDOM weights (seed {rec.get('seed', 0)}; --random-weights)")
@@ -134,8 +138,8 @@ def load_model(
     device: str = "cpu",
     allow_hash_mismatch: bool = False,
 ):
-    """A ready (eval mode) :class:`~dgss.models.segmentor.Segmentor` from a dgss checkpoint file, an
-    exported model folder, or ``hf-hub:org/name[@revision]``.
+    """A ready (eval mode) :class:`~dgss.models.segmentor.Segmentor` (or CAT-Seg model) from a dgss checkpoint
+    file, an exported model folder, or ``hf-hub:org/name[@revision]``.
 
     ``weights``: frozen encoder files by name (``encoder``, ``depth_encoder``, ``clip``), as ``--weights``;
     their SHA-256 must equal the recorded one unless ``allow_hash_mismatch``. ``random_weights``: random
@@ -148,8 +152,9 @@ def load_model(
     path = checkpoint_path(spec)
     meta = read_metadata(path)
     if not random_weights:
-        frozen = {k: v for k, v in (meta.get("frozen_sources") or {}).items() if k != "clip" and v}
-        missing = {k: v for k, v in frozen.items() if not weights.get(k) and not v.get("random") and not _available(v)}
+        frozen = needed_frozen(meta.get("frozen_sources") or {})
+        given = {k for k in frozen if weights.get(k) or (k == "clip" and weights.get("encoder"))}  # CAT-Seg alias
+        missing = {k: v for k, v in frozen.items() if k not in given and not v.get("random") and not _available(v)}
         if missing:
             hints = weights_hint(missing, meta.get("config"))
             raise HubError(

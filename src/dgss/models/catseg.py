@@ -175,6 +175,17 @@ class CATSeg(nn.Module):
 
     mean: torch.Tensor  # buffers (1, 3, 1, 1)
     std: torch.Tensor
+    # the inference interface of Segmentor (what dgss predict / app / export call): no adapter tokens, no depth
+    adapter = None
+    depth_encoder = None
+    open_vocabulary = True
+    text_encoder_name = None  # its own trained text tower encodes every vocabulary (no separate frozen one)
+    palette = None  # default colours for whatever vocabulary is in use
+    window_forwards = ("predict_windows", "predict_views")  # per-window / per-view forwards (progress counts them)
+    window_graph_problem = (
+        "CAT-Seg resizes every window to its CLIP input (no zero padding to a fixed window) and runs its reference "
+        "views outside the window forward"
+    )
 
     def __init__(self, cfg: CatSegConfig):
         super().__init__()
@@ -194,6 +205,7 @@ class CATSeg(nn.Module):
         self._tokens: torch.Tensor | None = None
         self._owner: torch.Tensor | None = None
         self._text_cache: tuple[tuple, torch.Tensor] | None = None
+        self.disk_text_cache = False  # inference: also keep text embeddings on disk (keyed by the tower's weights)
         if cfg.class_names:
             self.set_vocabulary(cfg.class_names)
 
@@ -215,6 +227,28 @@ class CATSeg(nn.Module):
     def num_classes(self) -> int:
         return len(self.vocab)
 
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.vocab
+
+    @property
+    def random_frozen(self) -> bool:
+        """True when the CLIP towers hold random weights (tests, demos): outputs show the pipeline only."""
+        return bool((self.clip_source or {}).get("random"))
+
+    @property
+    def window_size(self) -> int:
+        """Side of the square inputs the per-window forward sees: the reference views or the dgss windows."""
+        return self.cfg.crop_size if self.cfg.inference == "reference" else self.cfg.slide_window
+
+    def window_count(self, H: int, W: int) -> int:
+        """Window (or view) forwards :meth:`slide_inference` runs per image of H x W."""
+        if self.cfg.inference == "reference":
+            c, S = self.cfg.crop_size, self.cfg.reference_size
+            stride = int(c * (1 - self.cfg.reference_overlap))
+            return ((S - c) // stride + 1) ** 2 + 1  # crops + the global view
+        return len(window_boxes(H, W, self.cfg.slide_window, self.cfg.slide_stride))
+
     def param_groups(self) -> dict[str, nn.Module]:
         """Disjoint named modules for parameter reports."""
         return {
@@ -230,7 +264,15 @@ class CATSeg(nn.Module):
         return {}
 
     def frozen_sources(self) -> dict:
-        return {"clip": self.clip_source}
+        """The CLIP file (or random seed) both towers start from: needed to rebuild the model (``required``)."""
+        if self.clip_source is None:
+            return {"clip": None}
+        return {"clip": {**self.clip_source, "required": True, "used_for": "CLIP image and text towers"}}
+
+    def store_frozen_bf16(self) -> int:
+        """Inference-backend hook of the Segmentor interface: every CLIP tower mixes frozen and trained
+        tensors, so all weights stay fp32 (bf16 runs as autocast over :meth:`extract_features`). Returns 0."""
+        return 0
 
     def check_adapter_initialized(self) -> None:
         """Trainer hook of the Segmentor interface: CAT-Seg has no adapter to initialise."""
@@ -330,6 +372,18 @@ class CATSeg(nn.Module):
         self.cfg.class_names = vocab.names
         self._text_cache = None
 
+    def text_key(self) -> str:
+        """Identity of the text embeddings of the current vocabulary for the on-disk cache: vocabulary,
+        prompt, synonym rule and the SHA-256 of every text-tower tensor (a training step changes it)."""
+        from .text_tables import embedding_key, module_digest
+
+        prompt = {
+            "template": self.cfg.template,
+            "synonyms": self.cfg.synonyms,
+            "tower": dataclasses.asdict(self.cfg.text),
+        }
+        return embedding_key("catseg", module_digest(self.clip_text), prompt, self.vocab)
+
     def text_version(self) -> tuple:
         """Identity of the text tower's current weights: storage and in-place version of every tensor
         (an optimizer step, ``load_state_dict`` or ``copy_`` changes it)."""
@@ -345,7 +399,13 @@ class CATSeg(nn.Module):
         key = (self.vocab, self.text_version())
         if self._text_cache is None or self._text_cache[0] != key:
             with torch.no_grad():
-                self._text_cache = (key, self._encode())
+                if self.disk_text_cache:
+                    from .text_tables import cached_embeddings
+
+                    emb = cached_embeddings(self.text_key(), self._encode).to(self.mean.device)
+                else:
+                    emb = self._encode()
+                self._text_cache = (key, emb)
         return self._text_cache[1]
 
     def _encode(self) -> torch.Tensor:
@@ -363,13 +423,19 @@ class CATSeg(nn.Module):
         """RGB images in [0, 255] (B, 3, H, W) -> CLIP-normalised."""
         return (images - self.mean) / self.std
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Normalised images (B, 3, H, W) -> logits (B, T, 4g, 4g) (96² for both presets)."""
+    def extract_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Normalised images (B, 3, H, W) -> [F (B, E, g, g), g1 (B, 256, 2g, 2g), g2 (B, 128, 4g, 4g)]:
+        the CLIP image tower at its input size and the upsampled guidance taps."""
         s = self.cfg.vision.image_size
         if x.shape[-2:] != (s, s):
             x = F.interpolate(x, size=(s, s), mode="bilinear", align_corners=False)
         feats, (t1, t2) = self.clip_visual(x, taps=self.cfg.guidance_taps)
-        taps = (self.upsample1(t1), self.upsample2(t2))
+        return [feats, self.upsample1(t1), self.upsample2(t2)]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalised images (B, 3, H, W) -> logits (B, T, 4g, 4g) (96² for both presets)."""
+        feats, g1, g2 = self.extract_features(x)
+        taps = (g1, g2)
         text = self.encode_text().to(feats.dtype)
         text = text[None].expand(x.shape[0], *text.shape)
         pool = self.cfg.pool_train if self.training else self.cfg.pool_eval
@@ -384,6 +450,10 @@ class CATSeg(nn.Module):
         input; ``pad_to`` is accepted for the Segmentor interface and not needed)."""
         logits = self(x)
         return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False).sigmoid()
+
+    def predict_views(self, views: torch.Tensor) -> torch.Tensor:
+        """Reference views (n, 3, c, c) -> logits (n, K, 4g, 4g): the per-view forward of :meth:`reference_inference`."""
+        return self(views)
 
     @torch.no_grad()
     def slide_inference(self, x: torch.Tensor, window=None, stride=None, batch: int | None = None) -> torch.Tensor:
@@ -424,7 +494,7 @@ class CATSeg(nn.Module):
             views = crops[0].T.reshape(L, 3, c, c)
             views = torch.cat([views, F.interpolate(x[b : b + 1], size=(c, c), mode="bilinear", align_corners=False)])
             n = batch or len(views)
-            logits = torch.cat([self(views[i : i + n]) for i in range(0, len(views), n)])  # (L+1, K, h, w)
+            logits = torch.cat([self.predict_views(views[i : i + n]) for i in range(0, len(views), n)])  # (L+1,K,h,w)
             chunk = self.cfg.class_chunk or K
             for k0 in range(0, K, chunk):
                 sc = F.interpolate(logits[:, k0 : k0 + chunk], size=(c, c), mode="bilinear", align_corners=False)
@@ -455,7 +525,9 @@ def load_catseg_checkpoint(
     rec = (meta.get("frozen_sources") or {}).get("clip") or {}
     if random_clip or rec.get("random"):
         if not random_clip:
-            raise ClipWeightsError(f"{origin} was trained with random CLIP towers: load it with random frozen weights")
+            raise ClipWeightsError(
+                f"{origin} was trained with random CLIP towers: load it with random frozen weights (--random-weights)"
+            )
         model.randomize_clip(seed=int(rec.get("seed", 0)))
     else:
         source = clip or rec.get("file")
@@ -471,6 +543,7 @@ def load_catseg_checkpoint(
         raise CheckpointError(f"{origin} does not fit {model.cfg.name}: first mismatching tensor {bad[0]!r}")
     model.load_state_dict(tensors, strict=False)
     model._text_cache = None
+    model.disk_text_cache = True  # a loaded model runs inference: its text embeddings may persist (weight-keyed)
     return model
 
 

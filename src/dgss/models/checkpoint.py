@@ -111,7 +111,7 @@ def load_checkpoint(
         return load_catseg_checkpoint(  # type: ignore[return-value]
             tensors,
             meta,
-            clip=(frozen_weights or {}).get("encoder"),
+            clip=(frozen_weights or {}).get("clip") or (frozen_weights or {}).get("encoder"),
             random_clip=random_frozen,
             origin=str(path),
             allow_hash_mismatch=allow_frozen_hash_mismatch,

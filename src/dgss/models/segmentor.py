@@ -278,6 +278,8 @@ class Segmentor(nn.Module):
     encoder_table: torch.Tensor  # Vireo text tables
     head_table: torch.Tensor
     text_source: dict  # provenance of the text tables (set by use_vocabulary)
+    window_forwards = ("predict_windows",)  # the per-window forward(s) slide_inference calls (progress counts them)
+    window_graph_problem: str | None = None  # why an exported fixed-window graph cannot replace them (None: it can)
 
     def __init__(self, cfg: SegmentorConfig):
         super().__init__()
@@ -325,6 +327,30 @@ class Segmentor(nn.Module):
     @property
     def class_names(self) -> tuple[str, ...]:
         return self.vocab if self.cfg.text is not None and self.vocab else self.cfg.class_names
+
+    @property
+    def open_vocabulary(self) -> bool:
+        """True when class names can be switched at inference (Vireo: text tables)."""
+        return self.cfg.text is not None
+
+    @property
+    def text_encoder_name(self) -> str | None:
+        """The separate frozen CLIP text tower computing the text tables (Vireo), None without one."""
+        return self.cfg.text.clip if self.cfg.text is not None else None
+
+    @property
+    def random_frozen(self) -> bool:
+        """True when a frozen encoder holds random weights (tests, demos): outputs show the pipeline only."""
+        return any((m.frozen_source or {}).get("random") for m in self.frozen_modules().values())
+
+    @property
+    def window_size(self) -> int:
+        """Side of the sliding windows :meth:`slide_inference` hands to :meth:`predict_windows`."""
+        return self.cfg.crop_size
+
+    def window_count(self, H: int, W: int) -> int:
+        """Window forwards :meth:`slide_inference` runs per image of H x W."""
+        return len(window_boxes(H, W, self.cfg.crop_size, self.cfg.slide_stride))
 
     @property
     def palette(self) -> tuple[tuple[int, int, int], ...] | None:

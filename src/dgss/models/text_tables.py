@@ -5,6 +5,9 @@ once per (CLIP weights, template list, vocabulary) and stored as safetensors und
 ``$DGSS_CACHE_DIR/text_tables`` (default ``~/.cache/dgss``), so a run that changes nothing never
 re-encodes text, and a model can be built without CLIP when its tables are cached. There is no
 fallback to random text: no cache and no CLIP is an error.
+
+Text towers that are trained (CAT-Seg) cache their embeddings under :func:`embedding_key`, which hashes
+the tower's current tensors (:func:`module_digest`): a training step gives a new key, never a stale table.
 """
 
 from __future__ import annotations
@@ -12,10 +15,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..backbones.clip_text import ClipTextEncoder
@@ -86,3 +91,35 @@ def text_table(
         meta = {"clip": clip_id, "num_templates": str(len(templates)), "names": json.dumps(list(names))}
         atomic_write(path, lambda tmp: save_file({"table": table.contiguous()}, tmp, metadata=meta))
     return table
+
+
+def module_digest(module: torch.nn.Module) -> str:
+    """SHA-256 of every tensor of ``module`` (names, shapes, dtypes, values): the identity of trained weights."""
+    h = hashlib.sha256()
+    for name, t in sorted(module.state_dict().items()):
+        h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
+        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def embedding_key(kind: str, weights_digest: str, prompt: dict, names: tuple[str, ...]) -> str:
+    """Cache key of the text embeddings of ``names`` by a tower whose tensors hash to ``weights_digest``."""
+    blob = json.dumps(
+        {"kind": kind, "weights": weights_digest, "prompt": prompt, "names": list(names)}, ensure_ascii=False
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+
+def cached_embeddings(key: str, compute: Callable[[], torch.Tensor]) -> torch.Tensor:
+    """The tensor cached under ``key`` (a file in :func:`cache_dir`), else ``compute()``, stored under it."""
+    path = cache_dir() / f"emb-{key}.safetensors"
+    if path.is_file():
+        try:
+            return load_file(str(path))["embeddings"]
+        except (SafetensorError, OSError, KeyError):  # a damaged cache file is recomputed and replaced
+            pass
+    emb = compute()
+    from ..files import atomic_write
+
+    atomic_write(path, lambda tmp: save_file({"embeddings": emb.detach().cpu().contiguous()}, tmp), durable=False)
+    return emb
