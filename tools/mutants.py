@@ -31,6 +31,7 @@ class Mutant:
 
 # ------------------------------------------------------------------------------------------ test sets
 _C = "tests/models/test_catseg.py::"
+_TC = "tests/models/test_catseg_text_disk_cache.py::"
 FORMULAS = "tests/models/test_formulas.py"  # the lead's O(1)-scale formula tests
 _F = FORMULAS + "::"
 F_REIN = (
@@ -1165,6 +1166,38 @@ MUTANTS: tuple[Mutant, ...] = (
         "if True:",
         "ViT-B/16 position embeddings not resized to the 24x24 token grid",
         (_C + "test_position_grid_resized_bicubically_for_vit_b_layout",),
+    ),
+    M(
+        "catseg-text-key-ignores-weights",
+        "src/dgss/models/catseg.py",
+        'return embedding_key("catseg", module_digest(self.clip_text), prompt, self.vocab)',
+        'return embedding_key("catseg", "clip", prompt, self.vocab)',
+        "the on-disk text-embedding key ignores the trained text tower: a stale table after training",
+        (_TC + "test_key_follows_the_trained_text_weights_and_the_vocabulary",),
+    ),
+    M(
+        "text-digest-without-values",
+        "src/dgss/models/text_tables.py",
+        "        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())\n",
+        "",
+        "the weight digest hashes names and shapes only: changed weights keep their key",
+        (_TC + "test_key_follows_the_trained_text_weights_and_the_vocabulary",),
+    ),
+    M(
+        "catseg-window-count-no-global-view",
+        "src/dgss/models/catseg.py",
+        "return ((S - c) // stride + 1) ** 2 + 1  # crops + the global view",
+        "return ((S - c) // stride + 1) ** 2  # crops + the global view",
+        "progress total misses the reference protocol's global view",
+        ("tests/cli/test_catseg_predict_export.py::test_progress_counts_the_reference_views",),
+    ),
+    M(
+        "export-leaves-training-mode",
+        "src/dgss/engine/export.py",
+        "_WindowScores(model).eval(),",
+        "_WindowScores(model),",
+        "the ONNX exporter restores the wrapper's training mode onto the model",
+        ("tests/cli/test_catseg_predict_export.py::test_export_beyond_256_classes_prunes_inside_the_graph",),
     ),
     M(
         "ort-int8-8bit-weights",
