@@ -118,10 +118,8 @@ def weights_hint(frozen_sources: dict, config: dict | None = None) -> list[str]:
         file = (
             Path(str(rec.get("file", "?"))).name if not str(rec.get("file", "")).startswith(HUB_PREFIX) else rec["file"]
         )
-        out.append(
-            f"{name}={file} (SHA-256 {rec.get('sha256', '?')}, {enc.get('name', '')} licence "
-            f"{rec.get('licence') or enc.get('licence') or 'unknown'})"
-        )
+        licence = rec.get("licence") or enc.get("licence") or ("MIT (OpenAI CLIP)" if name == "clip" else "unknown")
+        out.append(f"{name}={file} (SHA-256 {rec.get('sha256', '?')}, {enc.get('name', '')} licence {licence})")
     return out
 
 
