@@ -247,3 +247,15 @@ def test_empty_vocabulary_in_python_names_the_fix():
     with pytest.raises(VocabularyError, match="empty vocabulary: give at least one class name"):
         model.set_vocabulary([])
     assert model.class_names == TRAINED
+
+
+def test_preset_needs_a_vocabulary_and_runs_with_one(setup, tmp_path, capsys):
+    d = setup[0]
+    argv = ["predict", str(d / "street.png"), "--model", "catseg-tiny", "--random-weights", "--out"]
+    code, _, err = run([*argv, str(tmp_path / "a")], capsys)
+    assert code == 2 and err.strip() == (
+        "dgss predict: error: catseg-tiny has no vocabulary: name the classes with --classes or --vocab"
+    )
+    code, _, err = run([*argv, str(tmp_path / "b"), "--classes", "road, sky"], capsys)
+    assert code == 0, err
+    assert np.asarray(Image.open(tmp_path / "b" / "street_label.png")).max() <= 1

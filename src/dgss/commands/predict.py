@@ -116,6 +116,8 @@ def run(args: argparse.Namespace) -> int:
     device = torch.device(args.device)
     model.to(device)
     apply_classes(model, args, weights)
+    if not model.num_classes:  # an open-vocabulary preset: no trained vocabulary to fall back on
+        raise OptionError(f"{args.model} has no vocabulary: name the classes with --classes or --vocab")
     dav2 = depth_model_for(model, args.depth_weights) if args.depth else None
     n = 0
     layers = attention_layers_for(model, args.attention)

@@ -173,6 +173,7 @@ def load_for_inference(spec: str, weights: dict[str, str], random_weights: bool,
     ``hf-hub:org/name[@revision]``, or a preset name (untrained head: only useful with random weights for
     smoke tests, or to look at depth / attention). ``weights`` maps frozen parts to their files."""
     from ..models.build import load_frozen_weights
+    from ..models.catseg import CATSEG_PRESETS, build_catseg
     from ..models.checkpoint import load_checkpoint
     from ..models.presets import PRESETS, build_preset
 
@@ -186,11 +187,14 @@ def load_for_inference(spec: str, weights: dict[str, str], random_weights: bool,
         )
     elif spec in PRESETS:
         model = load_frozen_weights(build_preset(spec), weights, random=random_weights)
+    elif spec in CATSEG_PRESETS:  # untrained aggregator, no vocabulary until --classes / --vocab
+        model = build_catseg(spec)
+        model.load_clip_weights(weights.get("clip") or weights.get("encoder"), random=random_weights)
     else:
         raise OptionError(
             f"--model {spec!r} is neither a checkpoint file nor a preset"
             + (" (it is a folder)" if Path(spec).is_dir() else "")
-            + f"; presets: {', '.join(sorted(PRESETS))}"
+            + f"; presets: {', '.join(sorted(PRESETS) + list(CATSEG_PRESETS))}"
         )
     if not random_weights:
         model.check_frozen_weights()
