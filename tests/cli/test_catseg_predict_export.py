@@ -259,3 +259,5 @@ def test_preset_needs_a_vocabulary_and_runs_with_one(setup, tmp_path, capsys):
     code, _, err = run([*argv, str(tmp_path / "b"), "--classes", "road, sky"], capsys)
     assert code == 0, err
     assert np.asarray(Image.open(tmp_path / "b" / "street_label.png")).max() <= 1
+    code, _, err = run(["export", "catseg-tiny", str(tmp_path / "x.onnx"), "--random-weights"], capsys)
+    assert code == 2 and "catseg-tiny has no vocabulary: name the classes with --classes or --vocab" in err

@@ -60,6 +60,8 @@ def apply_classes(model, args: argparse.Namespace, weights: dict[str, str]) -> N
     """``--classes`` / ``--vocab``: switch an open-vocabulary model's classes; a bad vocabulary names its flag."""
     spec, flag = (args.classes, "--classes") if args.classes else (args.vocab, "--vocab")
     if not spec:
+        if not model.num_classes:  # an open-vocabulary preset: no trained vocabulary to fall back on
+            raise OptionError(f"{args.model} has no vocabulary: name the classes with --classes or --vocab")
         return
     try:
         set_classes(model, spec, text_encoder_for(model, weights))
@@ -116,8 +118,6 @@ def run(args: argparse.Namespace) -> int:
     device = torch.device(args.device)
     model.to(device)
     apply_classes(model, args, weights)
-    if not model.num_classes:  # an open-vocabulary preset: no trained vocabulary to fall back on
-        raise OptionError(f"{args.model} has no vocabulary: name the classes with --classes or --vocab")
     dav2 = depth_model_for(model, args.depth_weights) if args.depth else None
     n = 0
     layers = attention_layers_for(model, args.attention)
