@@ -7,7 +7,11 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-torch.set_num_threads(int(os.environ.get("DGSS_TEST_THREADS", "2")))  # the margin sweep varies it
+# Torch threads per test process: DGSS_TEST_THREADS (the margin sweep varies it), else the cores shared out
+# among pytest-xdist's workers (`make test` runs two on a 2-core machine: one thread each, no oversubscription).
+WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+THREADS = int(os.environ.get("DGSS_TEST_THREADS") or max(1, min(2, (os.cpu_count() or 2) // WORKERS)))
+torch.set_num_threads(THREADS)
 sys.path.insert(0, str(Path(__file__).parent))  # tests' shared helpers (learning.py) for every test folder
 
 
