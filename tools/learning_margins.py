@@ -89,19 +89,19 @@ def main(argv: list[str] | None = None) -> int:
     seeds = [int(s) for s in args.seeds.split(",") if s]
     log = args.log or Path(tempfile.mkstemp(suffix=".jsonl", prefix="margins-")[1])
     failures = []
-    for setting in settings:
-        for seed in seeds:
-            part = log.with_suffix(f".{setting}.{seed}.part")
-            part.unlink(missing_ok=True)
-            code, seconds = run_one(setting, seed, part, args.select, args.paths)
-            got = [json.loads(line) for line in part.read_text().splitlines()] if part.exists() else []
-            part.unlink(missing_ok=True)
-            with log.open("a") as f:
-                for r in got:
-                    f.write(json.dumps({**r, "setting": setting, "seed": seed}) + "\n")
-            print(f"{setting:>13} seed {seed}: exit {code}, {len(got)} margins, {seconds:.0f} s", flush=True)
-            if code not in (0, 1) or not got:
-                failures.append((setting, seed, code))
+    runs = [(seed, setting) for seed in seeds for setting in settings]  # seed-major: a partial sweep covers all
+    for seed, setting in runs:
+        part = log.with_suffix(f".{setting}.{seed}.part")
+        part.unlink(missing_ok=True)
+        code, seconds = run_one(setting, seed, part, args.select, args.paths)
+        got = [json.loads(line) for line in part.read_text().splitlines()] if part.exists() else []
+        part.unlink(missing_ok=True)
+        with log.open("a") as f:
+            for r in got:
+                f.write(json.dumps({**r, "setting": setting, "seed": seed}) + "\n")
+        print(f"{setting:>13} seed {seed}: exit {code}, {len(got)} margins, {seconds:.0f} s", flush=True)
+        if code not in (0, 1) or not got:
+            failures.append((setting, seed, code))
     rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
     print(f"\nmargins in {log}\n")
     print(table(rows))
