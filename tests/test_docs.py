@@ -116,6 +116,7 @@ def test_readme_links_exist():
     assert not missing, "README links to files that do not exist:\n" + "\n".join(missing)
 
 
+@pytest.mark.e2e
 def test_mkdocs_build_strict(tmp_path):
     if importlib.util.find_spec("mkdocs") is None or importlib.util.find_spec("mkdocstrings") is None:
         pytest.skip("mkdocs / mkdocstrings not installed (pip install -e '.[test]')")

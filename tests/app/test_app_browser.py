@@ -42,6 +42,7 @@ CHROMIUM_ARGS = [
 TIMEOUT_MS = 60_000
 # Gradio's own use of pandas 3 (not ours)
 pytestmark = [
+    pytest.mark.e2e,  # a real browser against a running app
     pytest.mark.filterwarnings("ignore:.*no_silent_downcasting"),
     pytest.mark.filterwarnings("ignore:The copy keyword is deprecated"),
 ]

@@ -7,9 +7,12 @@ test_error_matrix.py has the refusals of a foreign --out and an unmarked run fol
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from dgss.cli import main
+
+pytestmark = pytest.mark.e2e  # the demo run twice end to end
 
 TINY_DEMO = ["--iters", "2", "--train-scenes", "4", "--val-scenes", "1"]
 

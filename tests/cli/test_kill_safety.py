@@ -18,12 +18,15 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
 from dgss.data.scenes import make_scene
 from dgss.models.checkpoint import save_checkpoint
 from dgss.testing import tiny_segmentor
+
+pytestmark = pytest.mark.e2e  # processes killed mid-run and rerun
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -25,7 +25,7 @@ B_NAMES = ["street", "house", "automobile", "person", "pole"]
 SHARED = ["street", "house", "automobile"]
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # tiny training runs: one torch thread
+pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.e2e]  # a folder dataset trained end to end
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,8 @@ from PIL import Image
 from dgss import viz
 from dgss.demo.progress import RunProgress
 
+pytestmark = pytest.mark.e2e  # the demo's pictures drawn end to end
+
 RED = (176, 0, 32)
 
 

@@ -41,6 +41,7 @@ def test_run_config_builds_a_tiny_dinov3_model(tmp_path):
     assert model.encoder.num_prefix_tokens == 5
 
 
+@pytest.mark.e2e
 def test_comparison_run_with_a_dinov3_encoder(tmp_path):
     result = run_comparison(parse_methods("rein@dinov3"), tmp_path, TINY_OPTS, echo=lambda *a: None)
     assert not result["failed"]

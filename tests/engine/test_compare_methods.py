@@ -49,6 +49,7 @@ def test_identical_settings_for_every_method(tmp_path):
     assert not a["augment"]["advstyle"]["enabled"] and b["augment"]["advstyle"]["enabled"]
 
 
+@pytest.mark.e2e
 def test_comparison_run_writes_a_consistent_table_and_chart(tmp_path):
     from dgss.demo.run import evaluate_conditions
     from dgss.engine.checkpointing import latest_checkpoint

@@ -28,6 +28,8 @@ from dgss.engine.logging import read_jsonl
 
 from ._runs import TINY, free_port, run
 
+pytestmark = pytest.mark.e2e  # two-process DDP training
+
 K = 4
 OVERRIDES = (
     f"train.max_iters={K}",

@@ -130,6 +130,7 @@ def test_predict_bad_inputs(tmp_path, tiny_ckpt, capsys):
     assert "closed-vocabulary" in capsys.readouterr().err
 
 
+@pytest.mark.e2e
 def test_eval_cli_tables_files_and_values(tmp_path, tiny_ckpt):
     root = write_cityscapes_scenes(tmp_path / "cityscapes")
     out = tmp_path / "eval"
@@ -225,6 +226,7 @@ def test_train_then_eval_reproduces_the_validation_table(tmp_path):
     assert res["domains"]["cityscapes"]["mIoU"] == pytest.approx(val, abs=0.006)
 
 
+@pytest.mark.e2e
 def test_bf16_and_compiled_inference_match_fp32(tmp_path, tiny_ckpt):
     """Inference options: bf16 autocast (close scores) and torch.compile (same scores)."""
     from dgss.engine.predict import inference_context, maybe_compile

@@ -15,12 +15,15 @@ import signal
 import subprocess
 import time
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
 from dgss.engine.logging import read_jsonl
 
 from ._runs import env, run, train_cmd
+
+pytestmark = pytest.mark.e2e  # a training run killed and resumed
 
 OVERRIDES = (
     "train.max_iters=40",

@@ -234,6 +234,7 @@ def test_eval_and_app_read_the_hub_model(exported, offline_cache, tmp_path, caps
     capsys.readouterr()
 
 
+@pytest.mark.e2e
 def test_predict_cli_with_hf_hub_offline_in_a_fresh_process(exported, offline_cache, tmp_path):
     ckpt, _ = exported
     Image.fromarray(scene()).save(tmp_path / "s.png")

@@ -29,7 +29,10 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="x86 Linux kernels")  # spawns its own emulations
+pytestmark = [
+    pytest.mark.skipif(sys.platform != "linux", reason="x86 Linux kernels"),
+    pytest.mark.e2e,  # spawns a fresh process per emulation
+]
 
 EMULATIONS = {
     "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"},
