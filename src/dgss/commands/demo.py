@@ -76,8 +76,9 @@ def register(sub) -> None:
         "--methods",
         metavar="M[,M...]",
         help="side-by-side comparison instead: train each method (rein, freeze, full, depthforge, vireo, "
-        "...; '+pasta' / '+advstyle' add an augmentation baseline) on the same scenes, seed and "
-        "iterations; writes compare.md/.json and compare.png to --out",
+        "soma, catseg, lora, fada, ...; '+pasta' / '+advstyle' add an augmentation baseline, '@dinov3' a "
+        "DINOv3-layout encoder, e.g. rein@dinov3) on the same scenes, seed and iterations; writes "
+        "compare.md/.json and compare.png to --out",
     )
     p.add_argument(
         "--threads",
