@@ -25,14 +25,14 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 
 
-def step_child(method: str, steps: int, batch: int, size: int) -> dict:
+def step_child(method: str, steps: int, batch: int, size: int, threads: int = 2) -> dict:
     from _util import peak_rss_mb, rss_mb
     from train_memory_estimate import patch_data_dependent_steps
 
     from dgss.losses import build_loss
     from dgss.testing import tiny_segmentor
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(threads)
     patch_data_dependent_steps()
     torch.manual_seed(0)
     model = tiny_segmentor(method, img_size=size, embed_dim=96, depth=4)  # random frozen weights, marked
@@ -86,21 +86,27 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--methods", default="lora,rein,soma")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads of each step process (default 2)")
     ap.add_argument("--estimate", action="store_true", help="also SoMA on DINOv2-L at 512², batch 8 (minutes)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
         kind, _, method = a.child.partition(":")
-        res = estimate_child(8, 512) if kind == "estimate" else step_child(method, a.steps, a.batch, a.size)
+        res = estimate_child(8, 512) if kind == "estimate" else step_child(method, a.steps, a.batch, a.size, a.threads)
         print(json.dumps(res))
         return
     from _util import machine, print_host, run_child
 
     print_host()
-    print(f"# one training step at demo scale (width 96, 4 blocks, {a.size}², batch {a.batch}, fp32); {machine()}")
+    print(
+        f"# one training step at demo scale (width 96, 4 blocks, {a.size}², batch {a.batch}, fp32, "
+        f"{a.threads} thread(s)); {machine()}"
+    )
     print("| method | trainable | s/step | peak MB |\n|---|---:|---:|---:|")
     for m in a.methods.split(","):
-        r = run_child(__file__, f"step:{m}", "--steps", a.steps, "--batch", a.batch, "--size", a.size)
+        r = run_child(
+            __file__, f"step:{m}", "--steps", a.steps, "--batch", a.batch, "--size", a.size, "--threads", a.threads
+        )
         print(f"| {m} | {r['trainable']:,} | {r['time_s']:.3f} | {r['peak_mb']:.0f} |")
     if a.estimate:
         r = run_child(__file__, "estimate:soma")
