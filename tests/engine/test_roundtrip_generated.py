@@ -9,9 +9,10 @@ trained model beats the trivial baseline (always the majority class) on the trai
 margin, which fails if images and labels come apart anywhere between reader, augmentation, loss,
 checkpoint and inference.
 
-Worst margins seen over the pixel-accuracy bar (acc - share - 0.2; tools/learning_margins.py, AVX2 host):
-REIN +0.12 (2 threads, seed 0), DepthForge +0.24 (1 thread, seeds 0-2; 2 threads seed 0), Vireo +0.18
-(1 and 2 threads, seed 0); mIoU over 3x the trivial mIoU: at least +10 points.
+Worst margins seen over the pixel-accuracy bar (acc - share - 0.2; tools/learning_margins.py, AVX2 EPYC):
+REIN +0.12 (seed 0: default, avx2, aten-default, 2 threads), DepthForge +0.24 (seeds 0-2 at 1 thread;
+seed 0: default, avx2, aten-default), Vireo +0.18 (seed 0: default, avx2, aten-default, 1 and 2 threads);
+mIoU over 3x the trivial mIoU: at least +10 points.
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ CITYSCAPES = (
 
 @pytest.mark.learning
 def test_tiny_catseg_overfits_a_generated_scene():
+    """Worst margin seen (accuracy above majority + 0.3; tools/learning_margins.py runs on an AVX2 EPYC, seed 0, default, avx2 and aten-default): 0.108."""
     scene = make_scene(3, height=64, width=64)
     image = torch.from_numpy(scene.image.astype(np.float32)).permute(2, 0, 1)[None]
     label = torch.from_numpy(scene.label.astype(np.int64))[None]
