@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from catseg_perturb import perturbed
 from dgss.cli import main
 from dgss.models.catseg import CATSeg, build_catseg
 from dgss.models.checkpoint import save_checkpoint
@@ -26,12 +27,7 @@ def tiny_trained(seed: int = 0, **over) -> CATSeg:
     so that a path ignoring the checkpoint's tensors (text q/v included) gives other outputs."""
     model = build_catseg("catseg-tiny", class_names=TRAINED, **over)
     model.randomize_clip(0)
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.requires_grad:
-                p.add_(torch.randn(p.shape, generator=g) * 0.2)
-    return model.eval()
+    return perturbed(model, seed)
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ import torch
 import yaml
 
 import dgss
+from catseg_perturb import perturbed
 from dgss.cli import main
 from dgss.errors import ClipWeightsError, HubError
 from dgss.models.catseg import CATSeg, build_catseg
@@ -19,16 +20,6 @@ from dgss.models.checkpoint import save_checkpoint
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 CLASSES = ("road", "car", "sky")
-
-
-def perturbed(model: CATSeg, seed: int = 0) -> CATSeg:
-    """Order-one changes to every trained tensor (text and image q/v, aggregator, upsample)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.requires_grad:
-                p.add_(torch.randn(p.shape, generator=g) * 0.2)
-    return model.eval()
 
 
 def scores(model: CATSeg) -> torch.Tensor:
