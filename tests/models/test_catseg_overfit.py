@@ -23,7 +23,8 @@ CITYSCAPES = (
 
 @pytest.mark.learning
 def test_tiny_catseg_overfits_a_generated_scene():
-    """Worst margin seen (accuracy above majority + 0.3; tools/learning_margins.py runs on an AVX2 EPYC, seed 0, default, avx2 and aten-default): 0.108."""
+    """Margins seen (accuracy above majority + 0.3; tools/learning_margins.py, AVX2 EPYC): seed 0 under all five
+    settings >= 0.108, but seed 1 (default, avx2) MISSES the bar by 0.049: not yet robust (docs/testing.md)."""
     scene = make_scene(3, height=64, width=64)
     image = torch.from_numpy(scene.image.astype(np.float32)).permute(2, 0, 1)[None]
     label = torch.from_numpy(scene.label.astype(np.int64))[None]
