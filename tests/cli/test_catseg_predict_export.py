@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from catseg_perturb import perturbed
+from catseg_helpers import perturbed
 from dgss.cli import main
 from dgss.models.catseg import CATSeg, build_catseg
 from dgss.models.checkpoint import save_checkpoint

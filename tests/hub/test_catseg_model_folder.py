@@ -11,7 +11,7 @@ import torch
 import yaml
 
 import dgss
-from catseg_perturb import perturbed
+from catseg_helpers import perturbed, tiny_open_clip
 from dgss.cli import main
 from dgss.errors import ClipWeightsError, HubError
 from dgss.models.catseg import CATSeg, build_catseg
@@ -76,17 +76,8 @@ def test_folder_round_trip_is_bit_identical(exported):
 
 
 def test_a_clip_file_model_asks_for_its_file_and_checks_it(tmp_path):
-    from open_clip.model import CLIP
-
     def clip_file(seed: int, name: str):
-        torch.manual_seed(seed)
-        oc = CLIP(
-            embed_dim=16,
-            vision_cfg=dict(image_size=32, layers=4, width=32, head_width=16, patch_size=4),
-            text_cfg=dict(context_length=77, vocab_size=49408, width=32, heads=2, layers=2),
-            quick_gelu=True,
-        )
-        torch.save(oc.state_dict(), tmp_path / name)
+        torch.save(tiny_open_clip(seed).state_dict(), tmp_path / name)
         return tmp_path / name
 
     clip, other = clip_file(0, "tiny-clip.pt"), clip_file(1, "other-clip.pt")

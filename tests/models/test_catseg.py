@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from catseg_helpers import tiny_open_clip
 from dgss.errors import ClassCountError, ClipWeightsError, DgssError, ReferenceFormatError, VocabularyError
 from dgss.heads.catseg_aggregator import (
     ClassAggregation,
@@ -50,16 +51,7 @@ def tiny(names=CITYSCAPES[:3], seed: int = 0, pad_len: int = 256, **over) -> CAT
 
 
 def open_clip_tiny(seed: int = 0):
-    from open_clip.model import CLIP
-
-    torch.manual_seed(seed)
-    m = CLIP(
-        embed_dim=16,
-        vision_cfg=dict(image_size=32, layers=4, width=32, head_width=16, patch_size=4),
-        text_cfg=dict(context_length=77, vocab_size=49408, width=32, heads=2, layers=2),
-        quick_gelu=True,
-    )
-    return order_one(m, seed).eval()
+    return order_one(tiny_open_clip(seed), seed).eval()
 
 
 # ------------------------------------------------------------------------------------------ counts
