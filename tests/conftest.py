@@ -24,9 +24,10 @@ def _text_cache(tmp_path_factory):
 @pytest.fixture(scope="module")
 def one_thread():
     """One torch thread for a module (``pytestmark = pytest.mark.usefixtures("one_thread")``): tiny tensors and
-    tiny training runs are faster on one thread, and robust on a shared 2-core machine."""
+    tiny training runs are faster on one thread, and robust on a shared 2-core machine. ``DGSS_TEST_THREADS``
+    overrides it, so that the margin sweep's thread settings reach these tests too."""
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(int(os.environ.get("DGSS_TEST_THREADS") or 1))  # the margin sweep varies it
     yield
     torch.set_num_threads(threads)
 

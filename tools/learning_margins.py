@@ -8,12 +8,16 @@ count. This tool runs ``pytest -m learning`` once per (setting, seed) in a fresh
 * ``default``: the host as it is;
 * ``avx2``: ``ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 ONEDNN_MAX_CPU_ISA=AVX2`` (what an AVX2 host runs);
 * ``aten-default``: ``ATEN_CPU_CAPABILITY=default`` (ATen's scalar kernels);
-* ``threads-1`` / ``threads-2``: one or two torch threads.
+* ``threads-1`` / ``threads-2``: one or two torch threads (``DGSS_TEST_THREADS``, which also overrides the
+  ``one_thread`` fixture).
+
+``default`` runs each test process as the host gives it: two threads where a test does not ask for one.
 
 Usage::
 
     python tools/learning_margins.py                      # 5 seeds x 5 settings, every learning test
     python tools/learning_margins.py --seeds 0,1 --settings default,avx2 -k roundtrip
+    python tools/learning_margins.py --jobs 2 --log m.jsonl  # two runs at once (their times mean nothing then)
     python tools/learning_margins.py --table margins.jsonl   # the table of an earlier run's log
 
 The table lists, per test and margin, the worst margin over all runs, where it happened, and how many runs
@@ -28,8 +32,10 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--settings", default=",".join(SETTINGS), help=f"comma list of {', '.join(SETTINGS)}")
     p.add_argument("-k", dest="select", help="pytest -k expression to run some learning tests only")
     p.add_argument("--log", type=Path, help="append every margin to this JSON-lines file (default: a temp file)")
+    p.add_argument("--jobs", type=int, default=1, help="pytest processes at once (numerics do not depend on load)")
     p.add_argument("--table", type=Path, help="only print the table of an existing log")
     p.add_argument("paths", nargs="*", default=["tests"], help="test paths (default: tests)")
     args = p.parse_args(argv)
@@ -90,18 +97,24 @@ def main(argv: list[str] | None = None) -> int:
     log = args.log or Path(tempfile.mkstemp(suffix=".jsonl", prefix="margins-")[1])
     failures = []
     runs = [(seed, setting) for seed in seeds for setting in settings]  # seed-major: a partial sweep covers all
-    for seed, setting in runs:
+
+    def one(run: tuple[int, str]) -> None:
+        seed, setting = run
         part = log.with_suffix(f".{setting}.{seed}.part")
         part.unlink(missing_ok=True)
         code, seconds = run_one(setting, seed, part, args.select, args.paths)
         got = [json.loads(line) for line in part.read_text().splitlines()] if part.exists() else []
         part.unlink(missing_ok=True)
-        with log.open("a") as f:
+        with lock, log.open("a") as f:
             for r in got:
                 f.write(json.dumps({**r, "setting": setting, "seed": seed}) + "\n")
-        print(f"{setting:>13} seed {seed}: exit {code}, {len(got)} margins, {seconds:.0f} s", flush=True)
-        if code not in (0, 1) or not got:
-            failures.append((setting, seed, code))
+            print(f"{setting:>13} seed {seed}: exit {code}, {len(got)} margins, {seconds:.0f} s", flush=True)
+            if code not in (0, 1) or not got:
+                failures.append((setting, seed, code))
+
+    lock = threading.Lock()
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:  # margins do not depend on load, only timings do
+        list(pool.map(one, runs))
     rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
     print(f"\nmargins in {log}\n")
     print(table(rows))

@@ -3,8 +3,10 @@ disjoint, through open vocabulary and without retraining (tiny model, random fro
 random CLIP text tower, passed to eval/predict as a file like a real CLIP; the synonyms of classes.yaml carry
 the shared meaning into the text prompts).
 
-Training set A: road, sidewalk, building, vegetation, sky, car.
-Target set B:   street (syn. road), house (syn. building), automobile (syn. car), person, pole.
+Training set A: road (syn. street), sidewalk, building (syn. house), vegetation, sky, car (syn. automobile).
+Target set B:   street (syn. road), house (syn. building), automobile (syn. car), person, terrain.
+Each dataset's `classes.yaml` names the other's word as a synonym, the way two users' datasets are bridged:
+a shared class has the same text row in both vocabularies, under another name and another class id.
 References: a uniformly random labelling's expected IoU per class (from B's label counts, by hand), and the
 per-class IoU recomputed from `dgss predict --vocab B/classes.yaml` label PNGs (numpy)."""
 
@@ -21,8 +23,28 @@ from dgss.cli import main
 from learning import learning_seed, record_margin
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "src" / "dgss" / "configs" / "templates" / "folder_vireo_dinov2-l.yaml"
-B_NAMES = ["street", "house", "automobile", "person", "pole"]
-SHARED = ["street", "house", "automobile"]
+B_NAMES = ["street", "house", "automobile", "person", "terrain"]
+SHARED = ["street", "house", "automobile"]  # B's first three classes
+CYCLED = "house, building; automobile, car; street, road; person; terrain"
+
+
+def predicted_iou(b: Path, ckpt: Path, clip: Path, vocab: str, out: Path) -> np.ndarray:
+    """Per-class IoU (%) over B's clean val labels of `dgss predict --vocab vocab` (label k = vocab entry k),
+    counted with numpy; NaN where a class is neither predicted nor present."""
+    argv = ["predict", str(b / "images/val/clean"), "--model", str(ckpt), "--random-weights"]
+    argv += ["--weights", f"clip={clip}", "--vocab", vocab, "--precision", "fp32", "--out", str(out)]
+    assert main(argv) == 0
+    K = len(B_NAMES)
+    inter, union = np.zeros(K), np.zeros(K)
+    for lab_file in sorted((b / "labels/val/clean").glob("*.png")):
+        g = np.array(Image.open(lab_file)).astype(int)
+        p = np.array(Image.open(out / f"{lab_file.stem}_label.png")).astype(int)
+        m = g != 255
+        for k in range(K):
+            inter[k] += ((p == k) & (g == k) & m).sum()
+            union[k] += (((p == k) | (g == k)) & m).sum()
+    with np.errstate(invalid="ignore"):
+        return 100 * inter / union
 
 
 pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.e2e]  # a folder dataset trained end to end
@@ -40,6 +62,7 @@ def trained(tmp_path_factory, one_thread):
         height=64,
         width=128,
         classes={c: c for c in ("road", "sidewalk", "building", "vegetation", "sky", "car")},
+        synonyms={"road": ["street"], "building": ["house"], "car": ["automobile"]},
     ).root
     b = generate_scene_folder(
         tmp / "B",
@@ -49,7 +72,7 @@ def trained(tmp_path_factory, one_thread):
         width=128,
         seed=1,
         domains=("clean", "night"),
-        classes={"road": "street", "building": "house", "car": "automobile", "person": "person", "pole": "pole"},
+        classes={"road": "street", "building": "house", "car": "automobile", "person": "person", "terrain": "terrain"},
         synonyms={"street": ["road"], "house": ["building"], "automobile": ["car"]},
     ).root
     work = tmp / "run"
@@ -70,8 +93,8 @@ def trained(tmp_path_factory, one_thread):
             "train.device=cpu",
             "optim.lr=2e-3",
             f"seed={learning_seed()}",
-            "train.max_iters=150",
-            "train.ckpt_interval=150",
+            "train.max_iters=300",
+            "train.ckpt_interval=300",
             "train.val_at_end=false",
             "logging.interval=50",
             "logging.tensorboard=false",
@@ -88,7 +111,7 @@ def trained(tmp_path_factory, one_thread):
 
     clip = tmp / "tiny_clip_text.safetensors"
     save_file({k: v.contiguous() for k, v in tiny_text_encoder(0).text.state_dict().items()}, str(clip))
-    return a, b, work / "iter_000150.safetensors", clip
+    return a, b, work / "iter_000300.safetensors", clip
 
 
 def test_training_vocabulary_comes_from_classes_yaml(trained):
@@ -96,17 +119,39 @@ def test_training_vocabulary_comes_from_classes_yaml(trained):
     from dgss.models.checkpoint import read_checkpoint
 
     _, meta = read_checkpoint(ckpt)
-    assert meta["vocab"] == ["road", "sidewalk", "building", "vegetation", "sky", "car"]
+    assert meta["vocab"] == ["road, street", "sidewalk", "building, house", "vegetation", "sky", "car, automobile"]
+
+
+def test_unseen_classes_are_not_text_neighbours_of_the_shared_ones():
+    """The task's premise, in the random text tower itself. A random tower has no semantics: an unseen name can
+    land near the centroid of the shared classes, and then takes their pixels (this happened with "pole":
+    centred cosines 0.69 / 0.34 / 0.37 to road, building, car, and B was labelled pole almost everywhere).
+    Real CLIP keeps "person" or "terrain" away from "road"; here the unseen names are ones the tower also keeps
+    away: centred cosine (head templates, rows minus A's mean row) at most 0.25 to every shared class."""
+    import torch
+
+    from dgss.data.vocab import head_templates
+    from dgss.models.text_tables import compute_text_table
+    from dgss.testing import tiny_text_encoder
+
+    a_rows = ("road, street", "sidewalk", "building, house", "vegetation", "sky", "car, automobile")
+    with torch.no_grad():
+        rows = compute_text_table(tiny_text_encoder(0), (*a_rows, *B_NAMES[len(SHARED) :]), head_templates()).mean(1)
+    rows = torch.nn.functional.normalize(rows, dim=-1)
+    centred = torch.nn.functional.normalize(rows - rows[: len(a_rows)].mean(0), dim=-1)
+    shared_rows = centred[[0, 2, 5]]  # road, building, car: the rows of street, house, automobile
+    cos = centred[len(a_rows) :] @ shared_rows.T
+    assert cos.max() <= 0.25, dict(zip(B_NAMES[len(SHARED) :], cos.tolist(), strict=True))
 
 
 @pytest.mark.learning
 @pytest.mark.e2e
 def test_evaluates_on_renamed_partly_disjoint_classes_better_than_chance(trained, tmp_path, capsys):
-    """Margins seen (AVX2 EPYC, seed 0): default, avx2, 1 and 2 threads: shared-class mean IoU 21.3 points
-    above chance, best shared class 19.2 points above 3x chance. Under ``ATEN_CPU_CAPABILITY=default`` this
-    test FAILS (-11.3 / -8.1): the model learns training set A (road 77, building 67, sky 72 IoU) but
-    predicts B's unseen "pole" nearly everywhere; 300 iterations instead of 150 did not fix it (+11.1 /
-    -8.1). The transfer through a tiny random text tower is fragile: an open problem of the margin sweep."""
+    """Margins seen while redesigning (AVX2 EPYC; the full sweep's worst margins are in docs/testing.md):
+    at 150 iterations seeds 0-4 cleared every bar except seed 3 (default and aten-default: the cycled control
+    missed by 13 / 15 points, house IoU 0), so the run trains 300 iterations: seed 3 then clears all three
+    bars by 53-55 points. The earlier task (A without synonyms, "pole" unseen in B) labelled B "pole" almost
+    everywhere in 2 of 10 runs (see the premise test above)."""
     _, b, ckpt, clip = trained
     out = tmp_path / "eval"
     assert (
@@ -139,41 +184,21 @@ def test_evaluates_on_renamed_partly_disjoint_classes_better_than_chance(trained
         for k, c in enumerate(B_NAMES)
     }
     shared = [iou[c] or 0.0 for c in SHARED]
-    record_margin("open-vocab/shared-mean", np.mean(shared) - np.mean([chance[c] for c in SHARED]), unit="IoU points")
+    record_margin(
+        "open-vocab/shared-mean", np.mean(shared) - np.mean([chance[c] for c in SHARED]), unit="IoU points", iou=iou
+    )
     record_margin("open-vocab/best-shared", max((iou[c] or 0.0) - 3 * chance[c] for c in SHARED), unit="IoU points")
     assert np.mean(shared) > np.mean([chance[c] for c in SHARED]), (iou, chance)
     assert max((iou[c] or 0.0) - 3 * chance[c] for c in SHARED) > 0, (iou, chance)  # one shared class clearly
     # the same numbers from `dgss predict` in B's vocabulary, counted independently
-    preds = tmp_path / "pred"
-    assert (
-        main(
-            [
-                "predict",
-                str(b / "images/val/clean"),
-                "--model",
-                str(ckpt),
-                "--random-weights",
-                "--weights",
-                f"clip={clip}",
-                "--vocab",
-                str(b / "classes.yaml"),
-                "--precision",
-                "fp32",
-                "--out",
-                str(preds),
-            ]
-        )
-        == 0
-    )
-    inter, union = np.zeros(K), np.zeros(K)
-    for lab_file in sorted((b / "labels/val/clean").glob("*.png")):
-        g = np.array(Image.open(lab_file)).astype(int)
-        p = np.array(Image.open(preds / f"{lab_file.stem}_label.png")).astype(int)
-        m = g != 255
-        for k in range(K):
-            inter[k] += ((p == k) & (g == k) & m).sum()
-            union[k] += (((p == k) | (g == k)) & m).sum()
+    named = predicted_iou(b, ckpt, clip, str(b / "classes.yaml"), tmp_path / "pred")
     for k, c in enumerate(B_NAMES):
-        if union[k]:
-            assert abs(100 * inter[k] / union[k] - iou[c]) < 0.01, c
+        if not np.isnan(named[k]):
+            assert abs(named[k] - iou[c]) < 0.01, c
+    # control: the same checkpoint with the shared entries' texts cycled among their ids (street's id gets
+    # "house, building", ...): the shared classes' IoU must fall, so the text, not the class id, carries them
+    cycled = predicted_iou(b, ckpt, clip, CYCLED, tmp_path / "cycled")
+    drop = np.mean([named[k] for k in range(len(SHARED))]) - np.mean(np.nan_to_num(cycled[: len(SHARED)]))
+    record_margin("open-vocab/named-vs-cycled", drop - 10.0, unit="IoU points above 10")
+    assert drop > 10.0, (named, cycled)
     capsys.readouterr()

@@ -23,8 +23,9 @@ CITYSCAPES = (
 
 @pytest.mark.learning
 def test_tiny_catseg_overfits_a_generated_scene():
-    """Margins seen (accuracy above majority + 0.3; tools/learning_margins.py, AVX2 EPYC): seed 0 under all five
-    settings >= 0.108, but seed 1 (default, avx2) MISSES the bar by 0.049: not yet robust (docs/testing.md)."""
+    """Margins seen while redesigning (accuracy above majority + 0.3, AVX2 EPYC; the full sweep's worst margins
+    are in docs/testing.md): seeds 0-4 cleared by 0.19-0.25 (default) and 0.21-0.25 (aten-default). The
+    earlier task (100 steps at lr 1e-2, CLIP x0.01) missed the bar in 3 of 5 seeds, by up to 0.64."""
     scene = make_scene(3, height=64, width=64)
     image = torch.from_numpy(scene.image.astype(np.float32)).permute(2, 0, 1)[None]
     label = torch.from_numpy(scene.label.astype(np.int64))[None]
@@ -35,10 +36,13 @@ def test_tiny_catseg_overfits_a_generated_scene():
     lut[present] = torch.arange(len(present))
     label = lut[label]
     torch.manual_seed(learning_seed())
-    model = build_catseg("catseg-tiny", class_names=tuple(CITYSCAPES[c] for c in present))
+    # CLIP q/v learn at the head's rate here (the recipe: x0.01). A random CLIP carries no class meaning (its
+    # prompts differ by cosine 0.9 and more), so the text side has to learn it; at x0.01, 1 seed in 5 stays
+    # at the constant-prior loss (0.325 = BCE of 1/10) and ends below majority.
+    model = build_catseg("catseg-tiny", class_names=tuple(CITYSCAPES[c] for c in present), clip_lr_mult=1.0)
     frozen = {n: p.detach().clone() for n, p in model.clip_parameters() if not p.requires_grad}
     text_q = model.clip_text.transformer.resblocks[0].attn.q_proj_weight.detach().clone()
-    steps, lr = 100, 1e-2
+    steps, lr = 150, 3e-3
     opt = torch.optim.AdamW(model.optimizer_groups(lr=lr, weight_decay=1e-4))
     base = [g["lr"] for g in opt.param_groups]
     loss_fn = model.training_loss()
