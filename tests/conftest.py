@@ -15,6 +15,19 @@ torch.set_num_threads(THREADS)
 sys.path.insert(0, str(Path(__file__).parent))  # tests' shared helpers (learning.py) for every test folder
 
 
+def pytest_collection_modifyitems(config, items):
+    """Heaviest modules first (mypy's cold run, then by their number of ``e2e`` / ``learning`` tests), each
+    module's tests in their own order (module fixtures stay shared). pytest-xdist's work stealing then ends
+    the run on light tests instead of leaving one worker idle behind a long training run."""
+    heavy: dict[str, int] = {}
+    for item in items:
+        name = item.nodeid.split("::")[0]
+        if item.get_closest_marker("e2e") or item.get_closest_marker("learning"):
+            heavy[name] = heavy.get(name, 0) + 1
+    heavy["tests/test_lint_types.py"] = 100  # a cold mypy run: the single longest test
+    items[:] = sorted(items, key=lambda item: -heavy.get(item.nodeid.split("::")[0], 0))
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _text_cache(tmp_path_factory):
     """Text tables of the tests go to a fresh cache, never the user's."""

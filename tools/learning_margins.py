@@ -49,8 +49,12 @@ SETTINGS: dict[str, dict[str, str]] = {
 }
 
 
-def run_one(setting: str, seed: int, log: Path, select: str | None, paths: list[str]) -> tuple[int, float]:
+def run_one(
+    setting: str, seed: int, log: Path, select: str | None, paths: list[str], jobs: int = 1
+) -> tuple[int, float]:
     env = {**os.environ, **SETTINGS[setting], "DGSS_TEST_SEED": str(seed), "DGSS_MARGIN_LOG": str(log)}
+    if jobs > 1:  # idle OpenMP threads sleep instead of spinning against the other runs (results unchanged)
+        env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     env.setdefault("HF_HUB_OFFLINE", "1")
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "learning", *paths]
     if select:
@@ -102,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         seed, setting = run
         part = log.with_suffix(f".{setting}.{seed}.part")
         part.unlink(missing_ok=True)
-        code, seconds = run_one(setting, seed, part, args.select, args.paths)
+        code, seconds = run_one(setting, seed, part, args.select, args.paths, args.jobs)
         got = [json.loads(line) for line in part.read_text().splitlines()] if part.exists() else []
         part.unlink(missing_ok=True)
         with lock, log.open("a") as f:
