@@ -37,7 +37,8 @@ def _setup(tmp_path, *overrides, method="rein"):
 
 @pytest.mark.learning
 def test_loss_decreases_frozen_parts_stay_frozen(tmp_path):
-    """Worst margin seen (AVX2 host, 2 threads, seed 0): the last five losses 2.16 below 0.9x the first five."""
+    """Worst margin (the last five losses below 0.9x the first five; the margin sweep in docs/testing.md: 5 seeds, AVX2 EPYC):
+    1.59 (threads-1, seed 2; 19/19 runs cleared)."""
     cfg, model, data = _setup(
         tmp_path, "train.max_iters=30", "train.ckpt_interval=15", "optim.lr=2e-3", f"seed={learning_seed()}"
     )
