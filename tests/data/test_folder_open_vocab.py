@@ -147,9 +147,9 @@ def test_unseen_classes_are_not_text_neighbours_of_the_shared_ones():
 @pytest.mark.learning
 @pytest.mark.e2e
 def test_evaluates_on_renamed_partly_disjoint_classes_better_than_chance(trained, tmp_path, capsys):
-    """Worst margins in IoU points (the margin sweep in docs/testing.md: 5 seeds, AVX2 EPYC): shared-class mean above chance
-    47.0 (threads-1, seed 2; 19/19 runs cleared), best shared class above 3x chance 37.7 (aten-default, seed 3; 19/19 runs cleared),
-    named minus cycled above 10 44.2 (threads-1, seed 2; 19/19 runs cleared).
+    """Worst margins in IoU points (the margin sweep in docs/testing.md: 5 seeds x 5 settings, AVX2 EPYC): shared-class mean above chance
+    47.0 (threads-1, seed 2; 25/25 runs cleared), best shared class above 3x chance 37.7 (aten-default, seed 3; 25/25 runs cleared),
+    named minus cycled above 10 44.2 (threads-1, seed 2; 25/25 runs cleared).
     At 150 iterations (default seeds 0-4, aten-default seeds 0-3) every bar was cleared except at seed 3
     (default and aten-default: the cycled control missed by 13 / 15 points, house IoU 0), hence 300. The
     earlier task (A without synonyms, "pole" unseen in B) labelled B "pole" almost everywhere in 2 of 10 runs

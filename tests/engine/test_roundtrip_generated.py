@@ -9,10 +9,10 @@ trained model beats the trivial baseline (always the majority class) on the trai
 margin, which fails if images and labels come apart anywhere between reader, augmentation, loss,
 checkpoint and inference.
 
-Worst margins over the sweep (tools/learning_margins.py, AVX2 EPYC; the table is in docs/testing.md):
-pixel accuracy over the bar (acc - share - 0.2): REIN 0.180 (aten-default, seed 2; 19/19 runs cleared), DepthForge
-0.171 (threads-2, seed 2; 19/19 runs cleared), Vireo 0.064 (avx2, seed 0; 19/19 runs cleared); mIoU over 3x the trivial mIoU:
-REIN 15.4 (threads-2, seed 1; 19/19 runs cleared) points, DepthForge 18.6 (threads-2, seed 2; 19/19 runs cleared), Vireo 9.4 (threads-1, seed 3; 19/19 runs cleared).
+Worst margins over the sweep (tools/learning_margins.py, 5 seeds x 5 settings, AVX2 EPYC; the table is in docs/testing.md):
+pixel accuracy over the bar (acc - share - 0.2): REIN 0.180 (aten-default, seed 2; 25/25 runs cleared), DepthForge
+0.171 (threads-2, seed 2; 25/25 runs cleared), Vireo 0.064 (avx2, seed 0; 25/25 runs cleared); mIoU over 3x the trivial mIoU:
+REIN 15.4 (threads-2, seed 1; 25/25 runs cleared) points, DepthForge 18.6 (threads-2, seed 2; 25/25 runs cleared), Vireo 9.4 (threads-1, seed 3; 25/25 runs cleared).
 """
 
 from __future__ import annotations

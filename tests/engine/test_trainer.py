@@ -37,8 +37,8 @@ def _setup(tmp_path, *overrides, method="rein"):
 
 @pytest.mark.learning
 def test_loss_decreases_frozen_parts_stay_frozen(tmp_path):
-    """Worst margin (the last five losses below 0.9x the first five; the margin sweep in docs/testing.md: 5 seeds, AVX2 EPYC):
-    1.59 (threads-1, seed 2; 19/19 runs cleared)."""
+    """Worst margin (the last five losses below 0.9x the first five; the margin sweep in docs/testing.md: 5 seeds x 5 settings, AVX2 EPYC):
+    1.59 (threads-1, seed 2; 25/25 runs cleared)."""
     cfg, model, data = _setup(
         tmp_path, "train.max_iters=30", "train.ckpt_interval=15", "optim.lr=2e-3", f"seed={learning_seed()}"
     )

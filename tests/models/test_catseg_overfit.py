@@ -23,8 +23,8 @@ CITYSCAPES = (
 
 @pytest.mark.learning
 def test_tiny_catseg_overfits_a_generated_scene():
-    """Worst margin (accuracy above majority + 0.3; the margin sweep in docs/testing.md: 5 seeds, AVX2 EPYC):
-    0.194 (threads-1, seed 1; 19/19 runs cleared). The earlier task (100 steps at lr 1e-2, CLIP x0.01) missed the bar in 3 of 5
+    """Worst margin (accuracy above majority + 0.3; the margin sweep in docs/testing.md: 5 seeds x 5 settings, AVX2 EPYC):
+    0.194 (threads-1, seed 1; 25/25 runs cleared). The earlier task (100 steps at lr 1e-2, CLIP x0.01) missed the bar in 3 of 5
     seeds, by up to 0.64."""
     scene = make_scene(3, height=64, width=64)
     image = torch.from_numpy(scene.image.astype(np.float32)).permute(2, 0, 1)[None]

@@ -183,8 +183,8 @@ def test_reference_layout_depthforge_and_dqcm():
 @pytest.mark.learning
 @pytest.mark.parametrize("source", ["generated", "cityscapes"])
 def test_tiny_depthforge_overfits_one_image(source, request):
-    """Worst margins (share of the 400-step budget left at 90% accuracy; the margin sweep in docs/testing.md: 5 seeds, AVX2 EPYC):
-    generated 0.62 (threads-2, seed 4; 19/19 runs cleared), cityscapes 0.50 (aten-default, seed 1; 19/19 runs cleared)."""
+    """Worst margins (share of the 400-step budget left at 90% accuracy; the margin sweep in docs/testing.md: 5 seeds x 5 settings, AVX2 EPYC):
+    generated 0.62 (threads-2, seed 4; 25/25 runs cleared), cityscapes 0.50 (aten-default, seed 1; 25/25 runs cleared)."""
     image, label = load_image(source, request)
     assert majority_share(label) < 0.75  # 90 % accuracy is far above the trivial baseline
     torch.manual_seed(learning_seed())

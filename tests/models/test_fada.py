@@ -397,8 +397,8 @@ def test_fada_sam_h_kernel_bank_at_c_channels():
 # ------------------------------------------------------------------------------------------ overfit
 @pytest.mark.learning
 def test_tiny_fada_overfits_a_generated_scene_with_frozen_weights_unchanged():
-    """Worst margin (share of the step budget left at 90% accuracy; the margin sweep in docs/testing.md: 5 seeds, AVX2 EPYC):
-    0.42 (threads-1, seed 2; 19/19 runs cleared)."""
+    """Worst margin (share of the step budget left at 90% accuracy; the margin sweep in docs/testing.md: 5 seeds x 5 settings, AVX2 EPYC):
+    0.42 (threads-1, seed 2; 25/25 runs cleared)."""
     image, label = load_generated_scene(0, 128, 128)
     assert majority_share(label) < 0.75
     torch.manual_seed(learning_seed())

@@ -205,8 +205,8 @@ def test_vireo_loss_includes_prior():
 @pytest.mark.learning
 @pytest.mark.parametrize("source", ["generated", "cityscapes"])
 def test_tiny_vireo_overfits_one_image(source, request):
-    """Worst margins (share of the 400-step budget left at 90% accuracy; the margin sweep in docs/testing.md: 5 seeds, AVX2 EPYC):
-    generated 0.12 (default, seed 0; 19/19 runs cleared), cityscapes 0.38 (threads-2, seed 3; 19/19 runs cleared)."""
+    """Worst margins (share of the 400-step budget left at 90% accuracy; the margin sweep in docs/testing.md: 5 seeds x 5 settings, AVX2 EPYC):
+    generated 0.12 (default, seed 0; 25/25 runs cleared), cityscapes 0.38 (threads-2, seed 3; 25/25 runs cleared)."""
     image, label = load_image(source, request)
     assert majority_share(label) < 0.75  # 90 % accuracy is far above the trivial baseline
     torch.manual_seed(learning_seed())
